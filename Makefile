@@ -1,0 +1,18 @@
+# The one entry point: the same commands locally and in CI.
+.PHONY: run test lint fmt build bench chaos
+
+run:            ## Herald with a local database on 127.0.0.1:8080, ready to take events
+	./scripts/run.sh
+
+test:           ## the whole test suite against a throwaway PostgreSQL
+	./scripts/test.sh
+
+lint:           ## formatting and clippy, as CI runs them
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+build:
+	cargo build --workspace

@@ -1,0 +1,88 @@
+//! The connection pool and the embedded migrations (`migrations/` at the repository root, run
+//! by refinery). Migrations take an advisory lock so that several processes starting at once
+//! migrate one after the other.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::clock::SharedClock;
+
+refinery::embed_migrations!("../../migrations");
+
+pub use deadpool_postgres;
+pub use tokio_postgres;
+
+const MIGRATION_TABLE: &str = "herald.schema_history";
+/// An arbitrary constant: the advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x6865_7261_6c64; // "herald"
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database pool setup: {0}")]
+    Build(#[from] deadpool_postgres::BuildError),
+    #[error("migrations: {0}")]
+    Migrate(#[from] refinery::Error),
+}
+
+/// A pool of at most `size` connections to `url`.
+pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if config.get_application_name().is_none() {
+        config.application_name("herald");
+    }
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Ok(Pool::builder(manager).max_size(size).build()?)
+}
+
+/// One connection outside any pool (migrations, LISTEN).
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies every migration not yet applied, then makes sure the attempt partitions exist.
+/// Returns the names of the migrations it applied.
+pub async fn migrate(url: &str, clock: &SharedClock) -> Result<Vec<String>, DbError> {
+    let mut client = connect(url).await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+    let result = async {
+        client.batch_execute("CREATE SCHEMA IF NOT EXISTS herald").await?;
+        let report = migrations::runner().set_migration_table_name(MIGRATION_TABLE).run_async(&mut client).await?;
+        client.execute("SELECT herald.ensure_partitions($1)", &[&clock.now()]).await?;
+        Ok::<_, DbError>(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+    }
+    .await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
+    result
+}
+
+/// The newest migration version this build knows.
+pub fn latest_version() -> i32 {
+    migrations::runner().get_migrations().iter().map(|m| m.version() as i32).max().unwrap_or(0)
+}
+
+/// Whether the database has every migration this build knows (for `/readyz`).
+pub async fn migrations_current(client: &tokio_postgres::Client) -> Result<bool, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT max(version) FROM herald.schema_history WHERE to_regclass('herald.schema_history') IS NOT NULL",
+            &[],
+        )
+        .await;
+    match row {
+        Ok(Some(row)) => Ok(row.get::<_, Option<i32>>(0).unwrap_or(0) >= latest_version()),
+        Ok(None) => Ok(false),
+        // The history table does not exist yet: not migrated.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

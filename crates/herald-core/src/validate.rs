@@ -1,0 +1,253 @@
+//! The contract's input rules (contract sections 3 and 8), as pure functions. Each error carries
+//! the rule's code (`error.code` in the API) and a message that says how to fix the input.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::targets::AllowList;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+pub const MAX_URL_LEN: usize = 2048;
+pub const MAX_RETRY_STEPS: usize = 20;
+pub const MAX_RETRY_STEP: Duration = Duration::from_secs(7 * 86_400);
+
+fn all_chars(s: &str, extra: &[u8]) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
+/// Show a value in a message without letting it break the line.
+fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(64).collect();
+    format!("{:?}{}", cut, if s.chars().count() > 64 { "…" } else { "" })
+}
+
+pub fn event_id(id: &str) -> Result<(), Invalid> {
+    if (1..=128).contains(&id.len()) && all_chars(id, b"_-.:") {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "invalid_event_id",
+            format!("event id {} is not allowed: use 1 to 128 characters of A-Z a-z 0-9 _ - . :", shown(id)),
+        ))
+    }
+}
+
+pub fn event_type(t: &str) -> Result<(), Invalid> {
+    if (1..=128).contains(&t.len()) && all_chars(t, b"_-.") {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "invalid_event_type",
+            format!("event type {} is not allowed: use 1 to 128 characters of A-Z a-z 0-9 _ - .", shown(t)),
+        ))
+    }
+}
+
+/// An endpoint's filter: exact types, or prefixes ending in `.*` (`meeting.*`).
+pub fn event_type_patterns(patterns: &[String]) -> Result<(), Invalid> {
+    if patterns.len() > 100 {
+        return Err(Invalid::new("invalid_event_types", "at most 100 event_types per endpoint"));
+    }
+    for p in patterns {
+        let base = p.strip_suffix(".*").unwrap_or(p);
+        if event_type(base).is_err() || base.contains('*') {
+            return Err(Invalid::new(
+                "invalid_event_types",
+                format!(
+                    "event_types entry {} is not allowed: use an exact type (1 to 128 characters of A-Z a-z 0-9 _ - .) or a prefix ending in `.*` like `meeting.*`",
+                    shown(p)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an event type is selected by an endpoint's patterns (empty selects all).
+pub fn type_matches(patterns: &[String], event_type: &str) -> bool {
+    patterns.is_empty()
+        || patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => event_type.starts_with(prefix),
+            None => p == event_type,
+        })
+}
+
+pub fn tenant_name(name: &str) -> Result<(), Invalid> {
+    let ok = (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "invalid_tenant",
+            format!(
+                "tenant name {} is not allowed: use 1 to 63 characters of a-z 0-9 _ -, starting with a letter or digit",
+                shown(name)
+            ),
+        ))
+    }
+}
+
+/// A target URL: http or https, a host, no user or password, at most 2,048 characters; a host
+/// that is `localhost` or a literal non-public address is refused unless `allow` permits it.
+pub fn target_url(field: &str, raw: &str, allow: &AllowList) -> Result<url::Url, Invalid> {
+    let bad = |why: &str| {
+        Invalid::new(
+            "invalid_url",
+            format!("{field} {} {why}: give an http or https URL with a host and no user or password, at most {MAX_URL_LEN} characters", shown(raw)),
+        )
+    };
+    if raw.len() > MAX_URL_LEN {
+        return Err(bad("is too long"));
+    }
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains white space or control characters"));
+    }
+    let url = url::Url::parse(raw).map_err(|e| bad(&format!("does not parse ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("has a scheme other than http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("carries a user or password"));
+    }
+    let blocked = |what: &str| {
+        Invalid::new(
+            "blocked_target",
+            format!("{field} {} points at {what}, which Herald does not deliver to; use a public address, or allow it with HERALD_ALLOW_PRIVATE_TARGETS", shown(raw)),
+        )
+    };
+    match url.host() {
+        None => return Err(bad("has no host")),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            if (d == "localhost" || d.ends_with(".localhost")) && !allow.permits(IpAddr::from([127, 0, 0, 1])) {
+                return Err(blocked("localhost"));
+            }
+        }
+        Some(url::Host::Ipv4(ip)) if !allow.permits(ip.into()) => return Err(blocked("a non-public address")),
+        Some(url::Host::Ipv6(ip)) if !allow.permits(ip.into()) => return Err(blocked("a non-public address")),
+        Some(_) => {}
+    }
+    Ok(url)
+}
+
+/// A retry schedule given as duration strings (`["3s", "6s"]`, `1m,5m`).
+pub fn retry_schedule<S: AsRef<str>>(steps: &[S]) -> Result<Vec<Duration>, Invalid> {
+    let bad = |why: String| {
+        Invalid::new(
+            "invalid_retry_schedule",
+            format!("{why}: a retry schedule is 1 to {MAX_RETRY_STEPS} delays like \"200ms\", \"3s\", \"1m\", \"2h\", each above 0 and at most 7 days"),
+        )
+    };
+    if steps.is_empty() || steps.len() > MAX_RETRY_STEPS {
+        return Err(bad(format!("{} steps given", steps.len())));
+    }
+    steps
+        .iter()
+        .map(|s| {
+            let s = s.as_ref().trim();
+            let d = humantime::parse_duration(s).map_err(|_| bad(format!("{} is not a duration", shown(s))))?;
+            if d.is_zero() || d > MAX_RETRY_STEP {
+                return Err(bad(format!("{} is out of range", shown(s))));
+            }
+            Ok(d)
+        })
+        .collect()
+}
+
+/// Durations written back the way a person would write them: `1m`, `2h`, `200ms`.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_types_follow_the_contract() {
+        assert!(event_id("evt_01:a-b.c").is_ok());
+        assert!(event_id(&"a".repeat(128)).is_ok());
+        assert_eq!(event_id(&"a".repeat(129)).unwrap_err().code, "invalid_event_id");
+        assert!(event_id("").is_err() && event_id("a b").is_err() && event_id("a\r\nb").is_err());
+        assert!(event_type("meeting.room_booked-2").is_ok());
+        assert!(event_type("a:b").is_err() && event_type("").is_err());
+    }
+
+    #[test]
+    fn prefix_patterns_match_below_the_dot_only() {
+        let p = vec!["meeting.*".to_string(), "run.finished".to_string()];
+        assert!(event_type_patterns(&p).is_ok());
+        assert!(type_matches(&p, "meeting.completed"));
+        assert!(type_matches(&p, "meeting.room.booked"));
+        assert!(!type_matches(&p, "meeting"));
+        assert!(type_matches(&p, "run.finished"));
+        assert!(!type_matches(&p, "run.finished.x"));
+        assert!(type_matches(&[], "anything"));
+        assert!(event_type_patterns(&["meet*".into()]).is_err());
+        assert!(event_type_patterns(&["*".into()]).is_err());
+        assert!(event_type_patterns(&["a.*.b".into()]).is_err());
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        let none = AllowList::none();
+        assert!(target_url("url", "https://example.com/hook?x=1", &none).is_ok());
+        for bad in [
+            "ftp://example.com",
+            "https://u:p@example.com",
+            "not a url",
+            "https://exa mple.com",
+            "mailto:a@b.c",
+            "http://",
+        ] {
+            assert_eq!(target_url("url", bad, &none).unwrap_err().code, "invalid_url", "{bad}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(2048));
+        assert_eq!(target_url("url", &long, &none).unwrap_err().code, "invalid_url");
+        for blocked in [
+            "http://localhost:8080/",
+            "http://127.0.0.1/",
+            "http://[::1]/",
+            "http://169.254.169.254/",
+            "http://10.0.0.1/",
+        ] {
+            assert_eq!(target_url("url", blocked, &none).unwrap_err().code, "blocked_target", "{blocked}");
+        }
+        assert!(target_url("url", "http://127.0.0.1:9/", &AllowList::loopback()).is_ok());
+        assert!(target_url("url", "http://localhost:9/", &AllowList::loopback()).is_ok());
+    }
+
+    #[test]
+    fn retry_schedules_parse() {
+        let s = retry_schedule(&["1m", "5m", "30m", "2h", "12h"]).unwrap();
+        assert_eq!(s[4], Duration::from_secs(12 * 3600));
+        assert_eq!(retry_schedule(&["200ms"]).unwrap()[0], Duration::from_millis(200));
+        assert!(retry_schedule::<&str>(&[]).is_err());
+        assert!(retry_schedule(&["0s"]).is_err());
+        assert!(retry_schedule(&["8d"]).is_err());
+        assert!(retry_schedule(&["soon"]).is_err());
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_millis(200)), "200ms");
+    }
+
+    #[test]
+    fn tenant_names() {
+        assert!(tenant_name("acme").is_ok() && tenant_name("dev-1_x").is_ok());
+        assert!(tenant_name("Acme").is_err() && tenant_name("-a").is_err() && tenant_name("").is_err());
+        assert!(tenant_name("a.b").is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! Extractors that turn bad input into the contract's errors: the bearer token ([`Tenant`]),
+//! JSON bodies ([`ApiJson`]) and query strings ([`ApiQuery`]).
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::Json;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::sql;
+
+/// The tenant that the request's bearer token belongs to.
+#[derive(Debug, Clone)]
+pub struct Tenant(pub String);
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(unauthorized(
+                "missing Authorization header: send `Authorization: Bearer <token>`; `herald tenant create NAME` makes a token",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let unknown =
+            || unauthorized("unknown API token: check it, or make a new one with `herald tenant create NAME`");
+        let tenant = herald_core::token::tenant_of(token).ok_or_else(unknown)?;
+        let client = state.pool.get().await?;
+        let found = client.query_opt(sql::TOKEN_EXISTS, &[&tenant, &herald_core::token::hash(token)]).await?.is_some();
+        if found {
+            Ok(Tenant(tenant.to_string()))
+        } else {
+            Err(unknown())
+        }
+    }
+}
+
+/// A JSON body whose rejections answer the contract's codes: 415 not JSON, 400 malformed,
+/// 413 too large, 422 a field of the wrong type, missing or unknown.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(rejection, state.max_payload_bytes)),
+        }
+    }
+}
+
+fn serde_message(body_text: String) -> String {
+    body_text
+        .trim_start_matches("Failed to deserialize the JSON body into the target type: ")
+        .trim_start_matches("Failed to parse the request body as JSON: ")
+        .to_string()
+}
+
+fn json_rejection(rejection: JsonRejection, max: usize) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON: send it with `content-type: application/json`",
+        ),
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON ({}); check quotes, commas and brackets", serde_message(e.body_text())),
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::unprocessable(
+            "invalid_field",
+            format!("{}; see docs/api.md for this request's fields and their types", serde_message(e.body_text())),
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the body is larger than {max} bytes (HERALD_MAX_PAYLOAD_BYTES); send less data, or a reference to it"
+            ),
+        ),
+        other => ApiError::new(other.status(), "bad_request", other.body_text()),
+    }
+}
+
+/// A query string whose rejections answer 422 `invalid_query`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Self(v)),
+            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => Err(ApiError::unprocessable(
+                "invalid_query",
+                format!(
+                    "{}; `limit` is a number from 1 to 500 and `cursor` the `next_cursor` of the previous page",
+                    e.body_text()
+                ),
+            )),
+            Err(e) => Err(ApiError::unprocessable("invalid_query", e.body_text())),
+        }
+    }
+}
+
+/// `limit` and `cursor` of a list request.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    pub const DEFAULT_LIMIT: i64 = 50;
+    pub const MAX_LIMIT: i64 = 500;
+
+    /// The limit and the id to start after, checked.
+    pub fn checked(&self) -> Result<(i64, String), ApiError> {
+        let limit = self.limit.unwrap_or(Self::DEFAULT_LIMIT);
+        if !(1..=Self::MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::unprocessable(
+                "invalid_limit",
+                format!("limit {limit} is out of range: use 1 to {}", Self::MAX_LIMIT),
+            ));
+        }
+        let cursor = self.cursor.clone().unwrap_or_default();
+        if !cursor.is_empty() && herald_core::validate::event_id(&cursor).is_err() {
+            return Err(ApiError::unprocessable(
+                "invalid_cursor",
+                "cursor is not one Herald gave: pass the `next_cursor` of the previous page, or leave it out",
+            ));
+        }
+        Ok((limit, cursor))
+    }
+}

@@ -1,0 +1,46 @@
+//! The HTTP API (contract section 4): JSON in and out, under `/v1`, one tenant per token.
+
+mod endpoints;
+mod error;
+mod events;
+mod extract;
+mod health;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use deadpool_postgres::Pool;
+use herald_core::clock::SharedClock;
+use herald_core::targets::AllowList;
+
+pub use error::ApiError;
+pub use health::ops_router;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub pool: Pool,
+    pub clock: SharedClock,
+    /// Non-public target addresses that endpoints may use (HERALD_ALLOW_PRIVATE_TARGETS).
+    pub allow: AllowList,
+    /// Largest request body accepted (HERALD_MAX_PAYLOAD_BYTES).
+    pub max_payload_bytes: usize,
+}
+
+/// `/v1` and the operator routes (`/healthz`, `/readyz`, `/metrics`).
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/events", post(events::publish))
+        .route("/events/{id}", get(events::get_one))
+        .route("/endpoints", post(endpoints::create).get(endpoints::list))
+        .route("/endpoints/{id}", get(endpoints::get_one).patch(endpoints::update).delete(endpoints::delete))
+        .route("/endpoints/{id}/rotate-secret", post(endpoints::rotate_secret))
+        .route("/endpoints/{id}/enable", post(endpoints::enable))
+        .route("/endpoints/{id}/disable", post(endpoints::disable))
+        .fallback(error::no_route);
+    Router::new()
+        .nest("/v1", v1)
+        .layer(DefaultBodyLimit::max(state.max_payload_bytes))
+        .with_state(state.clone())
+        .merge(ops_router(state.pool))
+}

@@ -1,0 +1,103 @@
+//! Publishing an event into the outbox inside the caller's transaction.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use herald_core::signing::Secret;
+use herald_core::validate::{self, Invalid};
+use tokio_postgres::Transaction;
+
+use crate::sql;
+
+/// An event to publish. `id: None` lets Herald generate a time-ordered `evt_` id.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub id: Option<String>,
+    pub event_type: String,
+    pub data: serde_json::Value,
+    pub callback_url: Option<String>,
+    pub callback_secret: Option<Secret>,
+    pub retry_schedule: Option<Vec<Duration>>,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    /// The tenant had already published this id: nothing new was stored.
+    pub duplicate: bool,
+    /// The callback secret Herald made, when the event has a callback_url and no
+    /// callback_secret was given: shown this once.
+    pub generated_callback_secret: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("unknown tenant {0:?}: create it with `herald tenant create NAME`")]
+    UnknownTenant(String),
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+}
+
+/// Publishes `event` for `tenant` in the caller's transaction: it is stored, and the
+/// outbox-poller woken, when the transaction commits; a rollback publishes nothing. Publishing
+/// an id the tenant already published stores nothing new and answers `duplicate: true`.
+///
+/// Callback URLs are checked for shape here; whether their address is allowed is checked at
+/// delivery, on the address actually connected to.
+pub async fn publish(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    event: &NewEvent,
+    at: DateTime<Utc>,
+) -> Result<Published, PublishError> {
+    if let Some(id) = &event.id {
+        validate::event_id(id)?;
+    }
+    validate::event_type(&event.event_type)?;
+    if let Some(url) = &event.callback_url {
+        validate::target_url("callback_url", url, &herald_core::targets::AllowList::all())?;
+    } else if event.callback_secret.is_some() || event.retry_schedule.is_some() {
+        return Err(Invalid::new(
+            "callback_url_required",
+            "callback_secret and retry_schedule apply to the event's callback: give callback_url too, or leave them out",
+        )
+        .into());
+    }
+    let schedule: Option<Vec<String>> = event
+        .retry_schedule
+        .as_ref()
+        .map(|steps| steps.iter().map(|d| format!("{} milliseconds", d.as_millis())).collect());
+    let row = tx
+        .query_one(
+            sql::PUBLISH_EVENT,
+            &[
+                &tenant,
+                &event.event_type,
+                &event.data,
+                &event.id,
+                &event.callback_url,
+                &event.callback_secret.as_ref().map(Secret::expose),
+                &schedule,
+                &event.traceparent,
+                &at,
+            ],
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
+                PublishError::UnknownTenant(tenant.to_string())
+            } else {
+                PublishError::Database(e)
+            }
+        })?;
+    Ok(Published {
+        id: row.get(0),
+        created_at: row.get(1),
+        duplicate: row.get(2),
+        generated_callback_secret: row.get(3),
+    })
+}

@@ -1,0 +1,78 @@
+//! Every statement of herald-producer, by name. Each names one tenant (shared/scale-out.md,
+//! rule 2) and takes its time as a parameter (rule 4).
+
+pub const PUBLISH_EVENT: &str = "SELECT event_id, created_at, duplicate, generated_secret FROM herald.publish_event(\
+     $1, $2, $3, $4, $5, $6, $7::text[]::interval[], $8, $9)";
+
+pub const TOKEN_EXISTS: &str = "SELECT 1 FROM herald.api_tokens WHERE tenant_id = $1 AND token_hash = $2";
+
+pub const CREATE_TENANT: &str =
+    "INSERT INTO herald.tenants (tenant_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+pub const CREATE_TOKEN: &str = "INSERT INTO herald.api_tokens (tenant_id, token_hash, created_at) VALUES ($1, $2, $3)";
+
+pub const GET_EVENT: &str = "SELECT event_id, event_type, created_at, data, callback_url \
+     FROM herald.events WHERE tenant_id = $1 AND event_id = $2";
+
+pub const EVENT_DELIVERIES: &str = "SELECT delivery_id, endpoint_id, url, state, attempt_count, \
+     next_attempt_at, last_status_code, last_error \
+     FROM herald.deliveries WHERE tenant_id = $1 AND event_id = $2 ORDER BY delivery_id";
+
+const ENDPOINT_COLUMNS: &str = "endpoint_id, url, description, event_types, status, disabled_reason, \
+     signature_scheme, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at, secret";
+
+pub fn insert_endpoint() -> String {
+    format!(
+        "INSERT INTO herald.endpoints (tenant_id, endpoint_id, url, description, event_types, \
+         signature_scheme, secret, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING {ENDPOINT_COLUMNS}"
+    )
+}
+
+pub fn get_endpoint() -> String {
+    format!("SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2")
+}
+
+pub fn list_endpoints() -> String {
+    format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id > $2 \
+         ORDER BY endpoint_id LIMIT $3"
+    )
+}
+
+/// PATCH: each column is replaced only when its `set_` flag is true.
+pub fn update_endpoint() -> String {
+    format!(
+        "UPDATE herald.endpoints SET \
+           url = CASE WHEN $3 THEN $4 ELSE url END, \
+           description = CASE WHEN $5 THEN $6 ELSE description END, \
+           event_types = CASE WHEN $7 THEN $8 ELSE event_types END, \
+           signature_scheme = CASE WHEN $9 THEN $10 ELSE signature_scheme END, \
+           retry_schedule_ms = CASE WHEN $11 THEN $12 ELSE retry_schedule_ms END, \
+           max_in_flight = CASE WHEN $13 THEN $14 ELSE max_in_flight END, \
+           rate_limit_per_s = CASE WHEN $15 THEN $16 ELSE rate_limit_per_s END, \
+           updated_at = $17 \
+         WHERE tenant_id = $1 AND endpoint_id = $2 RETURNING {ENDPOINT_COLUMNS}"
+    )
+}
+
+pub fn rotate_secret() -> String {
+    format!(
+        "UPDATE herald.endpoints SET previous_secret = secret, previous_secret_until = $4, \
+           secret = $3, updated_at = $5 \
+         WHERE tenant_id = $1 AND endpoint_id = $2 RETURNING {ENDPOINT_COLUMNS}"
+    )
+}
+
+pub fn set_status() -> String {
+    format!(
+        "UPDATE herald.endpoints SET status = $3, disabled_reason = $4, updated_at = $5 \
+         WHERE tenant_id = $1 AND endpoint_id = $2 RETURNING {ENDPOINT_COLUMNS}"
+    )
+}
+
+pub const DELETE_ENDPOINT: &str = "DELETE FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2";
+
+/// Deleting an endpoint cancels what it had not yet been sent.
+pub const CANCEL_ENDPOINT_DELIVERIES: &str = "UPDATE herald.deliveries \
+     SET state = 'cancelled', lease_owner = NULL, updated_at = $3 \
+     WHERE tenant_id = $1 AND endpoint_id = $2 AND state IN ('pending', 'delivering')";

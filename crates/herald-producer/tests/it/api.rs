@@ -1,0 +1,229 @@
+//! The HTTP API's routes for events and endpoints, and tenant isolation.
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::App;
+
+#[tokio::test]
+async fn publish_over_http_and_read_it_back() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let (s, v) = app
+        .call(Method::POST, "/v1/events", Some(&token), Some(json!({"type": "run.finished", "data": {"run": 1}})))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("evt_"));
+    assert_eq!(v["duplicate"], false);
+    assert!(v["created_at"].as_str().unwrap().ends_with('Z'));
+
+    // Same id again: 200, duplicate, the original's time; the type given second is ignored.
+    let (s, again) = app
+        .call(Method::POST, "/v1/events", Some(&token), Some(json!({"id": id, "type": "other", "data": null})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["created_at"], v["created_at"]);
+
+    let (s, event) = app.call(Method::GET, &format!("/v1/events/{id}"), Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(event["type"], "run.finished");
+    assert_eq!(event["data"], json!({"run": 1}));
+    assert_eq!(event["deliveries"], json!([]));
+
+    // Idempotency-Key header names the id; data null is a value.
+    let req = axum::http::Request::post("/v1/events")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "order-42:paid")
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .body(axum::body::Body::from(r#"{"type": "order.paid", "data": null}"#))
+        .unwrap();
+    let (s, v) = app.send(req).await;
+    assert_eq!((s, v["id"].as_str()), (StatusCode::ACCEPTED, Some("order-42:paid")));
+    let tp: Option<String> = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT traceparent FROM herald.events WHERE event_id = 'order-42:paid'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tp.as_deref(), Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+}
+
+#[tokio::test]
+async fn endpoints_lifecycle() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let t = Some(token.as_str());
+    let (s, ep) = app
+        .call(
+            Method::POST,
+            "/v1/endpoints",
+            t,
+            Some(json!({"url": "https://hooks.example.com/herald", "event_types": ["meeting.*", "run.finished"], "description": "CRM", "retry_schedule": ["3s", "6s"], "max_in_flight": 4, "rate_limit_per_s": 10})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{ep}");
+    let id = ep["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("ep_"));
+    let secret = ep["secret"].as_str().unwrap().to_string();
+    assert!(herald_core::signing::Secret::parse(&secret).is_ok());
+    assert_eq!(ep["status"], "healthy");
+    assert_eq!(ep["signature_scheme"], "standard-webhooks");
+    assert_eq!(ep["retry_schedule"], json!(["3s", "6s"]));
+    assert_eq!(ep["event_types"], json!(["meeting.*", "run.finished"]));
+
+    // A client-given secret is kept.
+    let given = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (s, ep2) = app
+        .call(
+            Method::POST,
+            "/v1/endpoints",
+            t,
+            Some(json!({"url": "https://b.example.com/", "secret": given, "signature_scheme": "hmac-sha256-hex"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(ep2["secret"], given);
+
+    // Reads do not show the secret.
+    let (s, got) = app.call(Method::GET, &format!("/v1/endpoints/{id}"), t, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(got.get("secret").is_none());
+
+    // Pagination: limit 1 gives a cursor, the second page the other one, then no cursor.
+    let (_, page1) = app.call(Method::GET, "/v1/endpoints?limit=1", t, None).await;
+    assert_eq!(page1["data"].as_array().unwrap().len(), 1);
+    assert_eq!(page1["data"][0]["id"], id.as_str());
+    let cursor = page1["next_cursor"].as_str().unwrap().to_string();
+    let (_, page2) = app.call(Method::GET, &format!("/v1/endpoints?limit=1&cursor={cursor}"), t, None).await;
+    assert_eq!(page2["data"][0]["id"], ep2["id"]);
+    assert_eq!(page2["next_cursor"], serde_json::Value::Null);
+
+    // PATCH changes what it names; null resets a nullable field.
+    let (s, patched) = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/endpoints/{id}"),
+            t,
+            Some(json!({"description": "CRM v2", "retry_schedule": null, "max_in_flight": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{patched}");
+    assert_eq!(patched["description"], "CRM v2");
+    assert_eq!(patched["retry_schedule"], serde_json::Value::Null);
+    assert_eq!(patched["max_in_flight"], serde_json::Value::Null);
+    assert_eq!(patched["rate_limit_per_s"], 10);
+    assert_eq!(patched["url"], "https://hooks.example.com/herald");
+
+    // Rotation: a new secret, the old one kept for the overlap window.
+    let (s, rotated) = app.call(Method::POST, &format!("/v1/endpoints/{id}/rotate-secret"), t, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let new_secret = rotated["secret"].as_str().unwrap();
+    assert_ne!(new_secret, secret);
+    let row = app
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT previous_secret, previous_secret_until - updated_at FROM herald.endpoints WHERE endpoint_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), secret);
+
+    let (s, d) = app.call(Method::POST, &format!("/v1/endpoints/{id}/disable"), t, None).await;
+    assert_eq!((s, d["status"].as_str()), (StatusCode::OK, Some("disabled")));
+    let (s, e) = app.call(Method::POST, &format!("/v1/endpoints/{id}/enable"), t, None).await;
+    assert_eq!((s, e["status"].as_str()), (StatusCode::OK, Some("healthy")));
+
+    // Delete cancels the endpoint's pending deliveries.
+    let c = app.db.client().await;
+    c.batch_execute(&format!(
+        "SELECT herald.publish('acme', 'run.finished', '{{}}'::jsonb, id => 'e1');
+         INSERT INTO herald.deliveries (tenant_id, delivery_id, event_id, target, endpoint_id, url, next_attempt_at, created_at, updated_at)
+         VALUES ('acme', 'dlv_1', 'e1', '{id}', '{id}', 'https://hooks.example.com/herald', now(), now(), now())"
+    ))
+    .await
+    .unwrap();
+    let (s, _) = app.call(Method::DELETE, &format!("/v1/endpoints/{id}"), t, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let state: String =
+        c.query_one("SELECT state FROM herald.deliveries WHERE delivery_id = 'dlv_1'", &[]).await.unwrap().get(0);
+    assert_eq!(state, "cancelled");
+    let (s, _) = app.call(Method::GET, &format!("/v1/endpoints/{id}"), t, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn tenants_see_only_their_own_objects() {
+    let app = App::new().await;
+    let acme = app.db.tenant("acme").await;
+    let globex = app.db.tenant("globex").await;
+    let (_, ep) =
+        app.call(Method::POST, "/v1/endpoints", Some(&acme), Some(json!({"url": "https://a.example.com/"}))).await;
+    let id = ep["id"].as_str().unwrap();
+    let (_, ev) = app
+        .call(Method::POST, "/v1/events", Some(&acme), Some(json!({"id": "shared-id", "type": "t", "data": 1})))
+        .await;
+    assert_eq!(ev["duplicate"], false);
+
+    let before = app.db.row_counts().await;
+    for (method, path, body) in [
+        (Method::GET, format!("/v1/endpoints/{id}"), None),
+        (Method::PATCH, format!("/v1/endpoints/{id}"), Some(json!({"description": "mine now"}))),
+        (Method::DELETE, format!("/v1/endpoints/{id}"), None),
+        (Method::POST, format!("/v1/endpoints/{id}/rotate-secret"), None),
+        (Method::POST, format!("/v1/endpoints/{id}/disable"), None),
+        (Method::POST, format!("/v1/endpoints/{id}/enable"), None),
+        (Method::GET, "/v1/events/shared-id".to_string(), None),
+    ] {
+        let (s, v) = app.call(method.clone(), &path, Some(&globex), body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {v}");
+        assert_eq!(v["error"]["code"], "not_found");
+    }
+    assert_eq!(app.db.row_counts().await, before, "nothing changed for acme");
+    let (_, list) = app.call(Method::GET, "/v1/endpoints", Some(&globex), None).await;
+    assert_eq!(list["data"], json!([]));
+
+    // Event ids are unique per tenant: globex may use acme's id.
+    let (s, v) = app
+        .call(Method::POST, "/v1/events", Some(&globex), Some(json!({"id": "shared-id", "type": "t", "data": 2})))
+        .await;
+    assert_eq!((s, v["duplicate"].as_bool()), (StatusCode::ACCEPTED, Some(false)));
+}
+
+#[tokio::test]
+async fn health_routes() {
+    let app = App::new().await;
+    let (s, _) = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // A database whose migrations are behind is not ready.
+    app.db.client().await.batch_execute("DELETE FROM herald.schema_history").await.unwrap();
+    let (s, v) = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(v["error"]["message"].as_str().unwrap().contains("herald migrate"));
+}
+
+#[tokio::test]
+async fn loopback_targets_need_the_allow_list() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let (s, v) =
+        app.call(Method::POST, "/v1/endpoints", Some(&token), Some(json!({"url": "http://127.0.0.1:9000/"}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("blocked_target")));
+
+    let open = App::with_allow(herald_core::targets::AllowList::loopback()).await;
+    let token = open.db.tenant("acme").await;
+    let (s, _) =
+        open.call(Method::POST, "/v1/endpoints", Some(&token), Some(json!({"url": "http://127.0.0.1:9000/"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = open.call(Method::POST, "/v1/endpoints", Some(&token), Some(json!({"url": "http://10.0.0.8/"}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("blocked_target")));
+}

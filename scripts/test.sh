@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make test`: runs the test suite against a real PostgreSQL. Uses HERALD_TEST_DATABASE_URL when
+# it is set; otherwise starts a throwaway cluster under target/test-pg on a free port, and stops
+# it when the tests end, pass or fail. Every test makes its own database from a migrated template.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/pg.sh
+
+if [ -z "${HERALD_TEST_DATABASE_URL:-}" ]; then
+    pg_find_bin
+    dir=$PWD/target/test-pg
+    if [ -d "$dir" ]; then pg_stop "$dir" immediate; rm -rf "$dir"; fi
+    pg_init "$dir"
+    port=$(pg_free_port)
+    trap 'pg_stop "$dir" immediate; rm -rf "$dir"' EXIT
+    # Durability is not what these tests are about: fsync off keeps 2 cores busy with Herald.
+    pg_start "$dir" "$port" -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+        -c max_connections=400 -c shared_buffers=256MB
+    export HERALD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    echo "test PostgreSQL: $HERALD_TEST_DATABASE_URL ($PG_BIN)"
+fi
+
+if command -v cargo-nextest >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi

@@ -1,0 +1,49 @@
+//! The binary as operators and newcomers use it: `herald migrate`, `herald tenant create`,
+//! `herald all` taking events over HTTP and from SQL.
+
+mod support;
+
+use herald_testkit::TestDb;
+use serde_json::{json, Value};
+use support::{herald_output, Herald};
+
+#[tokio::test]
+async fn tenant_create_prints_the_token_alone_and_it_works() {
+    let db = TestDb::new().await;
+    let (ok, out, err) = herald_output(&db, &["migrate"]);
+    assert!(ok, "{err}");
+    let (ok, token, err) = herald_output(&db, &["tenant", "create", "acme"]);
+    assert!(ok, "{err}");
+    assert_eq!(token.lines().count(), 1, "only the token on stdout: {token:?}");
+    let token = token.trim().to_string();
+    assert!(out.is_empty());
+    let hashed: i64 = db.client().await.query_one("SELECT count(*) FROM herald.api_tokens WHERE token_hash = sha256($1::text::bytea)", &[&token]).await.unwrap().get(0);
+    assert_eq!(hashed, 1, "only the hash is stored");
+    let plain: i64 = db.client().await.query_one("SELECT count(*) FROM herald.api_tokens WHERE encode(token_hash, 'escape') LIKE '%' || $1 || '%'", &[&token]).await.unwrap().get(0);
+    assert_eq!(plain, 0);
+
+    let (ok, _, err) = herald_output(&db, &["tenant", "create", "acme"]);
+    assert!(!ok && err.contains("exists already"), "{err}");
+    let (ok, _, err) = herald_output(&db, &["tenant", "create", "Not Valid"]);
+    assert!(!ok && err.contains("a-z 0-9"), "{err}");
+
+    let herald = Herald::start(&db, "all", &[]).await;
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{}/v1/events", herald.base))
+        .bearer_auth(&token)
+        .json(&json!({"id": "evt_cli_1", "type": "run.finished", "data": {"ok": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+
+    // Published by SQL in a service's own transaction: readable through the API at once.
+    db.client().await.batch_execute("BEGIN; SELECT herald.publish(tenant => 'acme', type => 'approval_completed', data => '{\"call_id\": \"c1\"}'::jsonb, id => 'evt_c1'); COMMIT;").await.unwrap();
+    let v: Value = http.get(format!("{}/v1/events/evt_c1", herald.base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["type"], "approval_completed");
+    assert_eq!(v["data"]["call_id"], "c1");
+
+    let metrics = http.get(format!("{}/metrics", herald.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("herald_build_info"), "{metrics}");
+}
