@@ -17,9 +17,24 @@ async fn tenant_create_prints_the_token_alone_and_it_works() {
     assert_eq!(token.lines().count(), 1, "only the token on stdout: {token:?}");
     let token = token.trim().to_string();
     assert!(out.is_empty());
-    let hashed: i64 = db.client().await.query_one("SELECT count(*) FROM herald.api_tokens WHERE token_hash = sha256($1::text::bytea)", &[&token]).await.unwrap().get(0);
+    let hashed: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM herald.api_tokens WHERE token_hash = sha256($1::text::bytea)", &[&token])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(hashed, 1, "only the hash is stored");
-    let plain: i64 = db.client().await.query_one("SELECT count(*) FROM herald.api_tokens WHERE encode(token_hash, 'escape') LIKE '%' || $1 || '%'", &[&token]).await.unwrap().get(0);
+    let plain: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM herald.api_tokens WHERE encode(token_hash, 'escape') LIKE '%' || $1 || '%'",
+            &[&token],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(plain, 0);
 
     let (ok, _, err) = herald_output(&db, &["tenant", "create", "acme"]);
@@ -40,10 +55,34 @@ async fn tenant_create_prints_the_token_alone_and_it_works() {
 
     // Published by SQL in a service's own transaction: readable through the API at once.
     db.client().await.batch_execute("BEGIN; SELECT herald.publish(tenant => 'acme', type => 'approval_completed', data => '{\"call_id\": \"c1\"}'::jsonb, id => 'evt_c1'); COMMIT;").await.unwrap();
-    let v: Value = http.get(format!("{}/v1/events/evt_c1", herald.base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let v: Value = http
+        .get(format!("{}/v1/events/evt_c1", herald.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["type"], "approval_completed");
     assert_eq!(v["data"]["call_id"], "c1");
 
     let metrics = http.get(format!("{}/metrics", herald.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("herald_build_info"), "{metrics}");
+}
+#[tokio::test]
+async fn help_lists_every_contract_setting() {
+    let out = std::process::Command::new(support::BIN).args(["all", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "HERALD_DATABASE_URL",
+        "HERALD_LISTEN",
+        "HERALD_RETRY_SCHEDULE",
+        "HERALD_LEASE",
+        "HERALD_ATTEMPT_TIMEOUT",
+        "HERALD_ALLOW_PRIVATE_TARGETS",
+        "HERALD_MAX_PAYLOAD_BYTES",
+    ] {
+        assert!(help.contains(var), "`herald all --help` must list {var}:\n{help}");
+    }
 }

@@ -23,12 +23,17 @@ pub struct Herald {
 
 impl Herald {
     pub async fn start(db: &TestDb, command: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(db, command, env, true).await
+    }
+
+    /// Starts `herald <command>`; `allow_loopback` sets HERALD_ALLOW_PRIVATE_TARGETS for 127.0.0.0/8.
+    pub async fn start_with(db: &TestDb, command: &str, env: &[(&str, &str)], allow_loopback: bool) -> Self {
         let port = free_port();
         let mut cmd = Command::new(BIN);
         cmd.arg(command)
             .env("HERALD_DATABASE_URL", &db.url)
             .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HERALD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8,::1/128")
+            .env("HERALD_ALLOW_PRIVATE_TARGETS", if allow_loopback { "127.0.0.0/8,::1/128" } else { "" })
             .env("HERALD_LOG", "info")
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("HERALD_TEST_SHOW_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() });
@@ -80,4 +85,78 @@ impl Drop for Herald {
 pub fn herald_output(db: &TestDb, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN).args(args).env("HERALD_DATABASE_URL", &db.url).output().expect("run herald");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A tenant's view of a running Herald's API.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Self {
+        Self { base: base.to_string(), token: token.to_string(), http: reqwest::Client::new() }
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r =
+            self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Creates an endpoint and returns (id, secret).
+    pub async fn endpoint(&self, body: serde_json::Value) -> (String, String) {
+        let (s, v) = self.post("/v1/endpoints", body).await;
+        assert_eq!(s, 201, "{v}");
+        (v["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
+    }
+
+    pub async fn publish(&self, body: serde_json::Value) -> String {
+        let (s, v) = self.post("/v1/events", body).await;
+        assert!(s == 202 || s == 200, "{s}: {v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the event's delivery to `endpoint_id` (None: the callback) is in `state`.
+    pub async fn wait_delivery(
+        &self,
+        event: &str,
+        endpoint_id: Option<&str>,
+        state: &str,
+        timeout: Duration,
+    ) -> serde_json::Value {
+        eventually(&format!("event {event} delivery to {endpoint_id:?} to be {state}"), timeout, || async {
+            let (_, v) = self.get(&format!("/v1/events/{event}")).await;
+            v["deliveries"].as_array().and_then(|ds| {
+                ds.iter().find(|d| d["endpoint_id"].as_str() == endpoint_id && d["state"] == state).cloned()
+            })
+        })
+        .await
+    }
+}
+
+/// Short times for tests: the contract's defaults are checked in their own test.
+pub const FAST: &[(&str, &str)] = &[
+    ("HERALD_RETRY_SCHEDULE", "200ms,400ms"),
+    ("HERALD_ATTEMPT_TIMEOUT", "1s"),
+    ("HERALD_CONNECT_TIMEOUT", "1s"),
+    ("HERALD_LEASE", "3s"),
+    ("HERALD_POLL_INTERVAL", "100ms"),
+    ("HERALD_SHUTDOWN_GRACE", "5s"),
+];
+
+/// `FAST` with some settings replaced or added.
+pub fn fast_with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut v: Vec<(&str, &str)> = FAST.iter().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).cloned().collect();
+    v.extend_from_slice(extra);
+    v
 }

@@ -5,13 +5,14 @@
 //! takes its time from, input validation ([`validate`]), the SSRF allow-list ([`targets`]),
 //! and webhook signing ([`signing`]).
 //!
-//! Must not: depend on any Herald service crate, on axum, or on an HTTP client. It holds no
-//! loops and starts no tasks.
+//! Must not: depend on any Herald service crate, on axum, or on an HTTP client. Its only loop
+//! is the LISTEN wake-up helper ([`listen`]); component loops live in their crates.
 
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod id;
+pub mod listen;
 pub mod signing;
 pub mod targets;
 pub mod token;

@@ -1,1 +1,22 @@
+//! The delivery-worker: leases due deliveries, signs and sends them, records every attempt, and
+//! schedules retries (contract sections 1 and 2).
+//!
+//! Owns: the claim (one `FOR UPDATE SKIP LOCKED` statement per tenant that also sets the lease
+//! deadline, committed at once), the per-endpoint limits that hold across workers, the HTTP
+//! client and its SSRF guard, signing, retry times, attempt records, endpoint health
+//! (`failing`, `healthy`, `disabled`) and the `endpoint.*` events.
+//!
+//! Must not: hold a transaction or a row lock during an HTTP call; claim more deliveries than it
+//! has free slots; sleep to retry (retries are rows with a `next_attempt_at`).
 
+mod config;
+pub mod retry;
+pub mod send;
+mod sql;
+mod store;
+mod worker;
+
+pub use config::WorkerConfig;
+pub use send::{AttemptOutcome, Claimed, Sender};
+pub use store::Store;
+pub use worker::Worker;

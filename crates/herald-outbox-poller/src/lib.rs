@@ -1,1 +1,192 @@
+//! The outbox-poller: fans each pending event out into one delivery per subscribed endpoint
+//! and one for the event's own callback URL, in sequence order, exactly once.
+//!
+//! Owns: `herald.pending_events` (it is the only one that deletes from it) and the creation of
+//! deliveries; the upkeep of the attempt partitions.
+//!
+//! Must not: send HTTP requests, or change events (the outbox is append-only).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use herald_core::clock::SharedClock;
+use herald_core::id;
+use herald_core::validate::type_matches;
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+mod sql {
+    /// Tenants with pending events, read without locks; each is then fanned out on its own.
+    pub const PENDING_TENANTS: &str = "SELECT t.tenant_id FROM herald.tenants t \
+         WHERE EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = t.tenant_id)";
+
+    /// Takes a batch of a tenant's pending events, oldest first; SKIP LOCKED lets several
+    /// pollers work at once, each on different events.
+    pub const TAKE: &str = "WITH taken AS ( \
+           SELECT seq, event_id FROM herald.pending_events WHERE tenant_id = $1 \
+           ORDER BY seq, event_id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         DELETE FROM herald.pending_events p USING taken \
+          WHERE p.tenant_id = $1 AND p.seq = taken.seq AND p.event_id = taken.event_id \
+         RETURNING p.event_id";
+
+    pub const EVENTS: &str = "SELECT event_id, event_type, callback_url FROM herald.events \
+         WHERE tenant_id = $1 AND event_id = ANY($2) ORDER BY seq, event_id";
+
+    /// Endpoints that take new deliveries: healthy or failing, not disabled.
+    pub const ENDPOINTS: &str = "SELECT endpoint_id, url, event_types FROM herald.endpoints \
+         WHERE tenant_id = $1 AND status IN ('healthy', 'failing') ORDER BY endpoint_id";
+
+    pub const INSERT_DELIVERIES: &str = "INSERT INTO herald.deliveries (tenant_id, delivery_id, event_id, target, \
+           endpoint_id, url, state, next_attempt_at, created_at, updated_at) \
+         SELECT $1, u.delivery_id, u.event_id, u.target, u.endpoint_id, u.url, 'pending', $6, $6, $6 \
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $7::text[]) \
+                AS u(delivery_id, event_id, target, endpoint_id, url) \
+         ON CONFLICT (tenant_id, event_id, target) DO NOTHING";
+
+    /// Wakes delivery-workers; sent from this session, delivered at COMMIT.
+    pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
+
+    pub const ENSURE_PARTITIONS: &str = "SELECT herald.ensure_partitions($1)";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollerError {
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    /// Events taken per transaction.
+    pub batch: usize,
+    /// The fallback poll when no NOTIFY arrives (jittered ±20 %).
+    pub poll_interval: Duration,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        Self { batch: 500, poll_interval: Duration::from_secs(1) }
+    }
+}
+
+pub struct Poller {
+    pool: Pool,
+    clock: SharedClock,
+    config: PollerConfig,
+    wake: Arc<Notify>,
+}
+
+impl Poller {
+    pub fn new(pool: Pool, clock: SharedClock, config: PollerConfig) -> Self {
+        Self { pool, clock, config, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Woken on `herald_outbox` notifications (see `herald_core::listen`).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Fans out everything pending now, tenant by tenant. Returns the number of events.
+    pub async fn tick(&self) -> Result<usize, PollerError> {
+        let tenants: Vec<String> = {
+            let client = self.pool.get().await?;
+            client.query(sql::PENDING_TENANTS, &[]).await?.iter().map(|r| r.get(0)).collect()
+        };
+        let mut total = 0;
+        for tenant in tenants {
+            // Bounded: a tenant that publishes faster than we fan out still lets the others in.
+            for _ in 0..20 {
+                let n = self.fan_out_batch(&tenant).await?;
+                total += n;
+                if n < self.config.batch {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// One transaction: take up to `batch` pending events of `tenant`, create their
+    /// deliveries, wake the workers, commit. A crash before COMMIT leaves the events pending.
+    pub async fn fan_out_batch(&self, tenant: &str) -> Result<usize, PollerError> {
+        let now: DateTime<Utc> = self.clock.now();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let taken: Vec<String> =
+            tx.query(sql::TAKE, &[&tenant, &(self.config.batch as i64)]).await?.iter().map(|r| r.get(0)).collect();
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let events = tx.query(sql::EVENTS, &[&tenant, &taken]).await?;
+        let endpoints = tx.query(sql::ENDPOINTS, &[&tenant]).await?;
+        let endpoints: Vec<(String, String, Vec<String>)> =
+            endpoints.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+
+        let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for event in &events {
+            let event_id: String = event.get(0);
+            let event_type: String = event.get(1);
+            let callback: Option<String> = event.get(2);
+            for (endpoint_id, url, patterns) in &endpoints {
+                if type_matches(patterns, &event_type) {
+                    ids.push(id::new_id(id::DELIVERY, now));
+                    event_ids.push(event_id.clone());
+                    targets.push(endpoint_id.clone());
+                    endpoint_ids.push(Some(endpoint_id.clone()));
+                    urls.push(url.clone());
+                }
+            }
+            if let Some(url) = callback {
+                ids.push(id::new_id(id::DELIVERY, now));
+                event_ids.push(event_id.clone());
+                targets.push("callback".to_string());
+                endpoint_ids.push(None);
+                urls.push(url);
+            }
+        }
+        if !ids.is_empty() {
+            tx.execute(sql::INSERT_DELIVERIES, &[&tenant, &ids, &event_ids, &targets, &endpoint_ids, &now, &urls])
+                .await?;
+            tx.execute(sql::NOTIFY_WORKERS, &[&tenant]).await?;
+        }
+        tx.commit().await?;
+        tracing::debug!(tenant, events = taken.len(), deliveries = ids.len(), "fanned out");
+        Ok(taken.len())
+    }
+
+    /// Runs until `shutdown`: on each wake-up (NOTIFY) or poll, fans out what is pending.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!("outbox-poller started");
+        let mut last_upkeep: Option<DateTime<Utc>> = None;
+        loop {
+            let now = self.clock.now();
+            if last_upkeep.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
+                match self.upkeep(now).await {
+                    Ok(()) => last_upkeep = Some(now),
+                    Err(e) => tracing::warn!(error = %e, "partition upkeep failed; will retry"),
+                }
+            }
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %e, "fan-out failed; retrying at the next poll");
+            }
+            let wait = self.config.poll_interval.mul_f64(rand::rng().random_range(0.8..=1.2));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!("outbox-poller stopped");
+    }
+
+    async fn upkeep(&self, now: DateTime<Utc>) -> Result<(), PollerError> {
+        self.pool.get().await?.execute(sql::ENSURE_PARTITIONS, &[&now]).await?;
+        Ok(())
+    }
+}

@@ -76,3 +76,36 @@ pub const DELETE_ENDPOINT: &str = "DELETE FROM herald.endpoints WHERE tenant_id 
 pub const CANCEL_ENDPOINT_DELIVERIES: &str = "UPDATE herald.deliveries \
      SET state = 'cancelled', lease_owner = NULL, updated_at = $3 \
      WHERE tenant_id = $1 AND endpoint_id = $2 AND state IN ('pending', 'delivering')";
+
+pub const EVENT_EXISTS: &str = "SELECT 1 FROM herald.events WHERE tenant_id = $1 AND event_id = $2";
+
+pub const EVENT_ATTEMPTS: &str = "SELECT attempt_id, delivery_id, attempt, started_at, duration_ms, status_code, \
+       error, response_excerpt \
+     FROM herald.attempts WHERE tenant_id = $1 AND event_id = $2 AND attempt_id > $3 \
+     ORDER BY attempt_id LIMIT $4";
+
+pub const DELIVERY_STATE: &str = "SELECT state FROM herald.deliveries WHERE tenant_id = $1 AND delivery_id = $2";
+
+/// A manual retry: due now, and a new round of the retry schedule.
+pub const RETRY_DELIVERY: &str = "UPDATE herald.deliveries \
+        SET state = 'pending', next_attempt_at = $3, lease_owner = NULL, schedule_offset = attempt_count, \
+            updated_at = $3 \
+      WHERE tenant_id = $1 AND delivery_id = $2 AND state IN ('pending', 'failed', 'delivered') \
+     RETURNING delivery_id, endpoint_id, url, state, attempt_count, next_attempt_at, last_status_code, last_error";
+
+/// Wakes delivery-workers at COMMIT.
+pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
+
+/// Events in a replay window, by Herald's time-ordered key.
+pub const EVENTS_IN_WINDOW: &str = "SELECT event_id, event_type FROM herald.events \
+      WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq, event_id LIMIT $4";
+
+/// Replay: a delivery for each event, new or made due again (not one being attempted now).
+pub const REPLAY_DELIVERIES: &str = "INSERT INTO herald.deliveries AS d (tenant_id, delivery_id, event_id, target, \
+        endpoint_id, url, state, next_attempt_at, created_at, updated_at) \
+     SELECT $1, u.delivery_id, u.event_id, $2, $2, $3, 'pending', $4, $4, $4 \
+       FROM unnest($5::text[], $6::text[]) AS u(delivery_id, event_id) \
+     ON CONFLICT (tenant_id, event_id, target) DO UPDATE \
+        SET state = 'pending', next_attempt_at = $4, lease_owner = NULL, schedule_offset = d.attempt_count, \
+            url = EXCLUDED.url, updated_at = $4 \
+      WHERE d.state IN ('delivered', 'failed', 'cancelled')";

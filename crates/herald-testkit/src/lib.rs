@@ -3,7 +3,11 @@
 //!
 //! Must not: be a dependency of anything but tests.
 
+mod receiver;
+
 use std::time::{Duration, Instant};
+
+pub use receiver::{Behaviour, Received, Receiver};
 
 use deadpool_postgres::Pool;
 use herald_core::{clock, db};
@@ -146,3 +150,4 @@ where
 }
 
 pub use chrono;
+pub use serde_json;

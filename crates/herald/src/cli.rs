@@ -1,9 +1,10 @@
 //! The command line. Every setting is a flag with an `HERALD_*` environment variable.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use herald_core::config::{parse_allow_list, DatabaseArgs};
+use herald_core::config::{parse_allow_list, parse_duration, DatabaseArgs, RetrySchedule};
 use herald_core::targets::AllowList;
 
 #[derive(Debug, Parser)]
@@ -19,6 +20,10 @@ pub enum Command {
     All(AllArgs),
     /// The HTTP API alone.
     Producer(ProducerArgs),
+    /// The outbox-poller alone: fans events out into deliveries.
+    Poller(PollerArgs),
+    /// A delivery-worker alone: sends due deliveries. Run as many as you like.
+    Worker(WorkerArgs),
     /// Apply the database migrations, then exit.
     Migrate(MigrateArgs),
     /// Manage tenants.
@@ -56,14 +61,65 @@ pub struct ListenArgs {
 }
 
 #[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// Non-public target addresses to allow: CIDRs, comma-separated, or `all`.
+    /// Loopback is `127.0.0.0/8,::1/128`.
+    #[arg(long, env = "HERALD_ALLOW_PRIVATE_TARGETS", default_value = "", value_parser = parse_allow_list, hide_default_value = true)]
+    pub allow_private_targets: AllowList,
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct ApiArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES", default_value_t = 262_144)]
     pub max_payload_bytes: usize,
+}
 
-    /// Non-public target addresses to allow: CIDRs, comma-separated, or `all`.
-    #[arg(long, env = "HERALD_ALLOW_PRIVATE_TARGETS", default_value = "", value_parser = parse_allow_list, hide_default_value = true)]
-    pub allow_private_targets: AllowList,
+#[derive(Debug, Args, Clone)]
+pub struct PollArgs {
+    /// How often to look for work when no notification arrives (jittered ±20 %).
+    #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Events fanned out per transaction.
+    #[arg(long, env = "HERALD_POLLER_BATCH", default_value_t = 500)]
+    pub poller_batch: usize,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DeliveryArgs {
+    /// Delays between attempts, e.g. `1m,5m,30m,2h,12h` or `200ms,1s`.
+    #[arg(long, env = "HERALD_RETRY_SCHEDULE", default_value = RetrySchedule::DEFAULT, value_parser = RetrySchedule::parse)]
+    pub retry_schedule: RetrySchedule,
+
+    /// How long a claimed delivery stays leased before another worker may take it; must be
+    /// longer than the attempt timeout. Default: the attempt timeout + 30s.
+    #[arg(long, env = "HERALD_LEASE", value_parser = parse_duration)]
+    pub lease: Option<Duration>,
+
+    /// Total time allowed for one HTTP attempt.
+    #[arg(long, env = "HERALD_ATTEMPT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub attempt_timeout: Duration,
+
+    /// Time allowed to connect (TCP and TLS) within an attempt.
+    #[arg(long, env = "HERALD_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Attempts in flight per worker process.
+    #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = 64)]
+    pub worker_concurrency: usize,
+
+    /// Attempts in flight per worker process to any one endpoint.
+    #[arg(long, env = "HERALD_ENDPOINT_CONCURRENCY", default_value_t = 16)]
+    pub endpoint_concurrency: usize,
+
+    /// On SIGTERM, how long attempts in flight may take before their leases are given back.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Names this worker's leases; default: host name and process id.
+    #[arg(long, env = "HERALD_WORKER_ID")]
+    pub worker_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -73,7 +129,13 @@ pub struct AllArgs {
     #[command(flatten)]
     pub listen: ListenArgs,
     #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
     pub api: ApiArgs,
+    #[command(flatten)]
+    pub poll: PollArgs,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -83,5 +145,74 @@ pub struct ProducerArgs {
     #[command(flatten)]
     pub listen: ListenArgs,
     #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
     pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PollerArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    #[command(flatten)]
+    pub poll: PollArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub poll: PollArgs,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults are the contract's (section 7 and section 2): checked once, here, since
+    /// every other test runs with short times.
+    #[test]
+    fn defaults_are_the_contracts() {
+        for (k, _) in std::env::vars() {
+            assert!(
+                !k.starts_with("HERALD_") || k == "HERALD_TEST_DATABASE_URL",
+                "{k} is set; this test needs the defaults"
+            );
+        }
+        let cli = Cli::try_parse_from(["herald", "all", "--database-url", "postgres://x@127.0.0.1/h"]).unwrap();
+        let Command::All(args) = cli.command else { panic!("parsed as another command") };
+        let mins: Vec<u64> = args.delivery.retry_schedule.0.iter().map(|d| d.as_secs() / 60).collect();
+        assert_eq!(mins, vec![1, 5, 30, 120, 720], "1m, 5m, 30m, 2h, 12h");
+        assert_eq!(args.delivery.attempt_timeout, Duration::from_secs(15));
+        assert_eq!(args.listen.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(args.api.max_payload_bytes, 262_144);
+        assert_eq!(args.targets.allow_private_targets, AllowList::none());
+        let config = crate::worker_config(&args.delivery, &args.targets, &args.poll).unwrap();
+        assert!(config.lease > config.attempt_timeout, "the default lease outlives an attempt");
+        assert!(!config.allow.permits("127.0.0.1".parse().unwrap()), "loopback refused by default");
+
+        let bad = Cli::try_parse_from([
+            "herald",
+            "all",
+            "--database-url",
+            "postgres://x@h/d",
+            "--retry-schedule",
+            "1m,never",
+        ]);
+        assert!(bad.is_err());
+        let short =
+            Cli::try_parse_from(["herald", "all", "--database-url", "postgres://x@h/d", "--lease", "5s"]).unwrap();
+        let Command::All(args) = short.command else { panic!() };
+        let err = crate::worker_config(&args.delivery, &args.targets, &args.poll).unwrap_err();
+        assert!(err.to_string().contains("HERALD_LEASE"), "{err}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The Herald binary's library: the command line (contract section 7) and the wiring of
 //! components into processes. `herald all` runs the API, the outbox-poller and the
-//! delivery-worker in one process; each also runs alone.
+//! delivery-worker in one process; each also runs alone, and every process serves `/healthz`,
+//! `/readyz` and `/metrics`.
 //!
 //! Must not: hold business rules. Those live in the component crates.
 
@@ -9,15 +10,19 @@ mod cli;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use backon::{ExponentialBuilder, Retryable};
+use deadpool_postgres::Pool;
 use herald_core::clock::{self, SharedClock};
 use herald_core::db;
+use herald_delivery_worker::{Worker, WorkerConfig};
+use herald_outbox_poller::{Poller, PollerConfig};
 use herald_producer::api::{self, AppState};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use cli::Cli;
-use cli::{Command, TenantCommand};
+use cli::{ApiArgs, Command, DeliveryArgs, PollArgs, TargetArgs, TenantCommand};
 
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
@@ -30,10 +35,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate(args) => {
             let applied = migrate(&args.db.database_url.0, &clock).await?;
-            eprintln!(
-                "migrations applied: {}",
-                if applied.is_empty() { "none (already current)".into() } else { applied.join(", ") }
-            );
+            let applied = if applied.is_empty() { "none (already current)".to_string() } else { applied.join(", ") };
+            eprintln!("migrations applied: {applied}");
             Ok(())
         }
         Command::Tenant(TenantCommand::Create(args)) => {
@@ -49,28 +52,144 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::All(args) => {
-            migrate(&args.db.database_url.0, &clock).await?;
-            let pool = db::pool(&args.db.database_url.0, args.db.database_pool_size)?;
+            let url = args.db.database_url.0.clone();
+            let worker_config = worker_config(&args.delivery, &args.targets, &args.poll)?;
+            migrate(&url, &clock).await?;
+            let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
-            let state = AppState {
-                pool: pool.clone(),
-                clock: clock.clone(),
-                allow: args.api.allow_private_targets.clone(),
-                max_payload_bytes: args.api.max_payload_bytes,
-            };
-            serve(args.listen.listen, api::router(state), shutdown).await
+            let mut tasks = JoinSet::new();
+            let app = api::router(app_state(&pool, &clock, &args.targets, &args.api));
+            tasks.spawn(serve(args.listen.listen, app, shutdown.clone()));
+            spawn_poller(&mut tasks, &url, &pool, &clock, &args.poll, &shutdown);
+            spawn_worker(&mut tasks, &url, &pool, &clock, worker_config, &shutdown)?;
+            join(tasks, shutdown).await
         }
         Command::Producer(args) => {
             let pool = db::pool(&args.db.database_url.0, args.db.database_pool_size)?;
-            let state = AppState {
-                pool,
-                clock,
-                allow: args.api.allow_private_targets.clone(),
-                max_payload_bytes: args.api.max_payload_bytes,
-            };
-            serve(args.listen.listen, api::router(state), shutdown_signal()).await
+            let app = api::router(app_state(&pool, &clock, &args.targets, &args.api));
+            serve(args.listen.listen, app, shutdown_signal()).await
+        }
+        Command::Poller(args) => {
+            let url = args.db.database_url.0.clone();
+            let pool = db::pool(&url, args.db.database_pool_size)?;
+            let shutdown = shutdown_signal();
+            let mut tasks = JoinSet::new();
+            tasks.spawn(serve(args.listen.listen, api::ops_router(pool.clone()), shutdown.clone()));
+            spawn_poller(&mut tasks, &url, &pool, &clock, &args.poll, &shutdown);
+            join(tasks, shutdown).await
+        }
+        Command::Worker(args) => {
+            let url = args.db.database_url.0.clone();
+            let worker_config = worker_config(&args.delivery, &args.targets, &args.poll)?;
+            let pool = db::pool(&url, args.db.database_pool_size)?;
+            let shutdown = shutdown_signal();
+            let mut tasks = JoinSet::new();
+            tasks.spawn(serve(args.listen.listen, api::ops_router(pool.clone()), shutdown.clone()));
+            spawn_worker(&mut tasks, &url, &pool, &clock, worker_config, &shutdown)?;
+            join(tasks, shutdown).await
         }
     }
+}
+
+fn app_state(pool: &Pool, clock: &SharedClock, targets: &TargetArgs, api: &ApiArgs) -> AppState {
+    AppState {
+        pool: pool.clone(),
+        clock: clock.clone(),
+        allow: targets.allow_private_targets.clone(),
+        max_payload_bytes: api.max_payload_bytes,
+    }
+}
+
+fn worker_config(d: &DeliveryArgs, targets: &TargetArgs, poll: &PollArgs) -> anyhow::Result<WorkerConfig> {
+    let lease = d.lease.unwrap_or(d.attempt_timeout + Duration::from_secs(30));
+    if lease <= d.attempt_timeout {
+        bail!(
+            "HERALD_LEASE ({lease:?}) must be longer than HERALD_ATTEMPT_TIMEOUT ({:?}), or another worker would take a delivery still being attempted",
+            d.attempt_timeout
+        );
+    }
+    if d.worker_concurrency == 0 || d.endpoint_concurrency == 0 {
+        bail!("HERALD_WORKER_CONCURRENCY and HERALD_ENDPOINT_CONCURRENCY must be at least 1");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "herald".into());
+    let mut c =
+        WorkerConfig::new(d.worker_id.clone().unwrap_or_else(|| format!("{}-{}", host.trim(), std::process::id())));
+    c.retry_schedule = d.retry_schedule.clone();
+    c.lease = lease;
+    c.attempt_timeout = d.attempt_timeout;
+    c.connect_timeout = d.connect_timeout.min(d.attempt_timeout);
+    c.allow = targets.allow_private_targets.clone();
+    c.concurrency = d.worker_concurrency;
+    c.endpoint_concurrency = d.endpoint_concurrency;
+    c.poll_interval = poll.poll_interval;
+    c.shutdown_grace = d.shutdown_grace;
+    Ok(c)
+}
+
+type Task = JoinSet<anyhow::Result<()>>;
+
+fn spawn_poller(
+    tasks: &mut Task,
+    url: &str,
+    pool: &Pool,
+    clock: &SharedClock,
+    poll: &PollArgs,
+    shutdown: &CancellationToken,
+) {
+    let config = PollerConfig { batch: poll.poller_batch, poll_interval: poll.poll_interval };
+    let poller = Poller::new(pool.clone(), clock.clone(), config);
+    tasks.spawn(listen(url, "herald_outbox", poller.waker(), shutdown));
+    let s = shutdown.clone();
+    tasks.spawn(async move {
+        poller.run(s).await;
+        Ok(())
+    });
+}
+
+fn spawn_worker(
+    tasks: &mut Task,
+    url: &str,
+    pool: &Pool,
+    clock: &SharedClock,
+    config: WorkerConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let worker = Worker::new(pool.clone(), clock.clone(), config).context("building the HTTP client")?;
+    tasks.spawn(listen(url, "herald_deliveries", worker.waker(), shutdown));
+    let s = shutdown.clone();
+    tasks.spawn(async move {
+        worker.run(s).await;
+        Ok(())
+    });
+    Ok(())
+}
+
+fn listen(
+    url: &str,
+    channel: &str,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    shutdown: &CancellationToken,
+) -> impl std::future::Future<Output = anyhow::Result<()>> {
+    let fut = herald_core::listen::listen(url.to_string(), vec![channel.to_string()], wake, shutdown.clone());
+    async move {
+        fut.await;
+        Ok(())
+    }
+}
+
+/// Waits for every task; the first that fails stops the others.
+async fn join(mut tasks: Task, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let r = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = r {
+            if result.is_ok() {
+                result = Err(e);
+            }
+            shutdown.cancel();
+        }
+    }
+    result
 }
 
 /// A connection, retried with backoff while the database is starting or restarting.
@@ -94,7 +213,6 @@ fn shutdown_signal() -> CancellationToken {
     let t = token.clone();
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
         let term = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(mut s) => {
@@ -103,8 +221,6 @@ fn shutdown_signal() -> CancellationToken {
                 Err(_) => std::future::pending::<()>().await,
             }
         };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
         tokio::select! {
             _ = ctrl_c => {}
             _ = term => {}

@@ -1,5 +1,6 @@
 //! The HTTP API (contract section 4): JSON in and out, under `/v1`, one tenant per token.
 
+mod deliveries;
 mod endpoints;
 mod error;
 mod events;
@@ -32,6 +33,9 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/events", post(events::publish))
         .route("/events/{id}", get(events::get_one))
+        .route("/events/{id}/attempts", get(deliveries::attempts))
+        .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/endpoints/{id}/replay", post(deliveries::replay))
         .route("/endpoints", post(endpoints::create).get(endpoints::list))
         .route("/endpoints/{id}", get(endpoints::get_one).patch(endpoints::update).delete(endpoints::delete))
         .route("/endpoints/{id}/rotate-secret", post(endpoints::rotate_secret))

@@ -1,0 +1,243 @@
+//! One attempt: build the webhook request (contract section 1), sign it, send it with the
+//! shared HTTP client, and turn whatever happened into an [`AttemptOutcome`]. Outcomes are data,
+//! not errors.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use herald_core::signing::{self, Secret};
+use herald_core::targets::AllowList;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use serde_json::json;
+
+/// At most this much of a response is kept.
+pub const EXCERPT_BYTES: usize = 4096;
+
+/// A delivery as the worker holds it while its lease lasts.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub tenant_id: String,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub endpoint_id: Option<String>,
+    pub url: String,
+    /// The attempt number of this attempt, from 1, counted over the delivery's life.
+    pub attempt: i32,
+    /// Where this attempt stands in the current round of the retry schedule, from 1.
+    pub round_attempt: i32,
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
+    pub data: serde_json::Value,
+    pub traceparent: Option<String>,
+    pub signature_scheme: String,
+    pub secret: Option<Secret>,
+    pub previous_secret: Option<Secret>,
+    pub retry_schedule: Option<Vec<Duration>>,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    pub started_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub status_code: Option<u16>,
+    /// The error class (`timeout`, `connect`, `blocked_target`, `tls`, `http_status`, `request`).
+    pub error: Option<&'static str>,
+    /// A sentence for the delivery's `last_error`.
+    pub detail: Option<String>,
+    pub excerpt: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+impl AttemptOutcome {
+    pub fn delivered(&self) -> bool {
+        self.status_code.is_some_and(|c| (200..300).contains(&c))
+    }
+
+    pub fn gone(&self) -> bool {
+        self.status_code == Some(410)
+    }
+}
+
+/// The connection refused because of where it would go.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves only to addresses Herald does not deliver to (allow them with HERALD_ALLOW_PRIVATE_TARGETS)")]
+pub struct BlockedTarget(String);
+
+/// Resolves names and drops every address the allow-list refuses, so that the check applies to
+/// the addresses actually connected to (a name that rebinds to 127.0.0.1 gets nothing).
+#[derive(Debug)]
+struct GuardedResolver {
+    allow: AllowList,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| allow.permits(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(Box::new(BlockedTarget(host)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The one HTTP client of a worker: connection pooling, rustls, no redirects, no proxies
+/// (a proxy would connect on Herald's behalf to addresses it never checked).
+#[derive(Debug, Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    allow: AllowList,
+    timeout: Duration,
+}
+
+impl Sender {
+    pub fn new(allow: AllowList, connect_timeout: Duration, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .dns_resolver(Arc::new(GuardedResolver { allow: allow.clone() }))
+            .build()?;
+        Ok(Self { client, allow, timeout })
+    }
+
+    /// The body a receiver gets: `{"id", "type", "created_at", "data"}`.
+    pub fn body(c: &Claimed) -> Vec<u8> {
+        let created_at = c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        serde_json::to_vec(&json!({"id": c.event_id, "type": c.event_type, "created_at": created_at, "data": c.data}))
+            .expect("JSON values serialise")
+    }
+
+    /// Sends one attempt. `now` is the signing time.
+    pub async fn send(&self, c: &Claimed, now: DateTime<Utc>) -> AttemptOutcome {
+        let started = Instant::now();
+        let mut outcome = AttemptOutcome {
+            started_at: now,
+            duration: Duration::ZERO,
+            status_code: None,
+            error: None,
+            detail: None,
+            excerpt: None,
+            retry_after: None,
+        };
+        let fail = |mut o: AttemptOutcome, class: &'static str, detail: String| {
+            o.error = Some(class);
+            o.detail = Some(format!("{class}: {detail}"));
+            o.duration = started.elapsed();
+            o
+        };
+        // A literal address never reaches the resolver: check it here.
+        if let Ok(url) = reqwest::Url::parse(&c.url) {
+            let literal = match url.host() {
+                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+                _ => None,
+            };
+            if let Some(ip) = literal.filter(|ip| !self.allow.permits(*ip)) {
+                return fail(
+                    outcome,
+                    "blocked_target",
+                    format!("{ip} is not a public address (allow it with HERALD_ALLOW_PRIVATE_TARGETS)"),
+                );
+            }
+        }
+        let body = Self::body(c);
+        let ts = now.timestamp();
+        let mut req = self
+            .client
+            .post(&c.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &c.event_id)
+            .header("webhook-timestamp", ts.to_string());
+        if let Some(secret) = &c.secret {
+            if c.signature_scheme == "hmac-sha256-hex" {
+                req = req.header("x-webhook-signature", signing::hmac_sha256_hex(secret, &body));
+            } else {
+                let mut sig = signing::standard_webhooks(secret, &c.event_id, ts, &body);
+                if let Some(prev) = &c.previous_secret {
+                    sig.push(' ');
+                    sig.push_str(&signing::standard_webhooks(prev, &c.event_id, ts, &body));
+                }
+                req = req.header("webhook-signature", sig);
+            }
+        }
+        if let Some(tp) = &c.traceparent {
+            req = req.header("traceparent", tp);
+        }
+        let mut response = match req.body(body).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let (class, detail) = classify(&e, self.timeout);
+                return fail(outcome, class, detail);
+            }
+        };
+        let status = response.status();
+        outcome.status_code = Some(status.as_u16());
+        if matches!(status.as_u16(), 429 | 503) {
+            outcome.retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| crate::retry::parse_retry_after(v, now));
+        }
+        // Keep the first 4 KiB; the rest is not read (the connection is then not reused).
+        let mut kept = Vec::new();
+        let mut read_error = None;
+        while kept.len() < EXCERPT_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => kept.extend_from_slice(&chunk[..chunk.len().min(EXCERPT_BYTES - kept.len())]),
+                Ok(None) => break,
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+            }
+        }
+        outcome.excerpt = Some(String::from_utf8_lossy(&kept).into_owned());
+        outcome.duration = started.elapsed();
+        if !status.is_success() {
+            outcome.error = Some("http_status");
+            outcome.detail = Some(format!("http_status: the receiver answered {status}"));
+        } else if let Some(e) = read_error {
+            // The status counts: a 2xx is delivered even if the rest of its body broke off.
+            tracing::debug!(error = %e, delivery = %c.delivery_id, "response body broke off after a 2xx");
+        }
+        outcome
+    }
+}
+
+/// The error class and a sentence for a request that got no answer.
+fn classify(e: &reqwest::Error, timeout: Duration) -> (&'static str, String) {
+    let mut chain = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if let Some(b) = s.downcast_ref::<BlockedTarget>() {
+            return ("blocked_target", b.to_string());
+        }
+        chain.push_str(&s.to_string());
+        chain.push_str(": ");
+        source = s.source();
+    }
+    let chain = chain.trim_end_matches(": ").to_string();
+    if e.is_timeout() {
+        return ("timeout", format!("no answer within {}", herald_core::validate::format_duration(timeout)));
+    }
+    let lower = chain.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        return ("tls", chain);
+    }
+    if e.is_connect() {
+        return ("connect", chain);
+    }
+    ("request", chain)
+}

@@ -1,0 +1,207 @@
+//! The worker's hot loop: one `select!` over shutdown, a wake-up (NOTIFY), a jittered poll, and
+//! finished attempts. It claims only when it has free slots and never more than it has.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use deadpool_postgres::Pool;
+use herald_core::clock::SharedClock;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WorkerConfig;
+use crate::send::{Claimed, Sender};
+use crate::store::{jittered, Finished, Store};
+
+/// Results are written in batches of at most this many.
+const RECORD_BATCH: usize = 500;
+
+pub struct Worker {
+    store: Store,
+    sender: Sender,
+    clock: SharedClock,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(pool: Pool, clock: SharedClock, config: WorkerConfig) -> Result<Self, reqwest::Error> {
+        let sender = Sender::new(config.allow.clone(), config.connect_timeout, config.attempt_timeout)?;
+        Ok(Self { store: Store { pool, config }, sender, clock, wake: Arc::new(Notify::new()) })
+    }
+
+    /// Woken on `herald_deliveries` notifications (see `herald_core::listen`).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs until `shutdown`, then drains: no new claims, attempts in flight get
+    /// `shutdown_grace` to finish, leases of the rest are given back, results are written.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let config = self.store.config.clone();
+        let (results, rx) = mpsc::channel::<Finished>(config.concurrency * 2 + 16);
+        let recorder = tokio::spawn(record_loop(self.store.clone(), self.clock.clone(), rx));
+        let mut inflight: JoinSet<Finished> = JoinSet::new();
+        let mut started: HashMap<tokio::task::Id, Claimed> = HashMap::new();
+        let mut per_endpoint: HashMap<String, usize> = HashMap::new();
+        let mut want_claim = true;
+        let mut backlog = false;
+        let mut rotate = 0usize;
+        let mut stopping = false;
+        let poll = tokio::time::sleep(jittered(config.poll_interval));
+        tokio::pin!(poll);
+        let grace = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+        tokio::pin!(grace);
+        tracing::info!(worker = %config.worker_id, concurrency = config.concurrency, "delivery-worker started");
+
+        loop {
+            if want_claim && !stopping {
+                want_claim = false;
+                let free = config.concurrency.saturating_sub(inflight.len());
+                if free > 0 {
+                    let saturated: Vec<String> = per_endpoint
+                        .iter()
+                        .filter(|(_, n)| **n >= config.endpoint_concurrency)
+                        .map(|(e, _)| e.clone())
+                        .collect();
+                    match self.claim_round(free, &saturated, rotate).await {
+                        Ok((batch, full)) => {
+                            backlog = full;
+                            for c in batch {
+                                if let Some(e) = &c.endpoint_id {
+                                    *per_endpoint.entry(e.clone()).or_default() += 1;
+                                }
+                                let sender = self.sender.clone();
+                                let clock = self.clock.clone();
+                                let task = c.clone();
+                                let handle = inflight.spawn(async move {
+                                    let outcome = sender.send(&task, clock.now()).await;
+                                    Finished { claimed: task, outcome }
+                                });
+                                started.insert(handle.id(), c);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "claim failed; retrying at the next poll"),
+                    }
+                    rotate = rotate.wrapping_add(1);
+                }
+            }
+            if stopping && inflight.is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    tracing::info!(in_flight = inflight.len(), "draining: no new claims");
+                    grace.as_mut().reset(tokio::time::Instant::now() + config.shutdown_grace);
+                }
+                Some(joined) = inflight.join_next_with_id() => {
+                    let claimed = match &joined {
+                        Ok((id, _)) => started.remove(id),
+                        Err(e) => started.remove(&e.id()),
+                    };
+                    if let Some(e) = claimed.as_ref().and_then(|c| c.endpoint_id.as_ref()) {
+                        if let Some(n) = per_endpoint.get_mut(e) {
+                            *n -= 1;
+                            if *n == 0 { per_endpoint.remove(e); }
+                        }
+                    }
+                    match joined {
+                        Ok((_, finished)) => {
+                            if results.send(finished).await.is_err() {
+                                tracing::error!("the result recorder stopped; leases will expire and be retried");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "an attempt task failed; giving its lease back");
+                            if let Some(c) = claimed {
+                                let _ = self.store.give_back(&[c], self.clock.now()).await;
+                            }
+                        }
+                    }
+                    let free = config.concurrency.saturating_sub(inflight.len());
+                    if backlog && free >= (config.concurrency / 8).max(1) {
+                        want_claim = true;
+                    }
+                }
+                _ = self.wake.notified(), if !stopping => want_claim = true,
+                _ = &mut poll, if !stopping => {
+                    want_claim = true;
+                    poll.as_mut().reset(tokio::time::Instant::now() + jittered(config.poll_interval));
+                }
+                _ = &mut grace, if stopping => {
+                    let left: Vec<Claimed> = started.drain().map(|(_, c)| c).collect();
+                    tracing::warn!(count = left.len(), "grace period over: aborting attempts and giving their leases back");
+                    inflight.abort_all();
+                    if let Err(e) = self.store.give_back(&left, self.clock.now()).await {
+                        tracing::warn!(error = %e, "could not give leases back; they will expire");
+                    }
+                    break;
+                }
+            }
+        }
+        drop(results);
+        if recorder.await.is_err() {
+            tracing::error!("the result recorder panicked");
+        }
+        tracing::info!(worker = %config.worker_id, "delivery-worker stopped");
+    }
+
+    /// One round: tenants with due deliveries in turn, each claiming up to its share of `free`.
+    /// Returns what was claimed and whether any tenant filled its share (more may be due).
+    pub async fn claim_round(
+        &self,
+        free: usize,
+        saturated: &[String],
+        rotate: usize,
+    ) -> Result<(Vec<Claimed>, bool), crate::store::StoreError> {
+        let now = self.clock.now();
+        let tenants = self.store.due_tenants(now, rotate).await?;
+        if tenants.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let share = free.div_ceil(tenants.len()).max(1);
+        let mut out = Vec::new();
+        let mut full = false;
+        for tenant in tenants {
+            let want = share.min(free - out.len());
+            if want == 0 {
+                full = true;
+                break;
+            }
+            let got = self.store.claim(&tenant, want, now, saturated).await?;
+            full |= got.len() == want;
+            out.extend(got);
+        }
+        Ok((out, full))
+    }
+}
+
+async fn record_loop(store: Store, clock: SharedClock, mut rx: mpsc::Receiver<Finished>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let write = || async { store.record(&batch, clock.now()).await };
+        let written = write
+            .retry(ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).with_max_times(1000))
+            .notify(|e, wait| tracing::warn!(error = %e, ?wait, "recording results failed; retrying"))
+            .await;
+        if let Err(e) = written {
+            // Not lost: the leases expire and the deliveries are attempted again.
+            tracing::error!(error = %e, count = batch.len(), "giving up recording results; their leases will expire");
+        }
+        batch.clear();
+    }
+}

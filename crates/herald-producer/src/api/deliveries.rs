@@ -1,0 +1,153 @@
+//! Operator routes over deliveries: the attempt log, a manual retry, a replay.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use herald_core::validate::type_matches;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, Page, Tenant};
+use super::AppState;
+use crate::sql;
+
+/// A replay covers at most this many events; a larger window is refused with a hint.
+const MAX_REPLAY: i64 = 10_000;
+
+pub async fn attempts(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let (limit, cursor) = page.checked()?;
+    let client = state.pool.get().await?;
+    if client.query_opt(sql::EVENT_EXISTS, &[&tenant, &id]).await?.is_none() {
+        return Err(ApiError::not_found("event", &id));
+    }
+    let rows = client.query(sql::EVENT_ATTEMPTS, &[&tenant, &id, &cursor, &(limit + 1)]).await?;
+    let more = rows.len() as i64 > limit;
+    let data: Vec<Value> = rows
+        .iter()
+        .take(limit as usize)
+        .map(|r| {
+            json!({
+                "id": r.get::<_, String>("attempt_id"),
+                "delivery_id": r.get::<_, String>("delivery_id"),
+                "attempt": r.get::<_, i32>("attempt"),
+                "started_at": r.get::<_, DateTime<Utc>>("started_at"),
+                "duration_ms": r.get::<_, i32>("duration_ms"),
+                "status_code": r.get::<_, Option<i32>>("status_code"),
+                "error": r.get::<_, Option<String>>("error"),
+                "response_excerpt": r.get::<_, Option<String>>("response_excerpt"),
+            })
+        })
+        .collect();
+    let next = if more { data.last().map(|v| v["id"].clone()) } else { None };
+    Ok(Json(json!({"data": data, "next_cursor": next})))
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let now = state.clock.now();
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(row) = tx.query_opt(sql::RETRY_DELIVERY, &[&tenant, &id, &now]).await? else {
+        let current: Option<String> = tx.query_opt(sql::DELIVERY_STATE, &[&tenant, &id]).await?.map(|r| r.get(0));
+        return Err(match current.as_deref() {
+            None => ApiError::not_found("delivery", &id),
+            Some("delivering") => ApiError::new(
+                StatusCode::CONFLICT,
+                "delivery_in_flight",
+                "the delivery is being attempted right now; wait for the attempt to finish, then retry",
+            ),
+            Some(other) => ApiError::new(
+                StatusCode::CONFLICT,
+                "delivery_not_retryable",
+                format!("the delivery is {other} (its endpoint was deleted); it cannot be retried"),
+            ),
+        });
+    };
+    tx.execute(sql::NOTIFY_WORKERS, &[&tenant]).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": row.get::<_, String>("delivery_id"),
+            "endpoint_id": row.get::<_, Option<String>>("endpoint_id"),
+            "url": row.get::<_, String>("url"),
+            "state": row.get::<_, String>("state"),
+            "attempt_count": row.get::<_, i32>("attempt_count"),
+            "next_attempt_at": row.get::<_, DateTime<Utc>>("next_attempt_at"),
+            "last_status_code": row.get::<_, Option<i32>>("last_status_code"),
+            "last_error": row.get::<_, Option<String>>("last_error"),
+        })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    since: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+}
+
+/// The lowest `seq` of an instant (see `herald_core::id::seq_at`).
+fn seq_floor(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros().saturating_mul(1024)
+}
+
+pub async fn replay(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(endpoint): Path<String>,
+    ApiJson(body): ApiJson<ReplayBody>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now();
+    let until = body.until.unwrap_or(now);
+    if body.since >= until {
+        return Err(ApiError::unprocessable(
+            "invalid_window",
+            "`since` must be before `until` (RFC 3339 times, e.g. 2026-11-22T10:00:00Z; `until` defaults to now)",
+        ));
+    }
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(ep) = tx.query_opt(&sql::get_endpoint(), &[&tenant, &endpoint]).await? else {
+        return Err(ApiError::not_found("endpoint", &endpoint));
+    };
+    let patterns: Vec<String> = ep.get("event_types");
+    let url: String = ep.get("url");
+    let rows = tx
+        .query(sql::EVENTS_IN_WINDOW, &[&tenant, &seq_floor(body.since), &seq_floor(until), &(MAX_REPLAY + 1)])
+        .await?;
+    if rows.len() as i64 > MAX_REPLAY {
+        return Err(ApiError::unprocessable(
+            "window_too_large",
+            format!("the window holds more than {MAX_REPLAY} events; replay it in smaller windows"),
+        ));
+    }
+    let (mut ids, mut events) = (Vec::new(), Vec::new());
+    for r in &rows {
+        let event_type: String = r.get(1);
+        if type_matches(&patterns, &event_type) {
+            ids.push(herald_core::id::new_id(herald_core::id::DELIVERY, now));
+            events.push(r.get::<_, String>(0));
+        }
+    }
+    let scheduled = if events.is_empty() {
+        0
+    } else {
+        tx.execute(sql::REPLAY_DELIVERIES, &[&tenant, &endpoint, &url, &now, &ids, &events]).await?
+    };
+    if scheduled > 0 {
+        tx.execute(sql::NOTIFY_WORKERS, &[&tenant]).await?;
+    }
+    tx.commit().await?;
+    Ok(Json(json!({"scheduled": scheduled})))
+}

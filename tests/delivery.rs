@@ -1,0 +1,247 @@
+//! Durable delivery end to end: the real binary, real receivers on 127.0.0.1, signatures checked
+//! by the `standardwebhooks` crate (an implementation no one in this project wrote).
+
+mod support;
+
+use std::time::Duration;
+
+use herald_testkit::{eventually, Behaviour, Receiver, TestDb};
+use serde_json::json;
+use support::{Api, Herald, FAST};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn setup(env: &[(&str, &str)]) -> (TestDb, Herald, Api) {
+    let db = TestDb::new().await;
+    let token = db.tenant("acme").await;
+    let herald = Herald::start(&db, "all", env).await;
+    let api = Api::new(&herald.base, &token);
+    (db, herald, api)
+}
+
+fn verify_standard(secret: &str, r: &herald_testkit::Received) {
+    let wh = standardwebhooks::Webhook::new(secret).expect("secret");
+    wh.verify(&r.body, &r.headers).unwrap_or_else(|e| panic!("standardwebhooks refused the signature: {e:?}"));
+}
+
+#[tokio::test]
+async fn delivers_signed_to_each_subscriber_and_the_callback() {
+    let (_db, _herald, api) = setup(FAST).await;
+    let rx = Receiver::start().await;
+    let (meetings, meetings_secret) =
+        api.endpoint(json!({"url": rx.url("/meetings"), "event_types": ["meeting.*"]})).await;
+    let (runs, _) = api.endpoint(json!({"url": rx.url("/runs"), "event_types": ["run.finished"]})).await;
+    let (hex, hex_secret) = api.endpoint(json!({"url": rx.url("/hex"), "signature_scheme": "hmac-sha256-hex"})).await;
+    let callback_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    let (s, v) = api
+        .http
+        .post(format!("{}/v1/events", api.base))
+        .bearer_auth(&api.token)
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .json(&json!({"id": "evt_meet_1", "type": "meeting.completed", "data": {"meeting_id": "m1", "minutes": 42},
+                      "callback_url": rx.url("/callback"), "callback_secret": callback_secret}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    assert_eq!(s, 202, "{:?}", v.text().await);
+
+    let got = rx.wait_for("/meetings", 1, WAIT).await;
+    let r = &got[0];
+    verify_standard(&meetings_secret, r);
+    assert_eq!(r.header("webhook-id"), Some("evt_meet_1"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.header("user-agent").unwrap().starts_with("Herald/"));
+    assert_eq!(r.header("traceparent"), Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    let body = r.json();
+    assert_eq!(body["id"], "evt_meet_1");
+    assert_eq!(body["type"], "meeting.completed");
+    assert_eq!(body["data"], json!({"meeting_id": "m1", "minutes": 42}));
+    assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let cb = rx.wait_for("/callback", 1, WAIT).await;
+    verify_standard(callback_secret, &cb[0]);
+
+    // The hex scheme: GitHub style, and still webhook-id and webhook-timestamp.
+    let h = &rx.wait_for("/hex", 1, WAIT).await[0];
+    assert!(h.header("webhook-signature").is_none());
+    assert!(h.header("webhook-timestamp").is_some());
+    let key = base64_decode(hex_secret.strip_prefix("whsec_").unwrap());
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(&h.body);
+    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(h.header("x-webhook-signature"), Some(format!("sha256={expected}").as_str()));
+
+    // The event's page shows every delivery delivered; the runs endpoint got nothing.
+    api.wait_delivery("evt_meet_1", Some(&meetings), "delivered", WAIT).await;
+    api.wait_delivery("evt_meet_1", Some(&hex), "delivered", WAIT).await;
+    api.wait_delivery("evt_meet_1", None, "delivered", WAIT).await;
+    let (_, event) = api.get("/v1/events/evt_meet_1").await;
+    assert_eq!(event["deliveries"].as_array().unwrap().len(), 3, "{event}");
+    assert!(event["deliveries"].as_array().unwrap().iter().all(|d| d["endpoint_id"] != runs.as_str()));
+    assert_eq!(rx.count("/runs"), 0);
+    let (_, attempts) = api.get("/v1/events/evt_meet_1/attempts").await;
+    let attempts = attempts["data"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert!(attempts.iter().all(|a| a["status_code"] == 200 && a["attempt"] == 1 && a["error"].is_null()));
+    assert_eq!(attempts[0]["response_excerpt"], "ok");
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+#[tokio::test]
+async fn failing_endpoint_retries_fails_then_recovers() {
+    let (_db, _herald, api) = setup(FAST).await;
+    let rx = Receiver::start().await;
+    rx.set("/flaky", Behaviour::Status(500, None));
+    let (flaky, _) = api
+        .endpoint(json!({"url": rx.url("/flaky"), "event_types": ["order.*"], "retry_schedule": ["100ms", "200ms"]}))
+        .await;
+    let (_ops, ops_secret) = api.endpoint(json!({"url": rx.url("/ops"), "event_types": ["endpoint.*"]})).await;
+
+    let id = api.publish(json!({"id": "evt_order_1", "type": "order.paid", "data": {"n": 1}})).await;
+    // A schedule of 2 steps allows 3 attempts; then the delivery fails.
+    let failed = api.wait_delivery(&id, Some(&flaky), "failed", WAIT).await;
+    assert_eq!(failed["attempt_count"], 3);
+    assert_eq!(failed["last_status_code"], 500);
+    assert_eq!(rx.count("/flaky"), 3);
+    let attempts = rx.requests("/flaky");
+    assert!(
+        attempts.iter().all(|a| a.header("webhook-id") == Some("evt_order_1")),
+        "the same webhook-id on every attempt"
+    );
+    // Retries are spaced by the schedule (each step measured from the end of the failed attempt, ±10 %).
+    assert!(attempts[1].at - attempts[0].at >= Duration::from_millis(90));
+    assert!(attempts[2].at - attempts[1].at >= Duration::from_millis(180));
+
+    let (_, ep) = api.get(&format!("/v1/endpoints/{flaky}")).await;
+    assert_eq!(ep["status"], "failing");
+    let note = &rx.wait_for("/ops", 1, WAIT).await[0];
+    verify_standard(&ops_secret, note);
+    let note = note.json();
+    assert_eq!(note["type"], "endpoint.failing");
+    assert_eq!(note["data"]["endpoint_id"], flaky.as_str());
+    assert_eq!(note["data"]["event_id"], "evt_order_1");
+    assert_eq!(note["data"]["url"], rx.url("/flaky"));
+    assert!(note["data"]["delivery_id"].as_str().unwrap().starts_with("dlv_"));
+    assert!(note["data"]["last_error"].as_str().unwrap().contains("500"));
+
+    let (_, attempts) = api.get(&format!("/v1/events/{id}/attempts")).await;
+    let attempts = attempts["data"].as_array().unwrap();
+    assert_eq!(attempts.iter().map(|a| a["attempt"].as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(attempts.iter().all(|a| a["error"] == "http_status" && a["status_code"] == 500));
+
+    // The receiver recovers; a manual retry delivers with the same webhook-id and heals the endpoint.
+    rx.set("/flaky", Behaviour::Ok);
+    let (s, v) = api.post(&format!("/v1/deliveries/{}/retry", failed["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!(s, 202, "{v}");
+    api.wait_delivery(&id, Some(&flaky), "delivered", WAIT).await;
+    assert_eq!(rx.requests("/flaky").last().unwrap().header("webhook-id"), Some("evt_order_1"));
+    let recovered = rx.wait_for("/ops", 2, WAIT).await;
+    assert_eq!(recovered[1].json()["type"], "endpoint.recovered");
+    assert_eq!(recovered[1].json()["data"], json!({"endpoint_id": flaky, "url": rx.url("/flaky")}));
+    let (_, ep) = api.get(&format!("/v1/endpoints/{flaky}")).await;
+    assert_eq!(ep["status"], "healthy");
+
+    // Replay sends the same event again, with the same id.
+    let (s, v) = api.post(&format!("/v1/endpoints/{flaky}/replay"), json!({"since": "2000-01-01T00:00:00Z"})).await;
+    assert_eq!((s, v["scheduled"].as_i64()), (200, Some(1)), "{v}");
+    rx.wait_for("/flaky", 5, WAIT).await;
+    assert_eq!(rx.requests("/flaky")[4].header("webhook-id"), Some("evt_order_1"));
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_and_enable_brings_it_back() {
+    let (db, _herald, api) = setup(FAST).await;
+    let rx = Receiver::start().await;
+    rx.set("/gone", Behaviour::Status(410, None));
+    let (gone, _) = api.endpoint(json!({"url": rx.url("/gone"), "event_types": ["a"]})).await;
+    api.endpoint(json!({"url": rx.url("/ops"), "event_types": ["endpoint.disabled"]})).await;
+    let id = api.publish(json!({"type": "a", "data": 1})).await;
+    let d = api.wait_delivery(&id, Some(&gone), "failed", WAIT).await;
+    assert_eq!(
+        (d["attempt_count"].as_i64(), d["last_status_code"].as_i64()),
+        (Some(1), Some(410)),
+        "no retry after 410"
+    );
+    let note = rx.wait_for("/ops", 1, WAIT).await[0].json();
+    assert_eq!(note["type"], "endpoint.disabled");
+    assert_eq!(note["data"]["endpoint_id"], gone.as_str());
+    assert!(note["data"]["reason"].as_str().unwrap().contains("410"));
+    let (_, ep) = api.get(&format!("/v1/endpoints/{gone}")).await;
+    assert_eq!(ep["status"], "disabled");
+
+    // While disabled it gets no new deliveries; enabled again, it does.
+    let second = api.publish(json!({"type": "a", "data": 2})).await;
+    eventually("the second event to be fanned out", WAIT, || async {
+        let pending: i64 = db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM herald.pending_events WHERE event_id = $1", &[&second])
+            .await
+            .unwrap()
+            .get(0);
+        (pending == 0).then_some(())
+    })
+    .await;
+    let (_, e) = api.get(&format!("/v1/events/{second}")).await;
+    assert_eq!(e["deliveries"], json!([]), "a disabled endpoint gets no new deliveries");
+    rx.set("/gone", Behaviour::Ok);
+    let (s, ep) = api.post(&format!("/v1/endpoints/{gone}/enable"), json!({})).await;
+    assert_eq!((s, ep["status"].as_str()), (200, Some("healthy")));
+    let third = api.publish(json!({"type": "a", "data": 3})).await;
+    api.wait_delivery(&third, Some(&gone), "delivered", WAIT).await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_up_to_the_longest_step() {
+    let (_db, _herald, api) = setup(FAST).await;
+    let rx = Receiver::start().await;
+    rx.set("/busy", Behaviour::Status(429, Some("1".into())));
+    let (busy, _) = api.endpoint(json!({"url": rx.url("/busy"), "retry_schedule": ["100ms", "1500ms"]})).await;
+    let id = api.publish(json!({"type": "t", "data": null})).await;
+    let two = rx.wait_for("/busy", 2, WAIT).await;
+    rx.set("/busy", Behaviour::Ok);
+    let gap = two[1].at - two[0].at;
+    assert!(gap >= Duration::from_millis(950), "Retry-After: 1 was not honoured: {gap:?}");
+    assert!(gap < Duration::from_millis(1400), "Retry-After replaces the step, it does not add to it: {gap:?}");
+    api.wait_delivery(&id, Some(&busy), "delivered", WAIT).await;
+}
+
+#[tokio::test]
+async fn loopback_targets_are_refused_at_connection_unless_allowed() {
+    let db = TestDb::new().await;
+    let token = db.tenant("acme").await;
+    // The API allows loopback (so the endpoints can be made); the worker does not.
+    let api_proc = Herald::start(&db, "producer", FAST).await;
+    let poller = Herald::start(&db, "poller", FAST).await;
+    let worker = Herald::start_with(&db, "worker", FAST, false).await;
+    let api = Api::new(&api_proc.base, &token);
+    let rx = Receiver::start().await;
+    let port = rx.base.rsplit(':').next().unwrap().to_string();
+    let (by_name, _) = api.endpoint(json!({"url": format!("http://localhost:{port}/named")})).await;
+    let (by_ip, _) = api.endpoint(json!({"url": rx.url("/literal")})).await;
+    let id = api.publish(json!({"type": "t", "data": 1})).await;
+    eventually("both deliveries to be attempted", WAIT, || async {
+        let (_, v) = api.get(&format!("/v1/events/{id}/attempts")).await;
+        let a = v["data"].as_array().cloned().unwrap_or_default();
+        (a.len() >= 2).then_some(a)
+    })
+    .await;
+    let (_, v) = api.get(&format!("/v1/events/{id}/attempts")).await;
+    for a in v["data"].as_array().unwrap() {
+        assert_eq!(a["error"], "blocked_target", "{a}");
+        assert!(a["status_code"].is_null());
+    }
+    let (_, e) = api.get(&format!("/v1/events/{id}")).await;
+    for d in e["deliveries"].as_array().unwrap() {
+        assert!(d["last_error"].as_str().unwrap().contains("HERALD_ALLOW_PRIVATE_TARGETS"), "{d}");
+    }
+    assert_eq!(rx.count("/named") + rx.count("/literal"), 0, "nothing reached the receiver");
+    let _ = (by_name, by_ip, poller, worker);
+}
