@@ -13,3 +13,10 @@ ALTER TABLE herald.deliveries
     ADD COLUMN schedule_offset integer NOT NULL DEFAULT 0;
 
 -- Replay windows are read by created_at through seq (time-ordered); index exists (events_by_seq).
+
+-- Claims go endpoint by endpoint (so that one endpoint's backlog or a hanging receiver never
+-- takes every slot): "does this endpoint have due work" and "its oldest due deliveries" are
+-- both one probe of this index.
+DROP INDEX herald.deliveries_open_by_endpoint;
+CREATE INDEX deliveries_due_by_endpoint ON herald.deliveries (tenant_id, endpoint_id, next_attempt_at)
+    WHERE state IN ('pending', 'delivering');

@@ -7,33 +7,34 @@ pub const DUE_TENANTS: &str = "SELECT t.tenant_id FROM herald.tenants t WHERE EX
      SELECT 1 FROM herald.deliveries d WHERE d.tenant_id = t.tenant_id \
      AND d.state IN ('pending', 'delivering') AND d.next_attempt_at <= $1)";
 
-/// The rate-limited or concurrency-limited endpoints of a tenant that have due deliveries,
-/// locked (skipping those another worker is claiming from right now) with what they have in
-/// flight across all workers.
-pub const LIMITED_ENDPOINTS: &str = "SELECT e.endpoint_id, e.max_in_flight, e.rate_limit_per_s, \
-       e.rate_tokens, e.rate_refilled_at, \
-       (SELECT count(*) FROM herald.deliveries x WHERE x.tenant_id = $1 AND x.endpoint_id = e.endpoint_id \
-          AND x.state = 'delivering' AND x.next_attempt_at > $2) AS in_flight \
-     FROM herald.endpoints e \
+/// A tenant's endpoints that have due deliveries, read without locks, with their limits.
+pub const DUE_ENDPOINTS: &str = "SELECT e.endpoint_id, e.max_in_flight, e.rate_limit_per_s FROM herald.endpoints e \
      WHERE e.tenant_id = $1 AND e.status <> 'disabled' \
-       AND (e.max_in_flight IS NOT NULL OR e.rate_limit_per_s IS NOT NULL) \
        AND EXISTS (SELECT 1 FROM herald.deliveries d WHERE d.tenant_id = $1 AND d.endpoint_id = e.endpoint_id \
           AND d.state IN ('pending', 'delivering') AND d.next_attempt_at <= $2) \
+     ORDER BY e.endpoint_id";
+
+/// A limited endpoint, locked while this transaction claims from it (skipped if another worker
+/// is claiming from it right now), with what it has in flight across all workers.
+pub const LOCK_LIMITED: &str = "SELECT e.max_in_flight, e.rate_limit_per_s, e.rate_tokens, e.rate_refilled_at, \
+       (SELECT count(*) FROM herald.deliveries x WHERE x.tenant_id = $1 AND x.endpoint_id = e.endpoint_id \
+          AND x.state = 'delivering' AND x.next_attempt_at > $3) AS in_flight \
+     FROM herald.endpoints e \
+     WHERE e.tenant_id = $1 AND e.endpoint_id = $2 AND e.status <> 'disabled' \
      FOR NO KEY UPDATE OF e SKIP LOCKED";
 
 pub const UPDATE_BUCKET: &str = "UPDATE herald.endpoints SET rate_tokens = $3, rate_refilled_at = $4 \
      WHERE tenant_id = $1 AND endpoint_id = $2";
 
 /// The claim: due deliveries (pending and due, or leased with an expired lease), locked with
-/// SKIP LOCKED, leased to this worker until `$4`, in one statement. `filter` narrows which
-/// deliveries: the tenant's unlimited endpoints and callbacks, or one limited endpoint.
+/// SKIP LOCKED, leased to this worker until `$4`, in one statement. `filter` narrows it to one
+/// endpoint (`$6`) or to the tenant's callbacks.
 fn claim(filter: &str) -> String {
     format!(
         "WITH due AS ( \
            SELECT d.delivery_id, d.event_id, d.endpoint_id FROM herald.deliveries d \
-           LEFT JOIN herald.endpoints e ON e.tenant_id = $1 AND e.endpoint_id = d.endpoint_id \
-           WHERE d.tenant_id = $1 AND d.state IN ('pending', 'delivering') AND d.next_attempt_at <= $2 \
-             AND {filter} \
+           WHERE d.tenant_id = $1 AND {filter} \
+             AND d.state IN ('pending', 'delivering') AND d.next_attempt_at <= $2 \
            ORDER BY d.next_attempt_at, d.delivery_id \
            LIMIT $3 \
            FOR UPDATE OF d SKIP LOCKED) \
@@ -53,17 +54,12 @@ fn claim(filter: &str) -> String {
     )
 }
 
-/// `$6`: endpoints this worker has saturated locally (its own per-endpoint cap).
-pub fn claim_unlimited() -> String {
-    claim(
-        "(d.endpoint_id IS NULL OR (e.status <> 'disabled' AND e.max_in_flight IS NULL \
-           AND e.rate_limit_per_s IS NULL AND NOT (d.endpoint_id = ANY($6))))",
-    )
-}
-
-/// `$6`: the one limited endpoint, whose row this transaction holds locked.
 pub fn claim_endpoint() -> String {
     claim("d.endpoint_id = $6")
+}
+
+pub fn claim_callbacks() -> String {
+    claim("d.endpoint_id IS NULL")
 }
 
 /// Results of a batch, for one tenant. Only a delivery still leased to this worker for this

@@ -75,13 +75,18 @@ impl Store {
     }
 
     /// Claims up to `limit` due deliveries of `tenant`, leased to this worker, and commits.
-    /// Endpoints in `saturated` are skipped (this worker has enough in flight to them).
+    ///
+    /// Endpoint by endpoint, in an order rotated by `rotate`: each endpoint gets at most what
+    /// this worker has room for (`endpoint_concurrency` less `local` in flight), and a limited
+    /// endpoint at most what its `max_in_flight` and token bucket allow across all workers, so
+    /// one endpoint's backlog or a hanging receiver never takes every slot. Callbacks last.
     pub async fn claim(
         &self,
         tenant: &str,
         limit: usize,
         now: DateTime<Utc>,
-        saturated: &[String],
+        local: &HashMap<String, usize>,
+        rotate: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -91,56 +96,57 @@ impl Store {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut out = Vec::new();
-
-        // Limited endpoints first, each under its row lock: the budget is what the endpoint's
-        // max_in_flight and token bucket allow across all workers.
-        for row in tx.query(sql::LIMITED_ENDPOINTS, &[&tenant, &now]).await? {
+        let mut endpoints = tx.query(sql::DUE_ENDPOINTS, &[&tenant, &now]).await?;
+        if !endpoints.is_empty() {
+            let k = rotate % endpoints.len();
+            endpoints.rotate_left(k);
+        }
+        for row in endpoints {
             if out.len() >= limit {
                 break;
             }
             let endpoint: String = row.get("endpoint_id");
-            let max_in_flight: Option<i32> = row.get("max_in_flight");
-            let rate: Option<i32> = row.get("rate_limit_per_s");
-            let in_flight: i64 = row.get("in_flight");
-            let mut budget = (limit - out.len()) as i64;
-            budget = budget.min(self.config.endpoint_concurrency as i64);
-            if saturated.contains(&endpoint) {
-                budget = 0;
-            }
-            if let Some(m) = max_in_flight {
-                budget = budget.min(i64::from(m) - in_flight);
-            }
-            let mut tokens = 0.0;
-            if let Some(rate) = rate {
-                let rate = f64::from(rate);
-                let stored: Option<f64> = row.get("rate_tokens");
-                let at: Option<DateTime<Utc>> = row.get("rate_refilled_at");
-                let elapsed =
-                    at.map(|a| (now - a).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6).unwrap_or(f64::MAX);
-                // The bucket holds at most one second's worth, so a burst never exceeds the rate.
-                tokens = (stored.unwrap_or(rate) + elapsed.max(0.0) * rate).min(rate);
-                budget = budget.min(tokens.floor() as i64);
-            }
+            let in_flight_here = local.get(&endpoint).copied().unwrap_or(0);
+            let mut budget =
+                (limit - out.len()).min(self.config.endpoint_concurrency.saturating_sub(in_flight_here)) as i64;
             if budget <= 0 {
-                if rate.is_some() {
-                    tx.execute(sql::UPDATE_BUCKET, &[&tenant, &endpoint, &tokens, &now]).await?;
-                }
                 continue;
             }
-            let rows =
-                tx.query(&sql::claim_endpoint(), &[&tenant, &now, &budget, &lease_until, worker, &endpoint]).await?;
-            if rate.is_some() {
-                tokens -= rows.len() as f64;
-                tx.execute(sql::UPDATE_BUCKET, &[&tenant, &endpoint, &tokens, &now]).await?;
+            let limited = row.get::<_, Option<i32>>("max_in_flight").is_some()
+                || row.get::<_, Option<i32>>("rate_limit_per_s").is_some();
+            let mut bucket = None;
+            if limited {
+                // Under the endpoint row's lock: what every worker together may still send.
+                let Some(l) = tx.query_opt(sql::LOCK_LIMITED, &[&tenant, &endpoint, &now]).await? else { continue };
+                if let Some(m) = l.get::<_, Option<i32>>("max_in_flight") {
+                    budget = budget.min(i64::from(m) - l.get::<_, i64>("in_flight"));
+                }
+                if let Some(rate) = l.get::<_, Option<i32>>("rate_limit_per_s") {
+                    let rate = f64::from(rate);
+                    let stored: Option<f64> = l.get("rate_tokens");
+                    let at: Option<DateTime<Utc>> = l.get("rate_refilled_at");
+                    let elapsed =
+                        at.map_or(f64::MAX, |a| (now - a).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
+                    // The bucket holds at most one second's worth: a burst never exceeds the rate.
+                    let tokens = (stored.unwrap_or(rate) + elapsed.max(0.0) * rate).min(rate);
+                    budget = budget.min(tokens.floor() as i64);
+                    bucket = Some(tokens);
+                }
             }
-            out.extend(rows.iter().map(|r| claimed_from(tenant, r)));
+            let claimed = if budget > 0 {
+                tx.query(&sql::claim_endpoint(), &[&tenant, &now, &budget, &lease_until, worker, &endpoint]).await?
+            } else {
+                Vec::new()
+            };
+            if let Some(tokens) = bucket {
+                let left = tokens - claimed.len() as f64;
+                tx.execute(sql::UPDATE_BUCKET, &[&tenant, &endpoint, &left, &now]).await?;
+            }
+            out.extend(claimed.iter().map(|r| claimed_from(tenant, r)));
         }
-
         let rest = (limit - out.len()) as i64;
         if rest > 0 {
-            let saturated: Vec<&str> = saturated.iter().map(String::as_str).collect();
-            let rows =
-                tx.query(&sql::claim_unlimited(), &[&tenant, &now, &rest, &lease_until, worker, &saturated]).await?;
+            let rows = tx.query(&sql::claim_callbacks(), &[&tenant, &now, &rest, &lease_until, worker]).await?;
             out.extend(rows.iter().map(|r| claimed_from(tenant, r)));
         }
         tx.commit().await?;

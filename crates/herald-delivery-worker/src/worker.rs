@@ -65,12 +65,7 @@ impl Worker {
                 want_claim = false;
                 let free = config.concurrency.saturating_sub(inflight.len());
                 if free > 0 {
-                    let saturated: Vec<String> = per_endpoint
-                        .iter()
-                        .filter(|(_, n)| **n >= config.endpoint_concurrency)
-                        .map(|(e, _)| e.clone())
-                        .collect();
-                    match self.claim_round(free, &saturated, rotate).await {
+                    match self.claim_round(free, &per_endpoint, rotate).await {
                         Ok((batch, full)) => {
                             backlog = full;
                             for c in batch {
@@ -158,7 +153,7 @@ impl Worker {
     pub async fn claim_round(
         &self,
         free: usize,
-        saturated: &[String],
+        local: &HashMap<String, usize>,
         rotate: usize,
     ) -> Result<(Vec<Claimed>, bool), crate::store::StoreError> {
         let now = self.clock.now();
@@ -175,7 +170,7 @@ impl Worker {
                 full = true;
                 break;
             }
-            let got = self.store.claim(&tenant, want, now, saturated).await?;
+            let got = self.store.claim(&tenant, want, now, local, rotate).await?;
             full |= got.len() == want;
             out.extend(got);
         }
