@@ -28,10 +28,14 @@ impl Herald {
 
     /// Starts `herald <command>`; `allow_loopback` sets HERALD_ALLOW_PRIVATE_TARGETS for 127.0.0.0/8.
     pub async fn start_with(db: &TestDb, command: &str, env: &[(&str, &str)], allow_loopback: bool) -> Self {
+        Self::start_url(&db.url, command, env, allow_loopback).await
+    }
+
+    pub async fn start_url(db_url: &str, command: &str, env: &[(&str, &str)], allow_loopback: bool) -> Self {
         let port = free_port();
         let mut cmd = Command::new(BIN);
         cmd.arg(command)
-            .env("HERALD_DATABASE_URL", &db.url)
+            .env("HERALD_DATABASE_URL", db_url)
             .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
             .env("HERALD_ALLOW_PRIVATE_TARGETS", if allow_loopback { "127.0.0.0/8,::1/128" } else { "" })
             .env("HERALD_LOG", "info")

@@ -18,5 +18,10 @@ mod worker;
 
 pub use config::WorkerConfig;
 pub use send::{AttemptOutcome, Claimed, Sender};
-pub use store::Store;
+pub use store::{Finished, Store, StoreError};
+
+/// A finished attempt, as the recorder takes it (for tests that drive the store directly).
+pub fn store_finished(claimed: Claimed, outcome: AttemptOutcome) -> Finished {
+    Finished { claimed, outcome }
+}
 pub use worker::Worker;

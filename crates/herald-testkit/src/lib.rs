@@ -3,10 +3,12 @@
 //!
 //! Must not: be a dependency of anything but tests.
 
+mod cluster;
 mod receiver;
 
 use std::time::{Duration, Instant};
 
+pub use cluster::PrivateCluster;
 pub use receiver::{Behaviour, Received, Receiver};
 
 use deadpool_postgres::Pool;

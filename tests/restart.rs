@@ -1,0 +1,62 @@
+//! PostgreSQL restarts under a running Herald: every component reconnects by itself and carries
+//! on, and nothing accepted is lost. The cluster is this test's own (the others share one).
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use herald_testkit::{eventually, Behaviour, PrivateCluster, Receiver};
+use serde_json::json;
+use support::{Api, Herald, BIN, FAST};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn a_postgres_restart_is_survived_without_help() {
+    let pg = PrivateCluster::start();
+    let herald = Herald::start_url(&pg.url, "all", FAST, true).await;
+    let out = std::process::Command::new(BIN)
+        .args(["tenant", "create", "acme"])
+        .env("HERALD_DATABASE_URL", &pg.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let api = Api::new(&herald.base, String::from_utf8_lossy(&out.stdout).trim());
+    let rx = Receiver::start().await;
+    rx.set("/r", Behaviour::Slow(Duration::from_millis(300)));
+    api.endpoint(json!({"url": rx.url("/r")})).await;
+
+    let mut want = HashSet::new();
+    for i in 0..20 {
+        want.insert(api.publish(json!({"id": format!("before_{i}"), "type": "t", "data": i})).await);
+    }
+    rx.wait_for("/r", 3, WAIT).await;
+    // Down while attempts are in flight: their results wait for the database to come back.
+    pg.stop();
+    let (status, _) = api.get("/readyz").await;
+    assert_eq!(status, 503, "not ready without a database");
+    pg.start_again();
+
+    eventually("Herald to be ready again", WAIT, || async { (api.get("/readyz").await.0 == 200).then_some(()) }).await;
+    for i in 0..20 {
+        let id = format!("after_{i}");
+        eventually("publish to be accepted again", WAIT, || async {
+            let (s, _) = api.post("/v1/events", json!({"id": id, "type": "t", "data": i})).await;
+            (s == 202 || s == 200).then_some(())
+        })
+        .await;
+        want.insert(id);
+    }
+    eventually("every event, before and after the restart, to be delivered", WAIT, || async {
+        let seen: HashSet<String> =
+            rx.requests("/r").iter().filter_map(|r| r.header("webhook-id").map(str::to_string)).collect();
+        want.is_subset(&seen).then_some(())
+    })
+    .await;
+    eventually("every delivery to be recorded", WAIT, || async {
+        let (_, e) = api.get("/v1/events/after_19").await;
+        (e["deliveries"][0]["state"] == "delivered").then_some(())
+    })
+    .await;
+}
