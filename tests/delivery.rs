@@ -87,6 +87,18 @@ async fn delivers_signed_to_each_subscriber_and_the_callback() {
     assert_eq!(attempts.len(), 3);
     assert!(attempts.iter().all(|a| a["status_code"] == 200 && a["attempt"] == 1 && a["error"].is_null()));
     assert_eq!(attempts[0]["response_excerpt"], "ok");
+
+    // What dashboards scrape.
+    let metrics = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "herald_attempts_total{result=\"delivered\"} 3",
+        "herald_deliveries_finished_total{state=\"delivered\"} 3",
+        "herald_events_published_total 1",
+        "herald_deliveries_created_total 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "/metrics lacks `{line}`:\n{metrics}");
+    }
+    assert!(metrics.contains("herald_delivery_lag_seconds_bucket"));
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod id;
 pub mod listen;
+pub mod metrics;
 pub mod signing;
 pub mod targets;
 pub mod token;

@@ -13,7 +13,13 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 /// Listens on `channels` until `shutdown`, waking `wake` on every notification.
-pub async fn listen(url: String, channels: Vec<String>, wake: Arc<Notify>, shutdown: CancellationToken) {
+pub async fn listen(
+    url: String,
+    channels: Vec<String>,
+    wake: Arc<Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: CancellationToken,
+) {
     loop {
         let connect = || async { tokio_postgres::connect(&url, NoTls).await };
         let connected = tokio::select! {
@@ -28,8 +34,8 @@ pub async fn listen(url: String, channels: Vec<String>, wake: Arc<Notify>, shutd
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
-                    Ok(AsyncMessage::Notification(_)) => {
-                        if tx.send(()).is_err() {
+                    Ok(AsyncMessage::Notification(n)) => {
+                        if tx.send(n.channel().to_string()).is_err() {
                             break;
                         }
                     }
@@ -56,7 +62,10 @@ pub async fn listen(url: String, channels: Vec<String>, wake: Arc<Notify>, shutd
                 tokio::select! {
                     _ = shutdown.cancelled() => { driver.abort(); return; }
                     n = rx.recv() => match n {
-                        Some(()) => wake.notify_one(),
+                        Some(channel) => {
+                            metrics.wakeup(&channel);
+                            wake.notify_one();
+                        }
                         None => break,
                     },
                 }

@@ -15,13 +15,17 @@ pub const DUE_ENDPOINTS: &str = "SELECT e.endpoint_id, e.max_in_flight, e.rate_l
      ORDER BY e.endpoint_id";
 
 /// A limited endpoint, locked while this transaction claims from it (skipped if another worker
-/// is claiming from it right now), with what it has in flight across all workers.
-pub const LOCK_LIMITED: &str = "SELECT e.max_in_flight, e.rate_limit_per_s, e.rate_tokens, e.rate_refilled_at, \
-       (SELECT count(*) FROM herald.deliveries x WHERE x.tenant_id = $1 AND x.endpoint_id = e.endpoint_id \
-          AND x.state = 'delivering' AND x.next_attempt_at > $3) AS in_flight \
+/// is claiming from it right now).
+pub const LOCK_LIMITED: &str = "SELECT e.max_in_flight, e.rate_limit_per_s, e.rate_tokens, e.rate_refilled_at \
      FROM herald.endpoints e \
      WHERE e.tenant_id = $1 AND e.endpoint_id = $2 AND e.status <> 'disabled' \
      FOR NO KEY UPDATE OF e SKIP LOCKED";
+
+/// What a limited endpoint has in flight across all workers. A statement of its own, run after
+/// the lock is held: under READ COMMITTED it then sees every claim that the previous holder of
+/// the lock committed (a subquery of the locking statement would see its older snapshot).
+pub const IN_FLIGHT: &str = "SELECT count(*) FROM herald.deliveries \
+     WHERE tenant_id = $1 AND endpoint_id = $2 AND state = 'delivering' AND next_attempt_at > $3";
 
 pub const UPDATE_BUCKET: &str = "UPDATE herald.endpoints SET rate_tokens = $3, rate_refilled_at = $4 \
      WHERE tenant_id = $1 AND endpoint_id = $2";

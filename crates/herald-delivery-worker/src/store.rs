@@ -29,6 +29,7 @@ pub enum StoreError {
 pub struct Store {
     pub pool: Pool,
     pub config: WorkerConfig,
+    pub metrics: std::sync::Arc<herald_core::metrics::Metrics>,
 }
 
 /// A finished attempt, on its way to the database.
@@ -117,9 +118,10 @@ impl Store {
             let mut bucket = None;
             if limited {
                 // Under the endpoint row's lock: what every worker together may still send.
-                let Some(l) = tx.query_opt(sql::LOCK_LIMITED, &[&tenant, &endpoint, &now]).await? else { continue };
+                let Some(l) = tx.query_opt(sql::LOCK_LIMITED, &[&tenant, &endpoint]).await? else { continue };
                 if let Some(m) = l.get::<_, Option<i32>>("max_in_flight") {
-                    budget = budget.min(i64::from(m) - l.get::<_, i64>("in_flight"));
+                    let in_flight: i64 = tx.query_one(sql::IN_FLIGHT, &[&tenant, &endpoint, &now]).await?.get(0);
+                    budget = budget.min(i64::from(m) - in_flight);
                 }
                 if let Some(rate) = l.get::<_, Option<i32>>("rate_limit_per_s") {
                     let rate = f64::from(rate);
@@ -150,6 +152,8 @@ impl Store {
             out.extend(rows.iter().map(|r| claimed_from(tenant, r)));
         }
         tx.commit().await?;
+        self.metrics.claims.inc();
+        self.metrics.claimed.inc_by(out.len() as u64);
         Ok(out)
     }
 
@@ -221,6 +225,20 @@ impl Store {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
+            for (i, f) in items.iter().enumerate() {
+                if !landed.contains(&f.claimed.delivery_id) {
+                    continue;
+                }
+                match states[i] {
+                    "delivered" => {
+                        self.metrics.finished("delivered");
+                        let lag = (f.outcome.started_at - f.claimed.created_at).num_milliseconds().max(0) as f64 / 1e3;
+                        self.metrics.delivery_lag_seconds.observe(lag + f.outcome.duration.as_secs_f64());
+                    }
+                    "failed" => self.metrics.finished("failed"),
+                    _ => {}
+                }
+            }
 
             // The attempt log keeps every attempt, also one whose lease had expired.
             let mut a_ids = Vec::new();

@@ -27,9 +27,14 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(pool: Pool, clock: SharedClock, config: WorkerConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        pool: Pool,
+        clock: SharedClock,
+        config: WorkerConfig,
+        metrics: Arc<herald_core::metrics::Metrics>,
+    ) -> Result<Self, reqwest::Error> {
         let sender = Sender::new(config.allow.clone(), config.connect_timeout, config.attempt_timeout)?;
-        Ok(Self { store: Store { pool, config }, sender, clock, wake: Arc::new(Notify::new()) })
+        Ok(Self { store: Store { pool, config, metrics }, sender, clock, wake: Arc::new(Notify::new()) })
     }
 
     /// Woken on `herald_deliveries` notifications (see `herald_core::listen`).
@@ -75,6 +80,7 @@ impl Worker {
                                 let sender = self.sender.clone();
                                 let clock = self.clock.clone();
                                 let task = c.clone();
+                                self.store.metrics.in_flight.inc();
                                 let handle = inflight.spawn(async move {
                                     let outcome = sender.send(&task, clock.now()).await;
                                     Finished { claimed: task, outcome }
@@ -107,8 +113,12 @@ impl Worker {
                             if *n == 0 { per_endpoint.remove(e); }
                         }
                     }
+                    self.store.metrics.in_flight.dec();
                     match joined {
                         Ok((_, finished)) => {
+                            let m = &self.store.metrics;
+                            m.attempt_seconds.observe(finished.outcome.duration.as_secs_f64());
+                            m.attempt(if finished.outcome.delivered() { "delivered" } else { finished.outcome.error.unwrap_or("failed") });
                             if results.send(finished).await.is_err() {
                                 tracing::error!("the result recorder stopped; leases will expire and be retried");
                             }

@@ -44,7 +44,7 @@ impl Fixture {
     fn store(&self, worker: &str) -> Store {
         let mut config = WorkerConfig::new(worker.to_string());
         config.lease = Duration::from_secs(30);
-        Store { pool: self.db.pool.clone(), config }
+        Store { pool: self.db.pool.clone(), config, metrics: herald_core::metrics::Metrics::new() }
     }
 
     fn now(&self) -> DateTime<Utc> {

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use herald_core::clock::SharedClock;
 use herald_core::id;
+use herald_core::metrics::Metrics;
 use herald_core::validate::type_matches;
 use rand::Rng;
 use tokio::sync::Notify;
@@ -79,11 +80,12 @@ pub struct Poller {
     clock: SharedClock,
     config: PollerConfig,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl Poller {
-    pub fn new(pool: Pool, clock: SharedClock, config: PollerConfig) -> Self {
-        Self { pool, clock, config, wake: Arc::new(Notify::new()) }
+    pub fn new(pool: Pool, clock: SharedClock, config: PollerConfig, metrics: Arc<Metrics>) -> Self {
+        Self { pool, clock, config, wake: Arc::new(Notify::new()), metrics }
     }
 
     /// Woken on `herald_outbox` notifications (see `herald_core::listen`).
@@ -156,6 +158,8 @@ impl Poller {
             tx.execute(sql::NOTIFY_WORKERS, &[&tenant]).await?;
         }
         tx.commit().await?;
+        self.metrics.events_fanned_out.inc_by(taken.len() as u64);
+        self.metrics.deliveries_created.inc_by(ids.len() as u64);
         tracing::debug!(tenant, events = taken.len(), deliveries = ids.len(), "fanned out");
         Ok(taken.len())
     }

@@ -43,7 +43,12 @@ async fn three_pollers_fan_each_event_out_exactly_once() {
 
     let pollers: Vec<Arc<Poller>> = (0..3)
         .map(|_| {
-            Arc::new(Poller::new(db.pool.clone(), clock::system(), PollerConfig { batch: 25, ..Default::default() }))
+            Arc::new(Poller::new(
+                db.pool.clone(),
+                clock::system(),
+                PollerConfig { batch: 25, ..Default::default() },
+                herald_core::metrics::Metrics::new(),
+            ))
         })
         .collect();
     let mut handles = Vec::new();
@@ -103,7 +108,8 @@ async fn a_rolled_back_fan_out_leaves_the_event_pending() {
     let mut c = herald_core::db::connect(&db.url).await.unwrap();
     let tx = c.transaction().await.unwrap();
     tx.batch_execute("DELETE FROM herald.pending_events WHERE tenant_id = 'acme'").await.unwrap();
-    let poller = Poller::new(db.pool.clone(), clock::system(), PollerConfig::default());
+    let poller =
+        Poller::new(db.pool.clone(), clock::system(), PollerConfig::default(), herald_core::metrics::Metrics::new());
     assert_eq!(poller.fan_out_batch("acme").await.unwrap(), 0, "a locked pending event is skipped, not waited for");
     tx.rollback().await.unwrap();
     assert_eq!(poller.fan_out_batch("acme").await.unwrap(), 1, "after the rollback it is there again");

@@ -8,6 +8,7 @@
 mod cli;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -15,6 +16,7 @@ use backon::{ExponentialBuilder, Retryable};
 use deadpool_postgres::Pool;
 use herald_core::clock::{self, SharedClock};
 use herald_core::db;
+use herald_core::metrics::Metrics;
 use herald_delivery_worker::{Worker, WorkerConfig};
 use herald_outbox_poller::{Poller, PollerConfig};
 use herald_producer::api::{self, AppState};
@@ -32,6 +34,7 @@ pub fn init_logging() {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock = clock::system();
+    let metrics = Metrics::new();
     match cli.command {
         Command::Migrate(args) => {
             let applied = migrate(&args.db.database_url.0, &clock).await?;
@@ -58,15 +61,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            let app = api::router(app_state(&pool, &clock, &args.targets, &args.api));
+            let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
             tasks.spawn(serve(args.listen.listen, app, shutdown.clone()));
-            spawn_poller(&mut tasks, &url, &pool, &clock, &args.poll, &shutdown);
-            spawn_worker(&mut tasks, &url, &pool, &clock, worker_config, &shutdown)?;
+            spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
+            spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
         }
         Command::Producer(args) => {
             let pool = db::pool(&args.db.database_url.0, args.db.database_pool_size)?;
-            let app = api::router(app_state(&pool, &clock, &args.targets, &args.api));
+            let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
             serve(args.listen.listen, app, shutdown_signal()).await
         }
         Command::Poller(args) => {
@@ -74,8 +77,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            tasks.spawn(serve(args.listen.listen, api::ops_router(pool.clone()), shutdown.clone()));
-            spawn_poller(&mut tasks, &url, &pool, &clock, &args.poll, &shutdown);
+            tasks.spawn(serve(args.listen.listen, api::ops_router(pool.clone(), metrics.clone()), shutdown.clone()));
+            spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             join(tasks, shutdown).await
         }
         Command::Worker(args) => {
@@ -84,19 +87,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            tasks.spawn(serve(args.listen.listen, api::ops_router(pool.clone()), shutdown.clone()));
-            spawn_worker(&mut tasks, &url, &pool, &clock, worker_config, &shutdown)?;
+            tasks.spawn(serve(args.listen.listen, api::ops_router(pool.clone(), metrics.clone()), shutdown.clone()));
+            spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
         }
     }
 }
 
-fn app_state(pool: &Pool, clock: &SharedClock, targets: &TargetArgs, api: &ApiArgs) -> AppState {
+fn app_state(
+    pool: &Pool,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+    targets: &TargetArgs,
+    api: &ApiArgs,
+) -> AppState {
     AppState {
         pool: pool.clone(),
         clock: clock.clone(),
         allow: targets.allow_private_targets.clone(),
         max_payload_bytes: api.max_payload_bytes,
+        metrics: metrics.clone(),
     }
 }
 
@@ -133,12 +143,13 @@ fn spawn_poller(
     url: &str,
     pool: &Pool,
     clock: &SharedClock,
+    metrics: &Arc<Metrics>,
     poll: &PollArgs,
     shutdown: &CancellationToken,
 ) {
     let config = PollerConfig { batch: poll.poller_batch, poll_interval: poll.poll_interval };
-    let poller = Poller::new(pool.clone(), clock.clone(), config);
-    tasks.spawn(listen(url, "herald_outbox", poller.waker(), shutdown));
+    let poller = Poller::new(pool.clone(), clock.clone(), config, metrics.clone());
+    tasks.spawn(listen(url, "herald_outbox", poller.waker(), metrics, shutdown));
     let s = shutdown.clone();
     tasks.spawn(async move {
         poller.run(s).await;
@@ -151,11 +162,13 @@ fn spawn_worker(
     url: &str,
     pool: &Pool,
     clock: &SharedClock,
+    metrics: &Arc<Metrics>,
     config: WorkerConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let worker = Worker::new(pool.clone(), clock.clone(), config).context("building the HTTP client")?;
-    tasks.spawn(listen(url, "herald_deliveries", worker.waker(), shutdown));
+    let worker =
+        Worker::new(pool.clone(), clock.clone(), config, metrics.clone()).context("building the HTTP client")?;
+    tasks.spawn(listen(url, "herald_deliveries", worker.waker(), metrics, shutdown));
     let s = shutdown.clone();
     tasks.spawn(async move {
         worker.run(s).await;
@@ -167,10 +180,17 @@ fn spawn_worker(
 fn listen(
     url: &str,
     channel: &str,
-    wake: std::sync::Arc<tokio::sync::Notify>,
+    wake: Arc<tokio::sync::Notify>,
+    metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> impl std::future::Future<Output = anyhow::Result<()>> {
-    let fut = herald_core::listen::listen(url.to_string(), vec![channel.to_string()], wake, shutdown.clone());
+    let fut = herald_core::listen::listen(
+        url.to_string(),
+        vec![channel.to_string()],
+        wake,
+        metrics.clone(),
+        shutdown.clone(),
+    );
     async move {
         fut.await;
         Ok(())

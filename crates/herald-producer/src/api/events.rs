@@ -81,6 +81,9 @@ pub async fn publish(
     let tx = client.transaction().await?;
     let published = crate::publish(&tx, &tenant, &event, state.clock.now()).await?;
     tx.commit().await?;
+    if !published.duplicate {
+        state.metrics.events_published.inc();
+    }
     let mut answer = json!({"id": published.id, "created_at": published.created_at, "duplicate": published.duplicate});
     if let Some(secret) = published.generated_callback_secret {
         answer["callback_secret"] = Value::String(secret);

@@ -11,7 +11,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use deadpool_postgres::Pool;
+use std::sync::Arc;
+
 use herald_core::clock::SharedClock;
+use herald_core::metrics::Metrics;
 use herald_core::targets::AllowList;
 
 pub use error::ApiError;
@@ -26,6 +29,7 @@ pub struct AppState {
     pub allow: AllowList,
     /// Largest request body accepted (HERALD_MAX_PAYLOAD_BYTES).
     pub max_payload_bytes: usize,
+    pub metrics: Arc<Metrics>,
 }
 
 /// `/v1` and the operator routes (`/healthz`, `/readyz`, `/metrics`).
@@ -46,5 +50,5 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .layer(DefaultBodyLimit::max(state.max_payload_bytes))
         .with_state(state.clone())
-        .merge(ops_router(state.pool))
+        .merge(ops_router(state.pool, state.metrics))
 }

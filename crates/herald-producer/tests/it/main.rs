@@ -25,7 +25,13 @@ impl App {
 
     pub async fn with_allow(allow: AllowList) -> Self {
         let db = TestDb::new().await;
-        let state = AppState { pool: db.pool.clone(), clock: clock::system(), allow, max_payload_bytes: 4096 };
+        let state = AppState {
+            pool: db.pool.clone(),
+            clock: clock::system(),
+            allow,
+            max_payload_bytes: 4096,
+            metrics: herald_core::metrics::Metrics::new(),
+        };
         Self { router: router(state), db }
     }
 
