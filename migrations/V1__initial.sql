@@ -228,14 +228,19 @@ BEGIN
         v_generated := 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64');
         v_secret := v_generated;
     END IF;
+    IF p_traceparent IS NOT NULL AND p_traceparent !~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$' THEN
+        RAISE EXCEPTION 'herald.publish: invalid traceparent %', quote_literal(p_traceparent)
+            USING ERRCODE = 'check_violation',
+                  HINT = 'a W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>, lowercase';
+    END IF;
     IF p_retry_schedule IS NOT NULL THEN
         SELECT array_agg((extract(epoch FROM d) * 1000)::bigint ORDER BY n)
           INTO v_ms FROM unnest(p_retry_schedule) WITH ORDINALITY AS s(d, n);
         IF EXISTS (SELECT 1 FROM unnest(v_ms) x WHERE x IS NULL OR x <= 0 OR x > 7 * 86400000)
-           OR coalesce(array_length(v_ms, 1), 0) > 20 THEN
+           OR coalesce(array_length(v_ms, 1), 0) NOT BETWEEN 1 AND 20 THEN
             RAISE EXCEPTION 'herald.publish: invalid retry_schedule'
                 USING ERRCODE = 'check_violation',
-                      HINT = 'at most 20 steps, each longer than 0 and at most 7 days';
+                      HINT = '1 to 20 steps, each at least 1 millisecond and at most 7 days';
         END IF;
     END IF;
 

@@ -257,3 +257,29 @@ async fn loopback_targets_are_refused_at_connection_unless_allowed() {
     assert_eq!(rx.count("/named") + rx.count("/literal"), 0, "nothing reached the receiver");
     let _ = (by_name, by_ip, poller, worker);
 }
+
+#[tokio::test]
+async fn an_events_retry_schedule_is_its_callbacks_alone_and_odd_answers_are_stored() {
+    let (_db, _herald, api) = setup(FAST).await;
+    let rx = Receiver::start().await;
+    rx.set("/ep", Behaviour::Status(500, None));
+    rx.set("/cb", Behaviour::Status(503, None));
+    rx.set("/nul", Behaviour::Raw(200, b"ok\0but a NUL"));
+    let (ep, _) = api.endpoint(json!({"url": rx.url("/ep"), "event_types": ["t"]})).await;
+    let (nul, _) = api.endpoint(json!({"url": rx.url("/nul"), "event_types": ["t"]})).await;
+    let id =
+        api.publish(json!({"type": "t", "data": 1, "callback_url": rx.url("/cb"), "retry_schedule": ["100ms"]})).await;
+    // The callback follows the event's one-step schedule (2 attempts); the endpoint the global
+    // schedule of this test run (200ms, 400ms: 3 attempts).
+    let cb = api.wait_delivery(&id, None, "failed", WAIT).await;
+    assert_eq!(cb["attempt_count"], 2);
+    let e = api.wait_delivery(&id, Some(&ep), "failed", WAIT).await;
+    assert_eq!(e["attempt_count"], 3);
+    // A NUL byte in a receiver's answer is stored (replaced), never a reason to stop recording.
+    api.wait_delivery(&id, Some(&nul), "delivered", WAIT).await;
+    let (_, attempts) = api.get(&format!("/v1/events/{id}/attempts")).await;
+    let excerpt = attempts["data"].as_array().unwrap().iter().find(|a| a["status_code"] == 200).unwrap()
+        ["response_excerpt"]
+        .clone();
+    assert_eq!(excerpt, "ok\u{FFFD}but a NUL");
+}

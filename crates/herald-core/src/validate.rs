@@ -160,12 +160,19 @@ pub fn retry_schedule<S: AsRef<str>>(steps: &[S]) -> Result<Vec<Duration>, Inval
         .map(|s| {
             let s = s.as_ref().trim();
             let d = humantime::parse_duration(s).map_err(|_| bad(format!("{} is not a duration", shown(s))))?;
-            if d.is_zero() || d > MAX_RETRY_STEP {
+            if d < Duration::from_millis(1) || d > MAX_RETRY_STEP {
                 return Err(bad(format!("{} is out of range", shown(s))));
             }
             Ok(d)
         })
         .collect()
+}
+
+/// A W3C traceparent: `00-<32 hex>-<16 hex>-<2 hex>`, lowercase.
+pub fn traceparent(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2)
 }
 
 /// Durations written back the way a person would write them: `1m`, `2h`, `200ms`.
@@ -238,6 +245,7 @@ mod tests {
         assert_eq!(retry_schedule(&["200ms"]).unwrap()[0], Duration::from_millis(200));
         assert!(retry_schedule::<&str>(&[]).is_err());
         assert!(retry_schedule(&["0s"]).is_err());
+        assert!(retry_schedule(&["500us"]).is_err(), "below a millisecond");
         assert!(retry_schedule(&["8d"]).is_err());
         assert!(retry_schedule(&["soon"]).is_err());
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");

@@ -22,6 +22,6 @@ pub use store::{Finished, Store, StoreError};
 
 /// A finished attempt, as the recorder takes it (for tests that drive the store directly).
 pub fn store_finished(claimed: Claimed, outcome: AttemptOutcome) -> Finished {
-    Finished { claimed, outcome }
+    Finished::new(claimed, outcome)
 }
 pub use worker::Worker;

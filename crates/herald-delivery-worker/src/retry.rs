@@ -23,9 +23,8 @@ pub fn next_attempt_at(
     let mut delay = step.mul_f64(jitter);
     if let Some(after) = retry_after {
         let longest = schedule.iter().max().copied().unwrap_or(step);
-        if after > delay {
-            delay = after.min(longest);
-        }
+        // Never sooner than the schedule's own step, never later than its longest step.
+        delay = delay.max(after.min(longest));
     }
     Some(ended + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
 }

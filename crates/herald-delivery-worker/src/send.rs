@@ -177,7 +177,8 @@ impl Sender {
         let mut response = match req.body(body).send().await {
             Ok(r) => r,
             Err(e) => {
-                let (class, detail) = classify(&e, self.timeout);
+                // The URL may carry a token in its query: keep it out of the error text.
+                let (class, detail) = classify(&e.without_url(), self.timeout);
                 return fail(outcome, class, detail);
             }
         };
@@ -203,7 +204,8 @@ impl Sender {
                 }
             }
         }
-        outcome.excerpt = Some(String::from_utf8_lossy(&kept).into_owned());
+        // PostgreSQL text cannot hold NUL: a receiver's answer must never stop results being stored.
+        outcome.excerpt = Some(String::from_utf8_lossy(&kept).replace('\0', "\u{FFFD}"));
         outcome.duration = started.elapsed();
         if !status.is_success() {
             outcome.error = Some("http_status");
@@ -228,7 +230,7 @@ fn classify(e: &reqwest::Error, timeout: Duration) -> (&'static str, String) {
         chain.push_str(": ");
         source = s.source();
     }
-    let chain = chain.trim_end_matches(": ").to_string();
+    let chain = chain.trim_end_matches(": ").replace('\0', "\u{FFFD}");
     if e.is_timeout() {
         return ("timeout", format!("no answer within {}", herald_core::validate::format_duration(timeout)));
     }

@@ -3,9 +3,10 @@
 //! "now" and the lease deadline as parameters (rule 4).
 
 /// Tenants with at least one due delivery, read without locks (rule 3: then claim per tenant).
-pub const DUE_TENANTS: &str = "SELECT t.tenant_id FROM herald.tenants t WHERE EXISTS (\
-     SELECT 1 FROM herald.deliveries d WHERE d.tenant_id = t.tenant_id \
-     AND d.state IN ('pending', 'delivering') AND d.next_attempt_at <= $1)";
+/// (An uncorrelated IN: Citus refuses a correlated subquery beside a reference table.)
+pub const DUE_TENANTS: &str = "SELECT t.tenant_id FROM herald.tenants t WHERE t.tenant_id IN (\
+     SELECT d.tenant_id FROM herald.deliveries d \
+      WHERE d.state IN ('pending', 'delivering') AND d.next_attempt_at <= $1)";
 
 /// A tenant's endpoints that have due deliveries, read without locks, with their limits.
 pub const DUE_ENDPOINTS: &str = "SELECT e.endpoint_id, e.max_in_flight, e.rate_limit_per_s FROM herald.endpoints e \
@@ -54,7 +55,8 @@ fn claim(filter: &str) -> String {
                    coalesce(e.signature_scheme, 'standard-webhooks') AS signature_scheme, \
                    coalesce(e.secret, ev.callback_secret) AS secret, \
                    CASE WHEN e.previous_secret_until > $2 THEN e.previous_secret END AS previous_secret, \
-                   coalesce(e.retry_schedule_ms, ev.retry_schedule_ms) AS retry_schedule_ms"
+                   CASE WHEN due.endpoint_id IS NULL THEN ev.retry_schedule_ms ELSE e.retry_schedule_ms END \
+                     AS retry_schedule_ms"
     )
 }
 
@@ -81,13 +83,15 @@ pub const RECORD_RESULTS: &str = "UPDATE herald.deliveries d \
 pub const INSERT_ATTEMPTS: &str = "INSERT INTO herald.attempts (tenant_id, attempt_id, delivery_id, event_id, \
         attempt, started_at, duration_ms, status_code, error, response_excerpt) \
      SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], \
-        $7::int[], $8::int[], $9::text[], $10::text[])";
+        $7::int[], $8::int[], $9::text[], $10::text[]) \
+     ON CONFLICT DO NOTHING";
 
 /// Gives a lease back untouched (shutdown before the attempt completed).
 pub const GIVE_BACK: &str = "UPDATE herald.deliveries \
         SET state = 'pending', next_attempt_at = $4, lease_owner = NULL, \
             attempt_count = attempt_count - 1, updated_at = $4 \
-      WHERE tenant_id = $1 AND delivery_id = $2 AND lease_owner = $3 AND state = 'delivering'";
+      WHERE tenant_id = $1 AND delivery_id = $2 AND lease_owner = $3 AND attempt_count = $5 \
+        AND state = 'delivering'";
 
 pub const ENDPOINT_TO_FAILING: &str = "UPDATE herald.endpoints SET status = 'failing', updated_at = $3 \
       WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'healthy' RETURNING url";

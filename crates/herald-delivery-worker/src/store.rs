@@ -1,7 +1,7 @@
 //! The worker's database work: claim, record, give back. Each call is one short transaction;
 //! none is open while an HTTP request is.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,6 +24,18 @@ pub enum StoreError {
     Pool(#[from] deadpool_postgres::PoolError),
 }
 
+impl StoreError {
+    /// An error in the data itself (SQLSTATE classes 22 and 23): the same rows fail again.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            StoreError::Postgres(e) => {
+                e.code().is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+            }
+            StoreError::Pool(_) => false,
+        }
+    }
+}
+
 /// The database side of a worker.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -37,6 +49,15 @@ pub struct Store {
 pub struct Finished {
     pub claimed: Claimed,
     pub outcome: AttemptOutcome,
+    /// Made once, so that a batch written twice (a COMMIT whose answer was lost) logs it once.
+    pub attempt_id: String,
+}
+
+impl Finished {
+    pub fn new(claimed: Claimed, outcome: AttemptOutcome) -> Self {
+        let attempt_id = id::new_id(id::ATTEMPT, outcome.started_at);
+        Self { claimed, outcome, attempt_id }
+    }
 }
 
 fn claimed_from(tenant: &str, row: &tokio_postgres::Row) -> Claimed {
@@ -129,7 +150,8 @@ impl Store {
                     let at: Option<DateTime<Utc>> = l.get("rate_refilled_at");
                     let elapsed =
                         at.map_or(f64::MAX, |a| (now - a).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
-                    // The bucket holds at most one second's worth: a burst never exceeds the rate.
+                    // The bucket holds at most one second's worth: in any one second at most twice the
+                    // rate (a full bucket and its refill), over longer spans the rate itself.
                     let tokens = (stored.unwrap_or(rate) + elapsed.max(0.0) * rate).min(rate);
                     budget = budget.min(tokens.floor() as i64);
                     bucket = Some(tokens);
@@ -146,7 +168,10 @@ impl Store {
             }
             out.extend(claimed.iter().map(|r| claimed_from(tenant, r)));
         }
-        let rest = (limit - out.len()) as i64;
+        // Callbacks count together against this worker's per-target room.
+        let room =
+            self.config.endpoint_concurrency.saturating_sub(local.get(crate::worker::CALLBACKS).copied().unwrap_or(0));
+        let rest = (limit - out.len()).min(room) as i64;
         if rest > 0 {
             let rows = tx.query(&sql::claim_callbacks(), &[&tenant, &now, &rest, &lease_until, worker]).await?;
             out.extend(rows.iter().map(|r| claimed_from(tenant, r)));
@@ -159,24 +184,19 @@ impl Store {
 
     /// Records a batch of finished attempts in one transaction: the attempt log, each delivery's
     /// new state and next attempt time, and endpoint health with its `endpoint.*` events.
+    /// Tenants and endpoints are taken in a fixed order, so that two recorders never deadlock.
     pub async fn record(&self, batch: &[Finished], now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut by_tenant: HashMap<&str, Vec<&Finished>> = HashMap::new();
+        let mut by_tenant: BTreeMap<&str, Vec<&Finished>> = BTreeMap::new();
         for f in batch {
             by_tenant.entry(f.claimed.tenant_id.as_str()).or_default().push(f);
         }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut rng = rand::rngs::StdRng::from_os_rng();
+        let mut finished: Vec<(&'static str, f64)> = Vec::new();
         for (tenant, items) in by_tenant {
-            let mut ids = Vec::new();
-            let mut attempts = Vec::new();
-            let mut states = Vec::new();
-            let mut next_ats = Vec::new();
-            let mut codes = Vec::new();
-            let mut errs = Vec::new();
-            let mut urls = Vec::new();
-            // Endpoint transitions wanted, applied only for deliveries whose update landed.
-            let mut transitions: HashMap<String, (&'static str, &Finished)> = HashMap::new();
+            let mut states = Vec::with_capacity(items.len());
+            let mut next_ats = Vec::with_capacity(items.len());
             for f in &items {
                 let (c, o) = (&f.claimed, &f.outcome);
                 let ended = o.started_at + chrono::Duration::from_std(o.duration).unwrap_or_default();
@@ -186,37 +206,21 @@ impl Store {
                 } else if o.gone() {
                     ("failed", now)
                 } else {
-                    match retry::next_attempt_at(
-                        schedule,
-                        c.round_attempt.max(0) as u32,
-                        ended,
-                        o.retry_after,
-                        &mut rng,
-                    ) {
+                    let round = c.round_attempt.max(0) as u32;
+                    match retry::next_attempt_at(schedule, round, ended, o.retry_after, &mut rng) {
                         Some(at) => ("pending", at),
                         None => ("failed", now),
                     }
                 };
-                ids.push(c.delivery_id.clone());
-                attempts.push(c.attempt);
                 states.push(state);
                 next_ats.push(next_at);
-                codes.push(o.status_code.map(i32::from));
-                errs.push(o.detail.clone());
-                urls.push(c.url.clone());
-                if c.endpoint_id.is_some() {
-                    let t = match state {
-                        "delivered" => Some("recovered"),
-                        "failed" if o.gone() => Some("disabled"),
-                        "failed" => Some("failing"),
-                        _ => None,
-                    };
-                    if let Some(t) = t {
-                        transitions.insert(c.delivery_id.clone(), (t, f));
-                    }
-                }
             }
-            let landed: Vec<String> = tx
+            let ids: Vec<&str> = items.iter().map(|f| f.claimed.delivery_id.as_str()).collect();
+            let attempts: Vec<i32> = items.iter().map(|f| f.claimed.attempt).collect();
+            let codes: Vec<Option<i32>> = items.iter().map(|f| f.outcome.status_code.map(i32::from)).collect();
+            let errs: Vec<Option<&str>> = items.iter().map(|f| f.outcome.detail.as_deref()).collect();
+            let urls: Vec<&str> = items.iter().map(|f| f.claimed.url.as_str()).collect();
+            let landed: HashSet<String> = tx
                 .query(
                     sql::RECORD_RESULTS,
                     &[&tenant, &ids, &now, &attempts, &states, &next_ats, &codes, &errs, &self.config.worker_id, &urls],
@@ -225,73 +229,73 @@ impl Store {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
+
+            // The attempt log keeps every attempt, also one whose lease had expired.
+            let a_ids: Vec<&str> = items.iter().map(|f| f.attempt_id.as_str()).collect();
+            let a_evt: Vec<&str> = items.iter().map(|f| f.claimed.event_id.as_str()).collect();
+            let a_start: Vec<DateTime<Utc>> = items.iter().map(|f| f.outcome.started_at).collect();
+            let a_ms: Vec<i32> =
+                items.iter().map(|f| f.outcome.duration.as_millis().min(i32::MAX as u128) as i32).collect();
+            let a_err: Vec<Option<&str>> = items.iter().map(|f| f.outcome.error).collect();
+            let a_excerpt: Vec<Option<&str>> = items.iter().map(|f| f.outcome.excerpt.as_deref()).collect();
+            tx.execute(
+                sql::INSERT_ATTEMPTS,
+                &[&tenant, &a_ids, &ids, &a_evt, &attempts, &a_start, &a_ms, &codes, &a_err, &a_excerpt],
+            )
+            .await?;
+
+            // Endpoint health, for deliveries whose result landed, one endpoint at a time in order.
+            let mut transitions: BTreeMap<&str, (&'static str, &Finished)> = BTreeMap::new();
             for (i, f) in items.iter().enumerate() {
                 if !landed.contains(&f.claimed.delivery_id) {
                     continue;
                 }
-                match states[i] {
-                    "delivered" => {
-                        self.metrics.finished("delivered");
-                        let lag = (f.outcome.started_at - f.claimed.created_at).num_milliseconds().max(0) as f64 / 1e3;
-                        self.metrics.delivery_lag_seconds.observe(lag + f.outcome.duration.as_secs_f64());
-                    }
-                    "failed" => self.metrics.finished("failed"),
-                    _ => {}
+                let lag = (f.outcome.started_at - f.claimed.created_at).num_milliseconds().max(0) as f64 / 1e3;
+                if states[i] != "pending" {
+                    finished.push((states[i], lag + f.outcome.duration.as_secs_f64()));
+                }
+                let Some(endpoint) = f.claimed.endpoint_id.as_deref() else { continue };
+                let t = match states[i] {
+                    "delivered" => "recovered",
+                    "failed" if f.outcome.gone() => "disabled",
+                    "failed" => "failing",
+                    _ => continue,
+                };
+                // The strongest change wins: disabled over failing over recovered.
+                let rank = |t: &str| match t {
+                    "disabled" => 2,
+                    "failing" => 1,
+                    _ => 0,
+                };
+                let e = transitions.entry(endpoint).or_insert((t, f));
+                if rank(t) > rank(e.0) {
+                    *e = (t, f);
                 }
             }
-
-            // The attempt log keeps every attempt, also one whose lease had expired.
-            let mut a_ids = Vec::new();
-            let mut a_dlv = Vec::new();
-            let mut a_evt = Vec::new();
-            let mut a_no = Vec::new();
-            let mut a_start = Vec::new();
-            let mut a_ms = Vec::new();
-            let mut a_code = Vec::new();
-            let mut a_err = Vec::new();
-            let mut a_excerpt = Vec::new();
-            for f in &items {
-                a_ids.push(id::new_id(id::ATTEMPT, f.outcome.started_at));
-                a_dlv.push(f.claimed.delivery_id.clone());
-                a_evt.push(f.claimed.event_id.clone());
-                a_no.push(f.claimed.attempt);
-                a_start.push(f.outcome.started_at);
-                a_ms.push(f.outcome.duration.as_millis().min(i32::MAX as u128) as i32);
-                a_code.push(f.outcome.status_code.map(i32::from));
-                a_err.push(f.outcome.error.map(str::to_string));
-                a_excerpt.push(f.outcome.excerpt.clone());
-            }
-            tx.execute(
-                sql::INSERT_ATTEMPTS,
-                &[&tenant, &a_ids, &a_dlv, &a_evt, &a_no, &a_start, &a_ms, &a_code, &a_err, &a_excerpt],
-            )
-            .await?;
-
-            for delivery in &landed {
-                let Some((transition, f)) = transitions.get(delivery) else { continue };
+            for (endpoint, (transition, f)) in transitions {
                 let c = &f.claimed;
-                let endpoint = c.endpoint_id.as_deref().unwrap_or_default();
-                let (statement, event_type, data) = match *transition {
-                    "recovered" => (sql::ENDPOINT_TO_HEALTHY, "endpoint.recovered", json!({"endpoint_id": endpoint})),
-                    "disabled" => (
-                        sql::ENDPOINT_TO_DISABLED,
-                        "endpoint.disabled",
-                        json!({"endpoint_id": endpoint, "reason": "the receiver answered 410 Gone"}),
+                let (row, event_type, mut data) = match transition {
+                    "recovered" => (
+                        tx.query_opt(sql::ENDPOINT_TO_HEALTHY, &[&tenant, &endpoint, &now]).await?,
+                        "endpoint.recovered",
+                        json!({"endpoint_id": endpoint}),
                     ),
+                    "disabled" => {
+                        let reason = "the receiver answered 410 Gone";
+                        (
+                            tx.query_opt(sql::ENDPOINT_TO_DISABLED, &[&tenant, &endpoint, &now, &reason]).await?,
+                            "endpoint.disabled",
+                            json!({"endpoint_id": endpoint, "reason": reason}),
+                        )
+                    }
                     _ => (
-                        sql::ENDPOINT_TO_FAILING,
+                        tx.query_opt(sql::ENDPOINT_TO_FAILING, &[&tenant, &endpoint, &now]).await?,
                         "endpoint.failing",
                         json!({"endpoint_id": endpoint, "event_id": c.event_id, "delivery_id": c.delivery_id,
                                "last_error": f.outcome.detail}),
                     ),
                 };
-                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = if *transition == "disabled" {
-                    vec![&tenant, &endpoint, &now, &"the receiver answered 410 Gone"]
-                } else {
-                    vec![&tenant, &endpoint, &now]
-                };
-                if let Some(row) = tx.query_opt(statement, &params).await? {
-                    let mut data = data;
+                if let Some(row) = row {
                     data["url"] = json!(row.get::<_, String>(0));
                     tx.query_one(sql::PUBLISH, &[&tenant, &event_type, &data, &now]).await?;
                     tracing::info!(tenant, endpoint, event_type, "endpoint status changed");
@@ -299,6 +303,12 @@ impl Store {
             }
         }
         tx.commit().await?;
+        for (state, lag) in finished {
+            self.metrics.finished(state);
+            if state == "delivered" {
+                self.metrics.delivery_lag_seconds.observe(lag);
+            }
+        }
         Ok(())
     }
 
@@ -306,7 +316,9 @@ impl Store {
     pub async fn give_back(&self, claimed: &[Claimed], now: DateTime<Utc>) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         for c in claimed {
-            client.execute(sql::GIVE_BACK, &[&c.tenant_id, &c.delivery_id, &self.config.worker_id, &now]).await?;
+            client
+                .execute(sql::GIVE_BACK, &[&c.tenant_id, &c.delivery_id, &self.config.worker_id, &now, &c.attempt])
+                .await?;
         }
         Ok(())
     }

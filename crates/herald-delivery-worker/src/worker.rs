@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
 use crate::send::{Claimed, Sender};
-use crate::store::{jittered, Finished, Store};
+use crate::store::{jittered, Finished, Store, StoreError};
 
 /// Results are written in batches of at most this many.
 const RECORD_BATCH: usize = 500;
@@ -74,16 +74,14 @@ impl Worker {
                         Ok((batch, full)) => {
                             backlog = full;
                             for c in batch {
-                                if let Some(e) = &c.endpoint_id {
-                                    *per_endpoint.entry(e.clone()).or_default() += 1;
-                                }
+                                *per_endpoint.entry(target_key(&c)).or_default() += 1;
                                 let sender = self.sender.clone();
                                 let clock = self.clock.clone();
                                 let task = c.clone();
                                 self.store.metrics.in_flight.inc();
                                 let handle = inflight.spawn(async move {
                                     let outcome = sender.send(&task, clock.now()).await;
-                                    Finished { claimed: task, outcome }
+                                    Finished::new(task, outcome)
                                 });
                                 started.insert(handle.id(), c);
                             }
@@ -107,10 +105,10 @@ impl Worker {
                         Ok((id, _)) => started.remove(id),
                         Err(e) => started.remove(&e.id()),
                     };
-                    if let Some(e) = claimed.as_ref().and_then(|c| c.endpoint_id.as_ref()) {
-                        if let Some(n) = per_endpoint.get_mut(e) {
+                    if let Some(key) = claimed.as_ref().map(target_key) {
+                        if let Some(n) = per_endpoint.get_mut(&key) {
                             *n -= 1;
-                            if *n == 0 { per_endpoint.remove(e); }
+                            if *n == 0 { per_endpoint.remove(&key); }
                         }
                     }
                     self.store.metrics.in_flight.dec();
@@ -120,7 +118,9 @@ impl Worker {
                             m.attempt_seconds.observe(finished.outcome.duration.as_secs_f64());
                             m.attempt(if finished.outcome.delivered() { "delivered" } else { finished.outcome.error.unwrap_or("failed") });
                             if results.send(finished).await.is_err() {
-                                tracing::error!("the result recorder stopped; leases will expire and be retried");
+                                // Sending on without recording would only make duplicates.
+                                tracing::error!("the result recorder stopped; stopping this worker (its leases will expire and be retried)");
+                                shutdown.cancel();
                             }
                         }
                         Err(e) => {
@@ -141,6 +141,11 @@ impl Worker {
                     poll.as_mut().reset(tokio::time::Instant::now() + jittered(config.poll_interval));
                 }
                 _ = &mut grace, if stopping => {
+                    // Attempts that finished but were not collected yet are recorded, not given back.
+                    while let Some(Ok((id, finished))) = inflight.try_join_next_with_id() {
+                        started.remove(&id);
+                        let _ = results.send(finished).await;
+                    }
                     let left: Vec<Claimed> = started.drain().map(|(_, c)| c).collect();
                     tracing::warn!(count = left.len(), "grace period over: aborting attempts and giving their leases back");
                     inflight.abort_all();
@@ -180,13 +185,31 @@ impl Worker {
                 full = true;
                 break;
             }
-            let got = self.store.claim(&tenant, want, now, local, rotate).await?;
-            full |= got.len() == want;
-            out.extend(got);
+            match self.store.claim(&tenant, want, now, local, rotate).await {
+                Ok(got) => {
+                    full |= got.len() == want;
+                    out.extend(got);
+                }
+                // Each tenant's claim commits on its own: keep what earlier ones leased.
+                Err(e) if !out.is_empty() => {
+                    tracing::warn!(error = %e, tenant, "claim failed; sending what was already leased");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok((out, full))
     }
 }
+
+/// The key under which a worker counts its attempts in flight: the endpoint, or all callbacks
+/// together (a callback has no endpoint row to hold a limit).
+fn target_key(c: &Claimed) -> String {
+    c.endpoint_id.clone().unwrap_or_else(|| CALLBACKS.to_string())
+}
+
+/// `target_key` of callbacks; no endpoint id has this shape.
+pub(crate) const CALLBACKS: &str = "(callbacks)";
 
 async fn record_loop(store: Store, clock: SharedClock, mut rx: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
@@ -198,15 +221,31 @@ async fn record_loop(store: Store, clock: SharedClock, mut rx: mpsc::Receiver<Fi
                 Err(_) => break,
             }
         }
-        let write = || async { store.record(&batch, clock.now()).await };
-        let written = write
-            .retry(ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).with_max_times(1000))
-            .notify(|e, wait| tracing::warn!(error = %e, ?wait, "recording results failed; retrying"))
-            .await;
-        if let Err(e) = written {
-            // Not lost: the leases expire and the deliveries are attempted again.
-            tracing::error!(error = %e, count = batch.len(), "giving up recording results; their leases will expire");
+        if let Err(e) = record_with_retries(&store, &clock, &batch).await {
+            if e.is_data_error() {
+                // One bad row must not hold up the others: write them one by one.
+                tracing::error!(error = %e, count = batch.len(), "a result could not be stored; recording one by one");
+                for f in &batch {
+                    if let Err(e) = record_with_retries(&store, &clock, std::slice::from_ref(f)).await {
+                        // Not lost: the lease expires and the delivery is attempted again.
+                        tracing::error!(error = %e, delivery = %f.claimed.delivery_id, "could not record a result");
+                    }
+                }
+            } else {
+                tracing::error!(error = %e, count = batch.len(), "giving up recording results; their leases will expire");
+            }
         }
         batch.clear();
     }
+}
+
+/// Writes a batch, retrying while the database is unreachable or the transaction lost a race;
+/// a data error is answered at once (retrying the same rows cannot help).
+async fn record_with_retries(store: &Store, clock: &SharedClock, batch: &[Finished]) -> Result<(), StoreError> {
+    let write = || async { store.record(batch, clock.now()).await };
+    write
+        .retry(ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).with_max_times(1000))
+        .when(|e: &StoreError| !e.is_data_error())
+        .notify(|e, wait| tracing::warn!(error = %e, ?wait, "recording results failed; retrying"))
+        .await
 }

@@ -21,8 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 mod sql {
     /// Tenants with pending events, read without locks; each is then fanned out on its own.
+    /// (An uncorrelated IN: Citus refuses a correlated subquery beside a reference table;
+    /// PostgreSQL plans both as the same semi-join of index probes.)
     pub const PENDING_TENANTS: &str = "SELECT t.tenant_id FROM herald.tenants t \
-         WHERE EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = t.tenant_id)";
+         WHERE t.tenant_id IN (SELECT p.tenant_id FROM herald.pending_events p)";
 
     /// Takes a batch of a tenant's pending events, oldest first; SKIP LOCKED lets several
     /// pollers work at once, each on different events.
@@ -37,8 +39,10 @@ mod sql {
          WHERE tenant_id = $1 AND event_id = ANY($2) ORDER BY seq, event_id";
 
     /// Endpoints that take new deliveries: healthy or failing, not disabled.
+    /// FOR KEY SHARE: an endpoint being deleted waits for this fan-out to commit (and then
+    /// cancels the deliveries it made), and this one does not see it after its delete.
     pub const ENDPOINTS: &str = "SELECT endpoint_id, url, event_types FROM herald.endpoints \
-         WHERE tenant_id = $1 AND status IN ('healthy', 'failing') ORDER BY endpoint_id";
+         WHERE tenant_id = $1 AND status IN ('healthy', 'failing') ORDER BY endpoint_id FOR KEY SHARE";
 
     pub const INSERT_DELIVERIES: &str = "INSERT INTO herald.deliveries (tenant_id, delivery_id, event_id, target, \
            endpoint_id, url, state, next_attempt_at, created_at, updated_at) \
@@ -103,10 +107,18 @@ impl Poller {
         for tenant in tenants {
             // Bounded: a tenant that publishes faster than we fan out still lets the others in.
             for _ in 0..20 {
-                let n = self.fan_out_batch(&tenant).await?;
-                total += n;
-                if n < self.config.batch {
-                    break;
+                match self.fan_out_batch(&tenant).await {
+                    Ok(n) => {
+                        total += n;
+                        if n < self.config.batch {
+                            break;
+                        }
+                    }
+                    // One tenant's trouble must not hold up the others.
+                    Err(e) => {
+                        tracing::warn!(error = %e, tenant, "fan-out failed for this tenant; the others go on");
+                        break;
+                    }
                 }
             }
         }

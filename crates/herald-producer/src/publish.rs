@@ -67,6 +67,17 @@ pub async fn publish(
         )
         .into());
     }
+    if let Some(steps) = &event.retry_schedule {
+        let written: Vec<String> = steps.iter().map(|d| format!("{}ms", d.as_millis())).collect();
+        validate::retry_schedule(&written)?;
+    }
+    if event.traceparent.as_deref().is_some_and(|t| !validate::traceparent(t)) {
+        return Err(Invalid::new(
+            "invalid_traceparent",
+            "traceparent must be a W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>",
+        )
+        .into());
+    }
     let schedule: Option<Vec<String>> = event
         .retry_schedule
         .as_ref()
@@ -90,6 +101,13 @@ pub async fn publish(
         .map_err(|e| {
             if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
                 PublishError::UnknownTenant(tenant.to_string())
+            } else if e.code() == Some(&tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER) {
+                // jsonb cannot hold \u0000 in a string.
+                Invalid::new(
+                    "invalid_data",
+                    "data holds a \\u0000 character, which Herald cannot store; remove it or encode the value",
+                )
+                .into()
             } else {
                 PublishError::Database(e)
             }

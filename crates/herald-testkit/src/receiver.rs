@@ -21,6 +21,8 @@ pub enum Behaviour {
     Hang,
     /// Answers 200 after this long.
     Slow(Duration),
+    /// This status and body, byte for byte.
+    Raw(u16, &'static [u8]),
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +79,7 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
         }
+        Behaviour::Raw(code, body) => (StatusCode::from_u16(code).unwrap(), body).into_response(),
         Behaviour::Slow(d) => {
             tokio::time::sleep(d).await;
             (StatusCode::OK, "ok, slowly").into_response()

@@ -123,7 +123,11 @@ fn worker_config(d: &DeliveryArgs, targets: &TargetArgs, poll: &PollArgs) -> any
     }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "herald".into());
     let mut c =
-        WorkerConfig::new(d.worker_id.clone().unwrap_or_else(|| format!("{}-{}", host.trim(), std::process::id())));
+        // Containers often share a host name and all run as pid 1: a random part keeps ids apart.
+        WorkerConfig::new(d.worker_id.clone().unwrap_or_else(|| {
+            let random = herald_core::id::new_id("", clock::system().now()).split_off(18);
+            format!("{}-{}-{random}", host.trim(), std::process::id())
+        }));
     c.retry_schedule = d.retry_schedule.clone();
     c.lease = lease;
     c.attempt_timeout = d.attempt_timeout;

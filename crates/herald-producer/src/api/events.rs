@@ -29,10 +29,7 @@ pub struct PublishBody {
 /// specification asks of a malformed header.
 fn traceparent(headers: &HeaderMap) -> Option<String> {
     let v = headers.get("traceparent")?.to_str().ok()?.trim();
-    let parts: Vec<&str> = v.split('-').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-    (parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2))
-        .then(|| v.to_string())
+    validate::traceparent(v).then(|| v.to_string())
 }
 
 pub async fn publish(

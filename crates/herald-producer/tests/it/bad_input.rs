@@ -92,6 +92,14 @@ async fn bad_requests_are_refused_cleanly_and_write_nothing() {
             422,
             "invalid_field",
         ),
+        case(
+            "data with a NUL character",
+            Method::POST,
+            "/v1/events",
+            r#"{"type": "t", "data": {"a": "x\u0000y"}}"#,
+            422,
+            "invalid_data",
+        ),
         case("body is an array", Method::POST, "/v1/events", r#"[1, 2]"#, 422, "invalid_field"),
         case(
             "type with a space",

@@ -73,6 +73,8 @@ async fn sql_publish_refuses_unknown_tenants_and_bad_input() {
         ("SELECT herald.publish('acme', 't', '{}'::jsonb, callback_url => 'http://u:p@x/')", "invalid callback_url"),
         ("SELECT herald.publish('acme', 't', '{}'::jsonb, callback_url => 'https://x/', callback_secret => 'whsec_c2hvcnQ=')", "invalid callback_secret"),
         ("SELECT herald.publish('acme', 't', '{}'::jsonb, callback_secret => 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')", "need a callback_url"),
+        ("SELECT herald.publish('acme', 't', '{}'::jsonb, callback_url => 'https://x/', retry_schedule => '{}')", "invalid retry_schedule"),
+        ("SELECT herald.publish('acme', 't', '{}'::jsonb, traceparent => E'00-x\\r\\n')", "invalid traceparent"),
     ] {
         let err = client.batch_execute(call).await.expect_err(call);
         let msg = err.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
