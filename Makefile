@@ -16,3 +16,11 @@ fmt:
 
 build:
 	cargo build --workspace
+
+SHARED ?= ../shared
+
+bench:          ## figures: Herald's throughput and latency, NOTIFY's cost, and PostgreSQL's ceiling
+	cargo bench -p herald --bench delivery
+	@if [ -x "$(SHARED)/bench/pg_ceiling.sh" ] || [ -f "$(SHARED)/bench/pg_ceiling.sh" ]; then \
+		echo "--- PostgreSQL alone ($(SHARED)/bench/pg_ceiling.sh) ---"; bash "$(SHARED)/bench/pg_ceiling.sh"; \
+	else echo "($(SHARED)/bench/pg_ceiling.sh not found: set SHARED=path/to/shared to compare with the ceiling)"; fi

@@ -54,6 +54,13 @@ mod sql {
     /// Wakes delivery-workers; sent from this session, delivered at COMMIT.
     pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
 
+    /// Tenants with human-in-the-loop operations whose time is up.
+    pub const EXPIRING_TENANTS: &str = "SELECT t.tenant_id FROM herald.tenants t WHERE t.tenant_id IN ( \
+         SELECT o.tenant_id FROM herald.operations o WHERE o.status = 'pending' AND o.expires_at <= $1)";
+
+    /// Expires them, each with its `*_expired` event, in one transaction per tenant.
+    pub const EXPIRE: &str = "SELECT herald.expire_operations($1, $2)";
+
     pub const ENSURE_PARTITIONS: &str = "SELECT herald.ensure_partitions($1)";
 }
 
@@ -95,6 +102,19 @@ impl Poller {
     /// Woken on `herald_outbox` notifications (see `herald_core::listen`).
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// Expires operations whose `expires_at` has passed (their `*_expired` events then wait in
+    /// the outbox like any other). Returns how many.
+    pub async fn expire(&self) -> Result<usize, PollerError> {
+        let now = self.clock.now();
+        let client = self.pool.get().await?;
+        let mut n = 0;
+        for row in client.query(sql::EXPIRING_TENANTS, &[&now]).await? {
+            let tenant: String = row.get(0);
+            n += client.query_one(sql::EXPIRE, &[&tenant, &now]).await?.get::<_, i32>(0) as usize;
+        }
+        Ok(n)
     }
 
     /// Fans out everything pending now, tenant by tenant. Returns the number of events.
@@ -187,6 +207,9 @@ impl Poller {
                     Ok(()) => last_upkeep = Some(now),
                     Err(e) => tracing::warn!(error = %e, "partition upkeep failed; will retry"),
                 }
+            }
+            if let Err(e) = self.expire().await {
+                tracing::warn!(error = %e, "expiring operations failed; retrying at the next poll");
             }
             if let Err(e) = self.tick().await {
                 tracing::warn!(error = %e, "fan-out failed; retrying at the next poll");

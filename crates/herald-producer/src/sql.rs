@@ -109,3 +109,32 @@ pub const REPLAY_DELIVERIES: &str = "INSERT INTO herald.deliveries AS d (tenant_
         SET state = 'pending', next_attempt_at = $4, lease_owner = NULL, schedule_offset = d.attempt_count, \
             url = EXCLUDED.url, updated_at = $4 \
       WHERE d.state IN ('delivered', 'failed', 'cancelled')";
+
+pub const INSERT_OPERATION: &str =
+    "INSERT INTO herald.operations AS o (tenant_id, call_id, kind, run_id, spec, state, \
+        requested_at, expires_at, callback_url, callback_secret, retry_schedule_ms, request_hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (tenant_id, call_id) DO NOTHING \
+     RETURNING herald.operation_json(o), herald.publish_operation(o, 'requested', $7)";
+
+pub const EXISTING_OPERATION: &str = "SELECT o.kind, o.request_hash, herald.operation_json(o) \
+     FROM herald.operations o WHERE o.tenant_id = $1 AND o.call_id = $2";
+
+pub const GET_OPERATION: &str = "SELECT herald.operation_json(o) FROM herald.operations o \
+     WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3";
+
+pub const LIST_OPERATIONS: &str = "SELECT o.call_id, herald.operation_json(o) FROM herald.operations o \
+     WHERE o.tenant_id = $1 AND o.kind = $2 AND ($3::text IS NULL OR o.status = $3) AND o.call_id > $4 \
+     ORDER BY o.call_id LIMIT $5";
+
+/// Locks the operation for its answer.
+pub const LOCK_OPERATION: &str = "SELECT o.status, o.expires_at FROM herald.operations o \
+     WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3 FOR UPDATE";
+
+pub const EXPIRE_OPERATIONS: &str = "SELECT herald.expire_operations($1, $2)";
+
+/// The answer and its `*_completed` event, in one statement of the caller's transaction.
+pub const ANSWER_OPERATION: &str = "UPDATE herald.operations o \
+        SET status = $4, approved = $5, comment = $6, response = $7, responder = $8, responded_at = $9 \
+      WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3 AND o.status = 'pending' \
+     RETURNING herald.operation_json(o), herald.publish_operation(o, 'completed', $9)";

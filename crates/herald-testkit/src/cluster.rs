@@ -7,6 +7,7 @@ use std::process::Command;
 pub struct PrivateCluster {
     dir: PathBuf,
     port: u16,
+    options: String,
     /// The `postgres` database of this cluster.
     pub url: String,
 }
@@ -25,6 +26,11 @@ fn script(args: &[&str], body: &str) {
 
 impl PrivateCluster {
     pub fn start() -> Self {
+        Self::start_with("-c fsync=off")
+    }
+
+    /// Starts a cluster with these server options (e.g. `-c shared_buffers=512MB`).
+    pub fn start_with(options: &str) -> Self {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target"))
@@ -32,8 +38,8 @@ impl PrivateCluster {
         let _ = std::fs::remove_dir_all(&dir);
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let d = dir.to_string_lossy().to_string();
-        script(&[&d, &port.to_string()], r#"pg_init "$1" && pg_start "$1" "$2" -c fsync=off"#);
-        Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, port }
+        script(&[&d, &port.to_string(), options], r#"pg_init "$1" && pg_start "$1" "$2" $3"#);
+        Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, port, options: options.to_string() }
     }
 
     /// Stops the server (`fast`: disconnects every client, as a restart or failover does).
@@ -43,7 +49,7 @@ impl PrivateCluster {
 
     /// Starts it again on the same port, with the same data.
     pub fn start_again(&self) {
-        script(&[&self.dir.to_string_lossy(), &self.port.to_string()], r#"pg_start "$1" "$2" -c fsync=off"#);
+        script(&[&self.dir.to_string_lossy(), &self.port.to_string(), &self.options], r#"pg_start "$1" "$2" $3"#);
     }
 }
 

@@ -123,7 +123,9 @@ impl TestDb {
     pub async fn row_counts(&self) -> Vec<(String, i64)> {
         let c = self.client().await;
         let mut out = Vec::new();
-        for t in ["tenants", "api_tokens", "endpoints", "events", "pending_events", "deliveries", "attempts"] {
+        for t in
+            ["tenants", "api_tokens", "endpoints", "events", "pending_events", "deliveries", "attempts", "operations"]
+        {
             let n: i64 = c.query_one(&format!("SELECT count(*) FROM herald.{t}"), &[]).await.unwrap().get(0);
             out.push((t.to_string(), n));
         }

@@ -6,6 +6,8 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod inbox;
+mod operations;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -42,6 +44,12 @@ pub fn router(state: AppState) -> Router {
         .route("/endpoints/{id}/replay", post(deliveries::replay))
         .route("/endpoints", post(endpoints::create).get(endpoints::list))
         .route("/endpoints/{id}", get(endpoints::get_one).patch(endpoints::update).delete(endpoints::delete))
+        .route("/approvals", post(operations::create_approval).get(operations::list_approvals))
+        .route("/approvals/{call_id}", get(operations::get_approval))
+        .route("/approvals/{call_id}/respond", post(operations::respond_approval))
+        .route("/human_contacts", post(operations::create_human_contact).get(operations::list_human_contacts))
+        .route("/human_contacts/{call_id}", get(operations::get_human_contact))
+        .route("/human_contacts/{call_id}/respond", post(operations::respond_human_contact))
         .route("/endpoints/{id}/rotate-secret", post(endpoints::rotate_secret))
         .route("/endpoints/{id}/enable", post(endpoints::enable))
         .route("/endpoints/{id}/disable", post(endpoints::disable))
@@ -50,5 +58,6 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .layer(DefaultBodyLimit::max(state.max_payload_bytes))
         .with_state(state.clone())
+        .merge(inbox::router())
         .merge(ops_router(state.pool, state.metrics))
 }

@@ -2,6 +2,7 @@
 
 mod api;
 mod bad_input;
+mod operations;
 mod publish;
 
 use axum::body::Body;

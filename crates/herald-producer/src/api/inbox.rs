@@ -1,0 +1,35 @@
+//! `/inbox`: the page where humans answer the approvals and questions agents wait on. Static
+//! HTML, CSS and a little JavaScript that talk to the tenant's own `/v1` API with its token:
+//! the page itself holds no data and needs no session, so it has no cookie to steal or forge.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+const HTML: &str = include_str!("inbox/index.html");
+const CSS: &str = include_str!("inbox/inbox.css");
+const JS: &str = include_str!("inbox/inbox.js");
+
+/// Everything from this origin, nothing inline, never framed.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+}
+
+pub fn router() -> Router {
+    Router::new()
+        .route("/inbox", get(|| async { page("text/html; charset=utf-8", HTML) }))
+        .route("/inbox/inbox.css", get(|| async { page("text/css; charset=utf-8", CSS) }))
+        .route("/inbox/inbox.js", get(|| async { page("text/javascript; charset=utf-8", JS) }))
+}

@@ -1,0 +1,445 @@
+//! Human-in-the-loop operations (contract section 6): approvals and human contacts, named by
+//! `call_id`. Creating publishes `*_requested`, answering `*_completed`, expiry `*_expired`;
+//! each in the same transaction as the state change.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use herald_core::signing::Secret;
+use herald_core::validate::{self, Invalid};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, Tenant};
+use super::AppState;
+use crate::sql;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Approval,
+    HumanContact,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Approval => "approval",
+            Kind::HumanContact => "human_contact",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Approval => "approval",
+            Kind::HumanContact => "human contact",
+        }
+    }
+}
+
+const MAX_TEXT: usize = 16 * 1024;
+
+/// What both kinds share on creation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApproval {
+    call_id: Option<String>,
+    run_id: Option<String>,
+    #[serde(rename = "fn")]
+    function: String,
+    #[serde(default)]
+    kwargs: Value,
+    state: Option<Value>,
+    expires_at: Option<DateTime<Utc>>,
+    callback_url: Option<String>,
+    callback_secret: Option<String>,
+    retry_schedule: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateHumanContact {
+    call_id: Option<String>,
+    run_id: Option<String>,
+    msg: String,
+    subject: Option<String>,
+    state: Option<Value>,
+    expires_at: Option<DateTime<Utc>>,
+    callback_url: Option<String>,
+    callback_secret: Option<String>,
+    retry_schedule: Option<Vec<String>>,
+}
+
+struct NewOperation {
+    kind: Kind,
+    call_id: Option<String>,
+    run_id: Option<String>,
+    spec: Value,
+    state: Option<Value>,
+    expires_at: Option<DateTime<Utc>>,
+    callback_url: Option<String>,
+    callback_secret: Option<String>,
+    retry_schedule: Option<Vec<String>>,
+}
+
+fn check_text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
+    if s.chars().count() > max || s.contains('\0') {
+        return Err(Invalid::new(
+            "invalid_field",
+            format!("{field} is longer than {max} characters or holds a NUL; shorten it"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_call_id(id: &str) -> Result<(), Invalid> {
+    if (1..=100).contains(&id.len()) && validate::event_id(id).is_ok() {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "invalid_call_id",
+            format!("call_id {id:?} is not allowed: use 1 to 100 characters of A-Z a-z 0-9 _ - . : (or leave it out to get one)"),
+        ))
+    }
+}
+
+pub async fn create_approval(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiJson(b): ApiJson<CreateApproval>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if b.function.is_empty() || b.function.len() > 200 || b.function.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            "invalid_fn",
+            "fn is the name of the function to approve: 1 to 200 characters, no control characters",
+        )
+        .into());
+    }
+    let op = NewOperation {
+        kind: Kind::Approval,
+        call_id: b.call_id,
+        run_id: b.run_id,
+        spec: json!({"fn": b.function, "kwargs": b.kwargs}),
+        state: b.state,
+        expires_at: b.expires_at,
+        callback_url: b.callback_url,
+        callback_secret: b.callback_secret,
+        retry_schedule: b.retry_schedule,
+    };
+    create(state, tenant, op).await
+}
+
+pub async fn create_human_contact(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiJson(b): ApiJson<CreateHumanContact>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if b.msg.trim().is_empty() {
+        return Err(Invalid::new("invalid_msg", "msg is the question for the human: give some text").into());
+    }
+    check_text("msg", &b.msg, MAX_TEXT)?;
+    if let Some(s) = &b.subject {
+        check_text("subject", s, 500)?;
+    }
+    let op = NewOperation {
+        kind: Kind::HumanContact,
+        call_id: b.call_id,
+        run_id: b.run_id,
+        spec: json!({"msg": b.msg, "subject": b.subject}),
+        state: b.state,
+        expires_at: b.expires_at,
+        callback_url: b.callback_url,
+        callback_secret: b.callback_secret,
+        retry_schedule: b.retry_schedule,
+    };
+    create(state, tenant, op).await
+}
+
+async fn create(
+    state: AppState,
+    Tenant(tenant): Tenant,
+    op: NewOperation,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let now = state.clock.now();
+    if let Some(id) = &op.call_id {
+        check_call_id(id)?;
+    }
+    if let Some(r) = &op.run_id {
+        check_text("run_id", r, 200)?;
+    }
+    if let Some(url) = &op.callback_url {
+        validate::target_url("callback_url", url, &state.allow)?;
+    } else if op.callback_secret.is_some() || op.retry_schedule.is_some() {
+        return Err(Invalid::new(
+            "callback_url_required",
+            "callback_secret and retry_schedule apply to the operation's callback: give callback_url too, or leave them out",
+        )
+        .into());
+    }
+    if let Some(s) = &op.callback_secret {
+        Secret::parse(s).map_err(|m| Invalid::new("invalid_secret", format!("callback_secret: {m}")))?;
+    }
+    let schedule_ms: Option<Vec<i64>> = op
+        .retry_schedule
+        .as_deref()
+        .map(validate::retry_schedule)
+        .transpose()?
+        .map(|s| s.iter().map(|d| d.as_millis() as i64).collect());
+    if op.expires_at.is_some_and(|t| t <= now) {
+        return Err(Invalid::new(
+            "invalid_expires_at",
+            "expires_at is in the past: give a future RFC 3339 time, or leave it out",
+        )
+        .into());
+    }
+    // What makes two creates "the same": every field the caller gave.
+    let request = json!({
+        "kind": op.kind.as_str(), "run_id": op.run_id, "spec": op.spec, "state": op.state,
+        "expires_at": op.expires_at, "callback_url": op.callback_url, "callback_secret": op.callback_secret,
+        "retry_schedule": schedule_ms,
+    });
+    let hash = format!("{:x}", Sha256::digest(request.to_string().as_bytes()));
+    // A callback is always signed: without a secret from the caller, Herald makes one and
+    // answers it once, on creation.
+    let generated = (op.callback_url.is_some() && op.callback_secret.is_none()).then(Secret::generate);
+    let secret = op.callback_secret.clone().or_else(|| generated.as_ref().map(|s| s.expose().to_string()));
+    let call_id = op.call_id.clone().unwrap_or_else(|| herald_core::id::new_id(herald_core::id::CALL, now));
+
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let inserted = tx
+        .query_opt(
+            sql::INSERT_OPERATION,
+            &[
+                &tenant,
+                &call_id,
+                &op.kind.as_str(),
+                &op.run_id,
+                &op.spec,
+                &op.state,
+                &now,
+                &op.expires_at,
+                &op.callback_url,
+                &secret,
+                &schedule_ms,
+                &hash,
+            ],
+        )
+        .await?;
+    if let Some(row) = inserted {
+        tx.commit().await?;
+        state.metrics.events_published.inc();
+        let mut answer: Value = row.get(0);
+        if let Some(g) = generated {
+            answer["callback_secret"] = Value::String(g.expose().to_string());
+        }
+        return Ok((StatusCode::CREATED, Json(answer)));
+    }
+    let existing = tx.query_one(sql::EXISTING_OPERATION, &[&tenant, &call_id]).await?;
+    let (kind, existing_hash): (String, String) = (existing.get(0), existing.get(1));
+    if kind == op.kind.as_str() && existing_hash == hash {
+        return Ok((StatusCode::OK, Json(existing.get(2))));
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "call_id_conflict",
+        format!(
+            "call_id {call_id:?} already names a{} {} created with another body; use a new call_id, or send the same body to read it back",
+            if kind == "approval" { "n" } else { "" },
+            kind.replace('_', " ")
+        ),
+    ))
+}
+
+pub async fn get_approval(s: State<AppState>, t: Tenant, p: Path<String>) -> Result<Json<Value>, ApiError> {
+    get_one(s, t, p, Kind::Approval).await
+}
+
+pub async fn get_human_contact(s: State<AppState>, t: Tenant, p: Path<String>) -> Result<Json<Value>, ApiError> {
+    get_one(s, t, p, Kind::HumanContact).await
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(call_id): Path<String>,
+    kind: Kind,
+) -> Result<Json<Value>, ApiError> {
+    let client = state.pool.get().await?;
+    match client.query_opt(sql::GET_OPERATION, &[&tenant, &call_id, &kind.as_str()]).await? {
+        Some(row) => Ok(Json(row.get(0))),
+        None => Err(ApiError::not_found(kind.noun(), &call_id)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+pub async fn list_approvals(s: State<AppState>, t: Tenant, q: ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
+    list(s, t, q, Kind::Approval).await
+}
+
+pub async fn list_human_contacts(
+    s: State<AppState>,
+    t: Tenant,
+    q: ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    list(s, t, q, Kind::HumanContact).await
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiQuery(q): ApiQuery<ListQuery>,
+    kind: Kind,
+) -> Result<Json<Value>, ApiError> {
+    const STATES: [&str; 5] = ["pending", "approved", "rejected", "answered", "expired"];
+    if let Some(s) = &q.status {
+        if !STATES.contains(&s.as_str()) {
+            return Err(ApiError::unprocessable(
+                "invalid_status",
+                format!("status {s:?} is unknown: use one of pending, approved, rejected, answered, expired"),
+            ));
+        }
+    }
+    let (limit, cursor) = super::extract::Page { limit: q.limit, cursor: q.cursor }.checked()?;
+    let client = state.pool.get().await?;
+    let rows = client.query(sql::LIST_OPERATIONS, &[&tenant, &kind.as_str(), &q.status, &cursor, &(limit + 1)]).await?;
+    let more = rows.len() as i64 > limit;
+    let data: Vec<Value> = rows.iter().take(limit as usize).map(|r| r.get(1)).collect();
+    let next = if more { rows.get(limit as usize - 1).map(|r| r.get::<_, String>(0)) } else { None };
+    Ok(Json(json!({"data": data, "next_cursor": next})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalAnswer {
+    approved: bool,
+    comment: Option<String>,
+    responder: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HumanContactAnswer {
+    response: String,
+    responder: Option<String>,
+}
+
+pub async fn respond_approval(
+    s: State<AppState>,
+    t: Tenant,
+    p: Path<String>,
+    ApiJson(b): ApiJson<ApprovalAnswer>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(c) = &b.comment {
+        check_text("comment", c, MAX_TEXT)?;
+    }
+    let status = if b.approved { "approved" } else { "rejected" };
+    respond(
+        s,
+        t,
+        p,
+        Kind::Approval,
+        Answer { status, approved: Some(b.approved), comment: b.comment, response: None, responder: b.responder },
+    )
+    .await
+}
+
+pub async fn respond_human_contact(
+    s: State<AppState>,
+    t: Tenant,
+    p: Path<String>,
+    ApiJson(b): ApiJson<HumanContactAnswer>,
+) -> Result<Json<Value>, ApiError> {
+    check_text("response", &b.response, MAX_TEXT)?;
+    respond(
+        s,
+        t,
+        p,
+        Kind::HumanContact,
+        Answer {
+            status: "answered",
+            approved: None,
+            comment: None,
+            response: Some(b.response),
+            responder: b.responder,
+        },
+    )
+    .await
+}
+
+struct Answer {
+    status: &'static str,
+    approved: Option<bool>,
+    comment: Option<String>,
+    response: Option<String>,
+    responder: Option<String>,
+}
+
+async fn respond(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(call_id): Path<String>,
+    kind: Kind,
+    answer: Answer,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(r) = &answer.responder {
+        check_text("responder", r, 200)?;
+    }
+    let now = state.clock.now();
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(row) = tx.query_opt(sql::LOCK_OPERATION, &[&tenant, &call_id, &kind.as_str()]).await? else {
+        return Err(ApiError::not_found(kind.noun(), &call_id));
+    };
+    let status: String = row.get(0);
+    let expires_at: Option<DateTime<Utc>> = row.get(1);
+    if status == "pending" && expires_at.is_some_and(|t| t <= now) {
+        // Its time is up: expire it (with its event) now, then refuse the late answer.
+        tx.execute(sql::EXPIRE_OPERATIONS, &[&tenant, &now]).await?;
+        tx.commit().await?;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "operation_expired",
+            format!(
+                "the {} expired at {}; a late answer is not taken",
+                kind.noun(),
+                expires_at.unwrap_or(now).to_rfc3339()
+            ),
+        ));
+    }
+    if status != "pending" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            if status == "expired" { "operation_expired" } else { "already_answered" },
+            format!("the {} is already {status}; a decision is final", kind.noun()),
+        ));
+    }
+    let row = tx
+        .query_one(
+            sql::ANSWER_OPERATION,
+            &[
+                &tenant,
+                &call_id,
+                &kind.as_str(),
+                &answer.status,
+                &answer.approved,
+                &answer.comment,
+                &answer.response,
+                &answer.responder,
+                &now,
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    state.metrics.events_published.inc();
+    Ok(Json(row.get(0)))
+}

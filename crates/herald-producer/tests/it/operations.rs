@@ -1,0 +1,196 @@
+//! Human-in-the-loop operations: create, read, list, answer, expire; each state change in the
+//! same transaction as its event.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::App;
+
+async fn events(app: &App, event_type: &str) -> Vec<(Value, Option<String>)> {
+    app.db
+        .client()
+        .await
+        .query("SELECT data, callback_url FROM herald.events WHERE event_type = $1 ORDER BY seq", &[&event_type])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_approval_from_request_to_decision() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let t = Some(token.as_str());
+    let body = json!({
+        "call_id": "tool_call_1", "run_id": "run_9", "fn": "send_email",
+        "kwargs": {"to": "ceo@example.com", "body": "hi"}, "state": {"thread_id": "th_1", "step": 3},
+        "callback_url": "https://agent.example.com/webhooks/herald",
+        "callback_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    });
+    let (s, op) = app.call(Method::POST, "/v1/approvals", t, Some(body.clone())).await;
+    assert_eq!(s, StatusCode::CREATED, "{op}");
+    assert_eq!(op["call_id"], "tool_call_1");
+    assert_eq!(op["run_id"], "run_9");
+    assert_eq!(op["kind"], "approval");
+    assert_eq!(op["spec"], json!({"fn": "send_email", "kwargs": {"to": "ceo@example.com", "body": "hi"}}));
+    assert_eq!(op["state"], json!({"thread_id": "th_1", "step": 3}), "the agent's state comes back untouched");
+    assert_eq!(op["status"], json!({"state": "pending"}));
+    assert!(op["requested_at"].as_str().unwrap().ends_with('Z'));
+    assert!(op.get("callback_secret").is_none(), "a given secret is not echoed");
+
+    let requested = events(&app, "approval_requested").await;
+    assert_eq!(requested.len(), 1);
+    assert_eq!(requested[0].0, op, "the event carries the whole operation");
+    assert_eq!(requested[0].1, None, "*_requested goes to endpoints only, not the callback");
+
+    // The same create again is idempotent; another body under the same call_id is a conflict.
+    let (s, again) = app.call(Method::POST, "/v1/approvals", t, Some(body.clone())).await;
+    assert_eq!((s, &again), (StatusCode::OK, &op));
+    let mut other = body.clone();
+    other["kwargs"]["to"] = json!("someone-else@example.com");
+    let (s, v) = app.call(Method::POST, "/v1/approvals", t, Some(other)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("call_id_conflict")));
+    let (s, _) =
+        app.call(Method::POST, "/v1/human_contacts", t, Some(json!({"call_id": "tool_call_1", "msg": "?"}))).await;
+    assert_eq!(s, StatusCode::CONFLICT, "a call_id names one operation whatever its kind");
+    assert_eq!(events(&app, "approval_requested").await.len(), 1);
+
+    let (s, listed) = app.call(Method::GET, "/v1/approvals?status=pending", t, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(listed["data"], json!([op]));
+
+    let (s, done) = app
+        .call(
+            Method::POST,
+            "/v1/approvals/tool_call_1/respond",
+            t,
+            Some(json!({"approved": false, "comment": "not to the CEO", "responder": "ops@example.com"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert_eq!(done["status"]["state"], "rejected");
+    assert_eq!(done["status"]["approved"], false);
+    assert_eq!(done["status"]["comment"], "not to the CEO");
+    assert_eq!(done["status"]["responder"], "ops@example.com");
+    assert!(done["status"]["responded_at"].as_str().unwrap().ends_with('Z'));
+    let completed = events(&app, "approval_completed").await;
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0].0, done);
+    assert_eq!(completed[0].1.as_deref(), Some("https://agent.example.com/webhooks/herald"), "to the callback too");
+
+    // A decision is final.
+    let (s, v) = app.call(Method::POST, "/v1/approvals/tool_call_1/respond", t, Some(json!({"approved": true}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_answered")));
+    assert_eq!(events(&app, "approval_completed").await.len(), 1);
+    let (_, read) = app.call(Method::GET, "/v1/approvals/tool_call_1", t, None).await;
+    assert_eq!(read, done);
+    let (_, pending) = app.call(Method::GET, "/v1/approvals?status=pending", t, None).await;
+    assert_eq!(pending["data"], json!([]));
+}
+
+#[tokio::test]
+async fn a_human_contact_is_answered_and_call_ids_are_generated() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let t = Some(token.as_str());
+    let (s, op) = app
+        .call(
+            Method::POST,
+            "/v1/human_contacts",
+            t,
+            Some(json!({"msg": "Which region?", "subject": "deploy", "callback_url": "https://agent.example.com/cb"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{op}");
+    let call_id = op["call_id"].as_str().unwrap().to_string();
+    assert!(call_id.starts_with("call_"));
+    assert_eq!(op["spec"], json!({"msg": "Which region?", "subject": "deploy"}));
+    assert_eq!(op["state"], Value::Null);
+    let secret = op["callback_secret"].as_str().expect("a generated callback secret is answered once");
+    assert!(herald_core::signing::Secret::parse(secret).is_ok());
+
+    let (s, done) = app
+        .call(Method::POST, &format!("/v1/human_contacts/{call_id}/respond"), t, Some(json!({"response": "eu-west-1"})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(done["status"]["state"], "answered");
+    assert_eq!(done["status"]["response"], "eu-west-1");
+    assert!(done["callback_secret"].is_null());
+    assert_eq!(events(&app, "human_contact_completed").await[0].0, done);
+    // The approval routes do not see a human contact.
+    let (s, _) = app.call(Method::GET, &format!("/v1/approvals/{call_id}"), t, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) =
+        app.call(Method::POST, &format!("/v1/approvals/{call_id}/respond"), t, Some(json!({"approved": true}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_expired_operation_refuses_a_late_answer_and_publishes_its_expiry() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let t = Some(token.as_str());
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(300)).to_rfc3339();
+    let (s, _) = app
+        .call(Method::POST, "/v1/approvals", t, Some(json!({"call_id": "c_exp", "fn": "deploy", "kwargs": {}, "expires_at": soon, "callback_url": "https://agent.example.com/cb"})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    herald_testkit::eventually("the approval's time to pass", std::time::Duration::from_secs(10), || async {
+        (chrono::Utc::now() > chrono::DateTime::parse_from_rfc3339(&soon).unwrap()).then_some(())
+    })
+    .await;
+    let (s, v) = app.call(Method::POST, "/v1/approvals/c_exp/respond", t, Some(json!({"approved": true}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("operation_expired")), "{v}");
+    let expired = events(&app, "approval_expired").await;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].0["status"]["state"], "expired");
+    assert_eq!(expired[0].1.as_deref(), Some("https://agent.example.com/cb"));
+    assert!(events(&app, "approval_completed").await.is_empty());
+    let (s, _) = app.call(Method::POST, "/v1/approvals/c_exp/respond", t, Some(json!({"approved": true}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(events(&app, "approval_expired").await.len(), 1, "expired once");
+}
+
+#[tokio::test]
+async fn operations_refuse_bad_input_and_other_tenants() {
+    let app = App::new().await;
+    let acme = app.db.tenant("acme").await;
+    let globex = app.db.tenant("globex").await;
+    let (s, _) = app
+        .call(Method::POST, "/v1/approvals", Some(&acme), Some(json!({"call_id": "mine", "fn": "f", "kwargs": {}})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let before = app.db.row_counts().await;
+    for (path, body, code) in [
+        ("/v1/approvals", json!({"kwargs": {}}), "invalid_field"),
+        ("/v1/approvals", json!({"fn": "", "kwargs": {}}), "invalid_fn"),
+        ("/v1/approvals", json!({"fn": "f", "call_id": "a b"}), "invalid_call_id"),
+        ("/v1/approvals", json!({"fn": "f", "expires_at": "2001-01-01T00:00:00Z"}), "invalid_expires_at"),
+        ("/v1/approvals", json!({"fn": "f", "expires_at": "tomorrow"}), "invalid_field"),
+        ("/v1/approvals", json!({"fn": "f", "callback_url": "http://10.0.0.1/"}), "blocked_target"),
+        (
+            "/v1/approvals",
+            json!({"fn": "f", "callback_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+            "callback_url_required",
+        ),
+        ("/v1/human_contacts", json!({"msg": "  "}), "invalid_msg"),
+        ("/v1/approvals/mine/respond", json!({"approved": "yes"}), "invalid_field"),
+        ("/v1/approvals/mine/respond", json!({}), "invalid_field"),
+    ] {
+        let (s, v) = app.call(Method::POST, path, Some(&acme), Some(body.clone())).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path} {body}: {v}");
+        assert_eq!(v["error"]["code"], code, "{path} {body}: {v}");
+    }
+    let (s, v) = app.call(Method::GET, "/v1/approvals?status=maybe", Some(&acme), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_status")));
+    for (method, path, body) in [
+        (Method::GET, "/v1/approvals/mine", None),
+        (Method::POST, "/v1/approvals/mine/respond", Some(json!({"approved": true}))),
+    ] {
+        let (s, _) = app.call(method, path, Some(&globex), body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: another tenant's call_id");
+    }
+    assert_eq!(app.db.row_counts().await, before, "nothing written");
+}

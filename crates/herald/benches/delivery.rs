@@ -1,0 +1,184 @@
+//! `make bench`: what Herald does on this machine, printed as figures (never asserted).
+//!
+//! 1. Throughput: events published by SQL in batches, fanned out and delivered by one
+//!    `herald all` to a receiver on 127.0.0.1; deliveries per second, end to end. Compare it
+//!    with `../shared/bench/pg_ceiling.sh` (PostgreSQL alone doing a delivery's row work), which
+//!    runs with the same server settings.
+//! 2. Latency: one event at a time over the HTTP API, from the publish's answer to the
+//!    receiver's arrival; p50, p99, max.
+//! 3. The cost of NOTIFY under heavy publishing: `herald.publish` in single-event transactions
+//!    from 4 connections, with its `pg_notify` and with a copy of the function without it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use herald_testkit::{eventually, PrivateCluster, Receiver};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let events = env_or("BENCH_EVENTS", 20_000);
+    let latency_n = env_or("BENCH_LATENCY_EVENTS", 300);
+    let notify_secs = env_or("BENCH_NOTIFY_SECS", 5) as u64;
+    // The settings pg_ceiling.sh uses: fsync on, as in production.
+    let pg = PrivateCluster::start_with("-c shared_buffers=512MB -c max_wal_size=4GB -c max_connections=200");
+    let port = crate_free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut herald = std::process::Command::new(BIN)
+        .arg("all")
+        .env("HERALD_DATABASE_URL", &pg.url)
+        .env("HERALD_LISTEN", &listen)
+        .env("HERALD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
+        .env("HERALD_WORKER_CONCURRENCY", env_or("BENCH_CONCURRENCY", 128).to_string())
+        .env("HERALD_ENDPOINT_CONCURRENCY", env_or("BENCH_CONCURRENCY", 128).to_string())
+        .env("HERALD_DATABASE_POOL_SIZE", "16")
+        .env("HERALD_LOG", "warn")
+        .spawn()
+        .expect("start herald");
+    let base = format!("http://{listen}");
+    eventually("herald to be ready", Duration::from_secs(60), || async {
+        reqwest::get(format!("{base}/readyz")).await.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
+    let out = std::process::Command::new(BIN)
+        .args(["tenant", "create", "bench"])
+        .env("HERALD_DATABASE_URL", &pg.url)
+        .output()
+        .unwrap();
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rx = Receiver::start().await;
+    let http = reqwest::Client::new();
+    let ep = http
+        .post(format!("{base}/v1/endpoints"))
+        .bearer_auth(&token)
+        .json(&json!({"url": rx.url("/hook")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ep.status(), 201);
+    let (db, conn) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+
+    // 1. Throughput.
+    let batch = 500;
+    let started = Instant::now();
+    for b in 0..events.div_ceil(batch) {
+        db.batch_execute(&format!(
+            "BEGIN; SELECT herald.publish('bench', 'approval_completed', jsonb_build_object('call_id', 'c' || g, 'approved', true, 'comment', 'ok'), id => 'evt_{b}_' || g) FROM generate_series(1, {}) g; COMMIT;",
+            batch.min(events - b * batch)
+        ))
+        .await
+        .unwrap();
+    }
+    let published = started.elapsed();
+    eventually("every event to be delivered", Duration::from_secs(600), || async {
+        let n: i64 =
+            db.query_one("SELECT count(*) FROM herald.deliveries WHERE state = 'delivered'", &[]).await.unwrap().get(0);
+        (n as usize >= events).then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    let received = rx.count("/hook");
+    println!("throughput: {events} events published by SQL in batches of {batch} in {published:.2?}; all delivered and recorded in {took:.2?}");
+    println!(
+        "herald deliveries/s (end to end, fsync on): {:.0}   requests received: {received} (duplicates: {})",
+        events as f64 / took.as_secs_f64(),
+        received.saturating_sub(events)
+    );
+
+    // 2. Latency, one event at a time.
+    let mut sent_at = HashMap::new();
+    for i in 0..latency_n {
+        let id = format!("lat_{i}");
+        let r = http
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(&token)
+            .json(&json!({"id": id, "type": "approval_completed", "data": {"call_id": i}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        sent_at.insert(id.clone(), Instant::now());
+        let want = received + i + 1;
+        eventually("the event to arrive", Duration::from_secs(30), || async {
+            (rx.count("/hook") >= want).then_some(())
+        })
+        .await;
+    }
+    let mut lat: Vec<Duration> = rx
+        .requests("/hook")
+        .iter()
+        .filter_map(|r| {
+            let id = r.header("webhook-id")?;
+            sent_at.get(id).map(|t| r.at.saturating_duration_since(*t))
+        })
+        .collect();
+    lat.sort();
+    println!(
+        "latency publish answered -> webhook received ({} events, one at a time): p50 {:.1?}  p99 {:.1?}  max {:.1?}",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().unwrap()
+    );
+
+    // 3. What NOTIFY costs a publisher.
+    db.batch_execute(
+        "DO $$ DECLARE src text; BEGIN
+           src := pg_get_functiondef('herald.publish_event'::regproc);
+           src := replace(src, 'FUNCTION herald.publish_event(', 'FUNCTION herald.publish_event_quiet(');
+           src := replace(src, 'PERFORM pg_notify(''herald_outbox'', p_tenant);', '');
+           EXECUTE src;
+         END $$;",
+    )
+    .await
+    .unwrap();
+    // The poller and worker keep running, as in production, so both runs pay for fan-out too.
+    let mut rates = Vec::new();
+    for (name, function) in [("with NOTIFY", "publish_event"), ("without NOTIFY", "publish_event_quiet")] {
+        let deadline = Instant::now() + Duration::from_secs(notify_secs);
+        let mut tasks = Vec::new();
+        for c in 0..4 {
+            let url = pg.url.clone();
+            let function = function.to_string();
+            tasks.push(tokio::spawn(async move {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                let stmt = client
+                    .prepare(&format!("SELECT event_id FROM herald.{function}('bench', 'run.finished', '{{}}'::jsonb, $1, NULL, NULL, NULL, NULL, NULL)"))
+                    .await
+                    .unwrap();
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    client.query_one(&stmt, &[&format!("n_{function}_{c}_{n}")]).await.unwrap();
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        let rate = total as f64 / notify_secs as f64;
+        println!("single-event publish transactions/s, 4 connections, {name}: {rate:.0}");
+        rates.push(rate);
+    }
+    println!("NOTIFY cost per publish transaction: {:.1} %", (1.0 - rates[0] / rates[1]) * 100.0);
+    let _ = herald.kill();
+    let _ = herald.wait();
+}
+
+fn crate_free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
