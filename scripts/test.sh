@@ -20,6 +20,9 @@ if [ -z "${HERALD_TEST_DATABASE_URL:-}" ]; then
     echo "test PostgreSQL: $HERALD_TEST_DATABASE_URL ($PG_BIN)"
 fi
 
+# The inbox test drives headless Chromium: install it (and its driver) before the tests start.
+./scripts/browser-deps.sh >/dev/null
+
 if command -v cargo-nextest >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -32,4 +32,6 @@ pub fn router() -> Router {
         .route("/inbox", get(|| async { page("text/html; charset=utf-8", HTML) }))
         .route("/inbox/inbox.css", get(|| async { page("text/css; charset=utf-8", CSS) }))
         .route("/inbox/inbox.js", get(|| async { page("text/javascript; charset=utf-8", JS) }))
+        // Browsers ask for it on every page; an empty answer keeps their consoles clean.
+        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
 }
