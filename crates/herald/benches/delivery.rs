@@ -6,7 +6,9 @@
 //!    runs with the same server settings.
 //! 2. Latency: one event at a time over the HTTP API, from the publish's answer to the
 //!    receiver's arrival; p50, p99, max.
-//! 3. The cost of NOTIFY under heavy publishing: `herald.publish` in single-event transactions
+//! 3. A waiting agent: from `POST /v1/approvals/{call_id}/respond` to the `approval_completed`
+//!    webhook at the agent's callback; p50, p99, max.
+//! 4. The cost of NOTIFY under heavy publishing: `herald.publish` in single-event transactions
 //!    from 4 connections, with its `pg_notify` and with a copy of the function without it.
 
 use std::collections::HashMap;
@@ -132,7 +134,48 @@ async fn main() {
         lat.last().unwrap()
     );
 
-    // 3. What NOTIFY costs a publisher.
+    // 3. A waiting agent: from a human's answer (POST .../respond sent) to the approval_completed
+    //    webhook arriving at the agent's callback. One approval at a time.
+    let approvals = env_or("BENCH_APPROVALS", 200);
+    let mut resume = Vec::new();
+    for i in 0..approvals {
+        let call_id = format!("bench_call_{i}");
+        let r = http
+            .post(format!("{base}/v1/approvals"))
+            .bearer_auth(&token)
+            .json(&json!({"call_id": call_id, "fn": "send_email", "kwargs": {"to": "a@example.com"},
+                          "state": {"thread": i}, "callback_url": rx.url("/agent"),
+                          "callback_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let before = rx.count("/agent");
+        let t0 = Instant::now();
+        let r = http
+            .post(format!("{base}/v1/approvals/{call_id}/respond"))
+            .bearer_auth(&token)
+            .json(&json!({"approved": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let arrived = eventually("the agent's webhook", Duration::from_secs(30), || async {
+            let got = rx.requests("/agent");
+            (got.len() > before).then(|| got[before].at)
+        })
+        .await;
+        resume.push(arrived.saturating_duration_since(t0));
+    }
+    resume.sort();
+    println!(
+        "respond -> agent's webhook received ({approvals} approvals, one at a time): p50 {:.1?}  p99 {:.1?}  max {:.1?}",
+        percentile(&resume, 0.5),
+        percentile(&resume, 0.99),
+        resume.last().unwrap()
+    );
+
+    // 4. What NOTIFY costs a publisher.
     db.batch_execute(
         "DO $$ DECLARE src text; BEGIN
            src := pg_get_functiondef('herald.publish_event'::regproc);

@@ -81,6 +81,14 @@ pub async fn no_route() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "no_such_route",
-        "no such route under /v1; see docs/api.md for the routes and their methods",
+        "no such route; the API is under /v1 (see docs/api.md for the routes and their methods)",
+    )
+}
+
+pub async fn wrong_method(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on this route; see docs/api.md for the methods each route takes"),
     )
 }

@@ -53,11 +53,13 @@ pub fn router(state: AppState) -> Router {
         .route("/endpoints/{id}/rotate-secret", post(endpoints::rotate_secret))
         .route("/endpoints/{id}/enable", post(endpoints::enable))
         .route("/endpoints/{id}/disable", post(endpoints::disable))
-        .fallback(error::no_route);
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method);
     Router::new()
         .nest("/v1", v1)
         .layer(DefaultBodyLimit::max(state.max_payload_bytes))
         .with_state(state.clone())
         .merge(inbox::router())
         .merge(ops_router(state.pool, state.metrics))
+        .fallback(error::no_route)
 }
