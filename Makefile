@@ -24,3 +24,8 @@ bench:          ## figures: Herald's throughput and latency, NOTIFY's cost, and 
 	@if [ -x "$(SHARED)/bench/pg_ceiling.sh" ] || [ -f "$(SHARED)/bench/pg_ceiling.sh" ]; then \
 		echo "--- PostgreSQL alone ($(SHARED)/bench/pg_ceiling.sh) ---"; bash "$(SHARED)/bench/pg_ceiling.sh"; \
 	else echo "($(SHARED)/bench/pg_ceiling.sh not found: set SHARED=path/to/shared to compare with the ceiling)"; fi
+
+chaos:          ## the crash tests again, five times, with 3000 events: kill -9, SIGTERM, PostgreSQL restarts
+	for i in 1 2 3 4 5; do \
+		HERALD_CHAOS_EVENTS=3000 ./scripts/test.sh -E 'binary(workers) | binary(restart) | test(herald_restarted)' || exit 1; \
+	done

@@ -283,3 +283,21 @@ async fn an_events_retry_schedule_is_its_callbacks_alone_and_odd_answers_are_sto
         .clone();
     assert_eq!(excerpt, "ok\u{FFFD}but a NUL");
 }
+
+#[tokio::test]
+async fn after_rotate_secret_both_secrets_sign_during_the_overlap() {
+    let (_db, _herald, api) = setup(FAST).await;
+    let rx = Receiver::start().await;
+    let (ep, old) = api.endpoint(json!({"url": rx.url("/rot")})).await;
+    let (s, rotated) = api.post(&format!("/v1/endpoints/{ep}/rotate-secret"), json!({})).await;
+    assert_eq!(s, 200);
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    api.publish(json!({"id": "evt_rot", "type": "t", "data": {}})).await;
+    let r = &rx.wait_for("/rot", 1, WAIT).await[0];
+    let sig = r.header("webhook-signature").unwrap();
+    assert_eq!(sig.split(' ').count(), 2, "two signatures while the old secret is in its overlap: {sig}");
+    // A receiver that has either secret verifies it: the one not yet updated, and the one updated.
+    verify_standard(&old, r);
+    verify_standard(&new, r);
+}

@@ -86,3 +86,29 @@ pub async fn migrations_current(client: &tokio_postgres::Client) -> Result<bool,
         Err(e) => Err(e.into()),
     }
 }
+
+/// The tenants for which `probe` (a statement that takes the tenant as `$1`, then `params`,
+/// and answers one boolean) is true. One statement per tenant, each naming one tenant (so each
+/// is a one-node query under Citus and an index probe under PostgreSQL), pipelined on one
+/// connection. Cheaper than any "distinct tenants with work" query once a backlog is large.
+pub async fn tenants_where(
+    client: &tokio_postgres::Client,
+    probe: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<String>, DbError> {
+    let tenants: Vec<String> = client
+        .query("SELECT tenant_id FROM herald.tenants ORDER BY tenant_id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let statement = client.prepare(probe).await?;
+    let probes = tenants.iter().map(|t| {
+        let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![t];
+        all.extend_from_slice(params);
+        let statement = &statement;
+        async move { client.query_one(statement, &all).await.map(|r| r.get::<_, bool>(0)) }
+    });
+    let answers = futures_util::future::try_join_all(probes).await?;
+    Ok(tenants.into_iter().zip(answers).filter(|(_, due)| *due).map(|(t, _)| t).collect())
+}

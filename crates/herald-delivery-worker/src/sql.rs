@@ -2,11 +2,10 @@
 //! touches, in the locking CTE and in the UPDATE (shared/scale-out.md, rules 2 and 3), and takes
 //! "now" and the lease deadline as parameters (rule 4).
 
-/// Tenants with at least one due delivery, read without locks (rule 3: then claim per tenant).
-/// (An uncorrelated IN: Citus refuses a correlated subquery beside a reference table.)
-pub const DUE_TENANTS: &str = "SELECT t.tenant_id FROM herald.tenants t WHERE t.tenant_id IN (\
-     SELECT d.tenant_id FROM herald.deliveries d \
-      WHERE d.state IN ('pending', 'delivering') AND d.next_attempt_at <= $1)";
+/// Whether tenant `$1` has a due delivery at `$2`, read without locks (rule 3: then claim per
+/// tenant). Asked per tenant (see `herald_core::db::tenants_where`): one index probe each.
+pub const TENANT_HAS_DUE: &str = "SELECT EXISTS (SELECT 1 FROM herald.deliveries d \
+      WHERE d.tenant_id = $1 AND d.state IN ('pending', 'delivering') AND d.next_attempt_at <= $2)";
 
 /// A tenant's endpoints that have due deliveries, read without locks, with their limits.
 pub const DUE_ENDPOINTS: &str = "SELECT e.endpoint_id, e.max_in_flight, e.rate_limit_per_s FROM herald.endpoints e \

@@ -22,6 +22,8 @@ pub enum StoreError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("{0}")]
+    Other(String),
 }
 
 impl StoreError {
@@ -31,7 +33,7 @@ impl StoreError {
             StoreError::Postgres(e) => {
                 e.code().is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
             }
-            StoreError::Pool(_) => false,
+            StoreError::Pool(_) | StoreError::Other(_) => false,
         }
     }
 }
@@ -87,8 +89,11 @@ impl Store {
     /// Tenants with due deliveries, in a rotated order so that each gets its turn first.
     pub async fn due_tenants(&self, now: DateTime<Utc>, rotate: usize) -> Result<Vec<String>, StoreError> {
         let client = self.pool.get().await?;
-        let mut tenants: Vec<String> =
-            client.query(sql::DUE_TENANTS, &[&now]).await?.iter().map(|r| r.get(0)).collect();
+        let mut tenants =
+            herald_core::db::tenants_where(&client, sql::TENANT_HAS_DUE, &[&now]).await.map_err(|e| match e {
+                herald_core::db::DbError::Postgres(p) => StoreError::Postgres(p),
+                other => StoreError::Other(other.to_string()),
+            })?;
         if !tenants.is_empty() {
             let k = rotate % tenants.len();
             tenants.rotate_left(k);

@@ -20,11 +20,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 mod sql {
-    /// Tenants with pending events, read without locks; each is then fanned out on its own.
-    /// (An uncorrelated IN: Citus refuses a correlated subquery beside a reference table;
-    /// PostgreSQL plans both as the same semi-join of index probes.)
-    pub const PENDING_TENANTS: &str = "SELECT t.tenant_id FROM herald.tenants t \
-         WHERE t.tenant_id IN (SELECT p.tenant_id FROM herald.pending_events p)";
+    /// Whether tenant `$1` has pending events, read without locks; asked per tenant (see
+    /// `herald_core::db::tenants_where`), then each is fanned out on its own.
+    pub const TENANT_HAS_PENDING: &str = "SELECT EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = $1)";
 
     /// Takes a batch of a tenant's pending events, oldest first; SKIP LOCKED lets several
     /// pollers work at once, each on different events.
@@ -54,9 +52,9 @@ mod sql {
     /// Wakes delivery-workers; sent from this session, delivered at COMMIT.
     pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
 
-    /// Tenants with human-in-the-loop operations whose time is up.
-    pub const EXPIRING_TENANTS: &str = "SELECT t.tenant_id FROM herald.tenants t WHERE t.tenant_id IN ( \
-         SELECT o.tenant_id FROM herald.operations o WHERE o.status = 'pending' AND o.expires_at <= $1)";
+    /// Whether tenant `$1` has human-in-the-loop operations whose time is up at `$2`.
+    pub const TENANT_HAS_EXPIRED: &str = "SELECT EXISTS (SELECT 1 FROM herald.operations o \
+         WHERE o.tenant_id = $1 AND o.status = 'pending' AND o.expires_at <= $2)";
 
     /// Expires them, each with its `*_expired` event, in one transaction per tenant.
     pub const EXPIRE: &str = "SELECT herald.expire_operations($1, $2)";
@@ -66,6 +64,8 @@ mod sql {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PollerError {
+    #[error(transparent)]
+    Db(#[from] herald_core::db::DbError),
     #[error("database: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("database pool: {0}")]
@@ -110,8 +110,7 @@ impl Poller {
         let now = self.clock.now();
         let client = self.pool.get().await?;
         let mut n = 0;
-        for row in client.query(sql::EXPIRING_TENANTS, &[&now]).await? {
-            let tenant: String = row.get(0);
+        for tenant in herald_core::db::tenants_where(&client, sql::TENANT_HAS_EXPIRED, &[&now]).await? {
             n += client.query_one(sql::EXPIRE, &[&tenant, &now]).await?.get::<_, i32>(0) as usize;
         }
         Ok(n)
@@ -119,9 +118,9 @@ impl Poller {
 
     /// Fans out everything pending now, tenant by tenant. Returns the number of events.
     pub async fn tick(&self) -> Result<usize, PollerError> {
-        let tenants: Vec<String> = {
+        let tenants = {
             let client = self.pool.get().await?;
-            client.query(sql::PENDING_TENANTS, &[]).await?.iter().map(|r| r.get(0)).collect()
+            herald_core::db::tenants_where(&client, sql::TENANT_HAS_PENDING, &[]).await?
         };
         let mut total = 0;
         for tenant in tenants {
