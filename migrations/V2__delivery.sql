@@ -16,7 +16,8 @@ ALTER TABLE herald.deliveries
 
 -- Claims go endpoint by endpoint (so that one endpoint's backlog or a hanging receiver never
 -- takes every slot): "does this endpoint have due work" and "its oldest due deliveries" are
--- both one probe of this index.
+-- both one probe of this index. delivery_id is in it because the claim orders by
+-- (next_attempt_at, delivery_id): without it every claim would sort the whole backlog.
 DROP INDEX herald.deliveries_open_by_endpoint;
-CREATE INDEX deliveries_due_by_endpoint ON herald.deliveries (tenant_id, endpoint_id, next_attempt_at)
+CREATE INDEX deliveries_due_by_endpoint ON herald.deliveries (tenant_id, endpoint_id, next_attempt_at, delivery_id)
     WHERE state IN ('pending', 'delivering');

@@ -131,7 +131,9 @@ impl Worker {
                         }
                     }
                     let free = config.concurrency.saturating_sub(inflight.len());
-                    if backlog && free >= (config.concurrency / 8).max(1) {
+                    // With a backlog, claim again once half the slots are free: fewer, larger claims cost
+                    // the database far less per delivery than many small ones.
+                    if backlog && free >= (config.concurrency / 2).max(1) {
                         want_claim = true;
                     }
                 }

@@ -9,7 +9,7 @@
 //! 3. A waiting agent: from `POST /v1/approvals/{call_id}/respond` to the `approval_completed`
 //!    webhook at the agent's callback; p50, p99, max.
 //! 4. The cost of NOTIFY under heavy publishing: `herald.publish` in single-event transactions
-//!    from 4 connections, with its `pg_notify` and with a copy of the function without it.
+//!    from 4 connections, with its `pg_notify` and with `SET herald.notify = off`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -33,7 +33,11 @@ async fn main() {
     let latency_n = env_or("BENCH_LATENCY_EVENTS", 300);
     let notify_secs = env_or("BENCH_NOTIFY_SECS", 5) as u64;
     // The settings pg_ceiling.sh uses: fsync on, as in production.
-    let pg = PrivateCluster::start_with("-c shared_buffers=512MB -c max_wal_size=4GB -c max_connections=200");
+    let profile = std::env::var_os("BENCH_PROFILE").is_some();
+    let pg = PrivateCluster::start_with(&format!(
+        "-c shared_buffers=512MB -c max_wal_size=4GB -c max_connections=200{}",
+        if profile { " -c shared_preload_libraries=pg_stat_statements" } else { "" }
+    ));
     let port = crate_free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut herald = std::process::Command::new(BIN)
@@ -41,8 +45,8 @@ async fn main() {
         .env("HERALD_DATABASE_URL", &pg.url)
         .env("HERALD_LISTEN", &listen)
         .env("HERALD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
-        .env("HERALD_WORKER_CONCURRENCY", env_or("BENCH_CONCURRENCY", 128).to_string())
-        .env("HERALD_ENDPOINT_CONCURRENCY", env_or("BENCH_CONCURRENCY", 128).to_string())
+        .env("HERALD_WORKER_CONCURRENCY", env_or("BENCH_CONCURRENCY", 256).to_string())
+        .env("HERALD_ENDPOINT_CONCURRENCY", env_or("BENCH_CONCURRENCY", 256).to_string())
         .env("HERALD_DATABASE_POOL_SIZE", "16")
         .env("HERALD_LOG", "warn")
         .spawn()
@@ -70,6 +74,11 @@ async fn main() {
     assert_eq!(ep.status(), 201);
     let (db, conn) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
+    if profile {
+        db.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset();")
+            .await
+            .unwrap();
+    }
 
     // 1. Throughput.
     let batch = 500;
@@ -96,6 +105,20 @@ async fn main() {
     })
     .await;
     let took = started.elapsed();
+    if profile {
+        // Where the database's time went (BENCH_PROFILE=1): the statements that took most.
+        for r in db
+            .query(
+                "SELECT round(total_exec_time)::bigint, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) \
+                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            println!("  {:>7} ms {:>7} calls  {}", r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, String>(2));
+        }
+    }
     let received = rx.count("/hook");
     println!("throughput: {events} events published by SQL in batches of {batch} in {published:.2?}; all received in {arrived:.2?}, recorded in {took:.2?}");
     println!(
@@ -182,34 +205,25 @@ async fn main() {
     );
 
     // 4. What NOTIFY costs a publisher.
-    db.batch_execute(
-        "DO $$ DECLARE src text; BEGIN
-           src := pg_get_functiondef('herald.publish_event'::regproc);
-           src := replace(src, 'FUNCTION herald.publish_event(', 'FUNCTION herald.publish_event_quiet(');
-           src := replace(src, 'PERFORM pg_notify(''herald_outbox'', p_tenant);', '');
-           EXECUTE src;
-         END $$;",
-    )
-    .await
-    .unwrap();
     // The poller and worker keep running, as in production, so both runs pay for fan-out too.
     let mut rates = Vec::new();
-    for (name, function) in [("with NOTIFY", "publish_event"), ("without NOTIFY", "publish_event_quiet")] {
+    for (name, notify) in [("with NOTIFY", "on"), ("with SET herald.notify = off", "off")] {
         let deadline = Instant::now() + Duration::from_secs(notify_secs);
         let mut tasks = Vec::new();
         for c in 0..4 {
             let url = pg.url.clone();
-            let function = function.to_string();
+            let notify = notify.to_string();
             tasks.push(tokio::spawn(async move {
                 let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
                 tokio::spawn(conn);
+                client.batch_execute(&format!("SET herald.notify = {notify}")).await.unwrap();
                 let stmt = client
-                    .prepare(&format!("SELECT event_id FROM herald.{function}('bench', 'run.finished', '{{}}'::jsonb, $1, NULL, NULL, NULL, NULL, NULL)"))
+                    .prepare("SELECT herald.publish('bench', 'run.finished', '{}'::jsonb, id => $1)")
                     .await
                     .unwrap();
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    client.query_one(&stmt, &[&format!("n_{function}_{c}_{n}")]).await.unwrap();
+                    client.query_one(&stmt, &[&format!("n_{notify}_{c}_{n}")]).await.unwrap();
                     n += 1;
                 }
                 n

@@ -156,4 +156,20 @@ async fn publish_wakes_listeners_at_commit_only() {
     client.batch_execute("NOTIFY herald_outbox, 'ping'").await.unwrap();
     let (_, next) = tokio::time::timeout(Duration::from_secs(10), notes.recv()).await.unwrap().unwrap();
     assert_eq!(next, "ping");
+
+    // A heavy publisher may turn the hint off for its session: the event is stored and queued
+    // all the same (the poller's poll finds it), and no notification is sent.
+    client
+        .batch_execute("SET herald.notify = off; SELECT herald.publish('acme', 't', '1'::jsonb, id => 'quiet')")
+        .await
+        .unwrap();
+    client.batch_execute("NOTIFY herald_outbox, 'ping2'").await.unwrap();
+    let (_, next) = tokio::time::timeout(Duration::from_secs(10), notes.recv()).await.unwrap().unwrap();
+    assert_eq!(next, "ping2");
+    let queued: i64 = client
+        .query_one("SELECT count(*) FROM herald.pending_events WHERE event_id = 'quiet'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 1);
 }
