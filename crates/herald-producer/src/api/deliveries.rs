@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, Page, Tenant};
+use super::extract::{page_of, ApiJson, ApiQuery, Page, Tenant};
 use super::AppState;
 use crate::sql;
 
@@ -28,12 +28,8 @@ pub async fn attempts(
         return Err(ApiError::not_found("event", &id));
     }
     let rows = client.query(sql::EVENT_ATTEMPTS, &[&tenant, &id, &cursor, &(limit + 1)]).await?;
-    let more = rows.len() as i64 > limit;
-    let data: Vec<Value> = rows
-        .iter()
-        .take(limit as usize)
-        .map(|r| {
-            json!({
+    Ok(page_of(&rows, limit, "attempt_id", |r| {
+        json!({
                 "id": r.get::<_, String>("attempt_id"),
                 "delivery_id": r.get::<_, String>("delivery_id"),
                 "attempt": r.get::<_, i32>("attempt"),
@@ -42,11 +38,8 @@ pub async fn attempts(
                 "status_code": r.get::<_, Option<i32>>("status_code"),
                 "error": r.get::<_, Option<String>>("error"),
                 "response_excerpt": r.get::<_, Option<String>>("response_excerpt"),
-            })
         })
-        .collect();
-    let next = if more { data.last().map(|v| v["id"].clone()) } else { None };
-    Ok(Json(json!({"data": data, "next_cursor": next})))
+    }))
 }
 
 pub async fn retry(

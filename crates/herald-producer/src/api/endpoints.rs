@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Row;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, Page, Tenant};
+use super::extract::{page_of, ApiJson, ApiQuery, Page, Tenant};
 use super::AppState;
 use crate::sql;
 
@@ -167,10 +167,7 @@ pub async fn list(
     let (limit, cursor) = page.checked()?;
     let client = state.pool.get().await?;
     let rows = client.query(&sql::list_endpoints(), &[&tenant, &cursor, &(limit + 1)]).await?;
-    let more = rows.len() as i64 > limit;
-    let data: Vec<Value> = rows.iter().take(limit as usize).map(|r| endpoint_json(r, false)).collect();
-    let next = if more { data.last().map(|v| v["id"].clone()) } else { None };
-    Ok(Json(json!({"data": data, "next_cursor": next})))
+    Ok(page_of(&rows, limit, "endpoint_id", |r| endpoint_json(r, false)))
 }
 
 pub async fn get_one(

@@ -149,3 +149,16 @@ impl Page {
         Ok((limit, cursor))
     }
 }
+
+/// A page of a list answer: `rows` were fetched with `LIMIT limit + 1`, and the extra row, if
+/// it came, says there is more; the cursor is the last answered row's `key` column.
+pub fn page_of(
+    rows: &[tokio_postgres::Row],
+    limit: i64,
+    key: &str,
+    item: impl Fn(&tokio_postgres::Row) -> serde_json::Value,
+) -> axum::Json<serde_json::Value> {
+    let data: Vec<serde_json::Value> = rows.iter().take(limit as usize).map(item).collect();
+    let next = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].get::<_, String>(key));
+    axum::Json(serde_json::json!({"data": data, "next_cursor": next}))
+}

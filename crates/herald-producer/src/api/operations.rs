@@ -312,10 +312,7 @@ async fn list(
     let (limit, cursor) = super::extract::Page { limit: q.limit, cursor: q.cursor }.checked()?;
     let client = state.pool.get().await?;
     let rows = client.query(sql::LIST_OPERATIONS, &[&tenant, &kind.as_str(), &q.status, &cursor, &(limit + 1)]).await?;
-    let more = rows.len() as i64 > limit;
-    let data: Vec<Value> = rows.iter().take(limit as usize).map(|r| r.get(1)).collect();
-    let next = if more { rows.get(limit as usize - 1).map(|r| r.get::<_, String>(0)) } else { None };
-    Ok(Json(json!({"data": data, "next_cursor": next})))
+    Ok(super::extract::page_of(&rows, limit, "call_id", |r| r.get(1)))
 }
 
 #[derive(Debug, Deserialize)]
