@@ -77,7 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            tasks.spawn(serve(args.listen.listen, api::ops_router(pool.clone(), metrics.clone()), shutdown.clone()));
+            tasks.spawn(serve(args.listen.listen, api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             join(tasks, shutdown).await
         }
@@ -87,7 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            tasks.spawn(serve(args.listen.listen, api::ops_router(pool.clone(), metrics.clone()), shutdown.clone()));
+            tasks.spawn(serve(args.listen.listen, api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
             spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
         }

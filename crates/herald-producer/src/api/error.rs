@@ -50,6 +50,13 @@ impl From<Invalid> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
+        if e.code() == Some(&tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER) {
+            // PostgreSQL's jsonb and text cannot hold \u0000: the client's data, not our fault.
+            return Self::unprocessable(
+                "invalid_data",
+                "a value holds a \\u0000 character, which Herald cannot store; remove it or encode the value",
+            );
+        }
         Self::internal(e)
     }
 }

@@ -20,7 +20,12 @@ use herald_core::metrics::Metrics;
 use herald_core::targets::AllowList;
 
 pub use error::ApiError;
-pub use health::ops_router;
+use health::ops_router;
+
+/// `/healthz`, `/readyz` and `/metrics` alone, for processes that serve no `/v1` (poller, worker).
+pub fn ops_only(pool: Pool, metrics: Arc<Metrics>) -> Router {
+    ops_router(pool, metrics).fallback(error::no_route).method_not_allowed_fallback(error::wrong_method)
+}
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -62,4 +67,5 @@ pub fn router(state: AppState) -> Router {
         .merge(inbox::router())
         .merge(ops_router(state.pool, state.metrics))
         .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
 }

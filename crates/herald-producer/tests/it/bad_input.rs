@@ -312,6 +312,10 @@ async fn bad_requests_are_refused_cleanly_and_write_nothing() {
         case("wrong method", Method::PUT, "/v1/events", r#"{"type": "t", "data": 1}"#, 405, "method_not_allowed"),
         Case {
             auth: Auth::None,
+            ..case("wrong method outside /v1", Method::POST, "/healthz", "", 405, "method_not_allowed")
+        },
+        Case {
+            auth: Auth::None,
             ..case("missing token", Method::POST, "/v1/events", r#"{"type": "t", "data": 1}"#, 401, "unauthorized")
         },
         Case {

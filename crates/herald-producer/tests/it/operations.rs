@@ -178,6 +178,7 @@ async fn operations_refuse_bad_input_and_other_tenants() {
         ("/v1/human_contacts", json!({"msg": "  "}), "invalid_msg"),
         ("/v1/approvals/mine/respond", json!({"approved": "yes"}), "invalid_field"),
         ("/v1/approvals/mine/respond", json!({}), "invalid_field"),
+        ("/v1/approvals", json!({"fn": "f", "kwargs": {"a": "x\u{0}y"}}), "invalid_data"),
     ] {
         let (s, v) = app.call(Method::POST, path, Some(&acme), Some(body.clone())).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path} {body}: {v}");
