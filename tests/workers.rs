@@ -125,6 +125,18 @@ async fn kill_9_in_the_middle_loses_nothing() {
     let mut w1 = Herald::start(&db, "worker", &env1).await;
     let _w2 = Herald::start(&db, "worker", &env).await;
     rx.wait_for("/crash", n / 5, WAIT).await;
+    // Kill it with work in hand, so that the test shows something.
+    eventually("the first worker to hold leases", WAIT, || async {
+        let held: i64 = db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM herald.deliveries WHERE lease_owner = 'w1' AND state = 'delivering'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (held >= 3).then_some(())
+    })
+    .await;
     w1.signal("KILL");
     w1.wait_exit(Duration::from_secs(10)).await;
     let killed_at = rx.count("/crash");
