@@ -117,6 +117,10 @@ pub fn target_url(field: &str, raw: &str, allow: &AllowList) -> Result<url::Url,
         return Err(bad("contains white space or control characters"));
     }
     let url = url::Url::parse(raw).map_err(|e| bad(&format!("does not parse ({e})")))?;
+    // Parsing normalises (a trailing `/`, percent-encoding): what is stored must fit too.
+    if url.as_str().len() > MAX_URL_LEN {
+        return Err(bad("is too long once normalised"));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("has a scheme other than http or https"));
     }
@@ -223,6 +227,9 @@ mod tests {
         ] {
             assert_eq!(target_url("url", bad, &none).unwrap_err().code, "invalid_url", "{bad}");
         }
+        let at_limit = format!("https://{}", "a".repeat(2040));
+        assert_eq!(at_limit.len(), 2048);
+        assert_eq!(target_url("url", &at_limit, &none).unwrap_err().code, "invalid_url", "2049 once a / is added");
         let long = format!("https://example.com/{}", "a".repeat(2048));
         assert_eq!(target_url("url", &long, &none).unwrap_err().code, "invalid_url");
         for blocked in [
