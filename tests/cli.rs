@@ -10,6 +10,11 @@ use support::{herald_output, Herald};
 #[tokio::test]
 async fn tenant_create_prints_the_token_alone_and_it_works() {
     let db = TestDb::new().await;
+    // A newcomer who forgets to migrate is told what to do. (TestDb is migrated: drop the
+    // schema to see a fresh database.)
+    db.client().await.batch_execute("DROP SCHEMA herald CASCADE").await.unwrap();
+    let (ok, _, err) = herald_output(&db, &["tenant", "create", "acme"]);
+    assert!(!ok && err.contains("herald migrate"), "{err}");
     let (ok, out, err) = herald_output(&db, &["migrate"]);
     assert!(ok, "{err}");
     let (ok, token, err) = herald_output(&db, &["tenant", "create", "acme"]);

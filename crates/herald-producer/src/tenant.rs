@@ -13,8 +13,24 @@ pub enum TenantError {
     Exists(String),
     #[error("no tenant {0:?}; `herald tenant create {0}` creates it")]
     Unknown(String),
+    #[error("the database has no Herald schema yet: run `herald migrate` first")]
+    NotMigrated,
     #[error("database: {0}")]
-    Database(#[from] tokio_postgres::Error),
+    Database(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for TenantError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.code() {
+            Some(c)
+                if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE
+                    || *c == tokio_postgres::error::SqlState::INVALID_SCHEMA_NAME =>
+            {
+                TenantError::NotMigrated
+            }
+            _ => TenantError::Database(e),
+        }
+    }
 }
 
 /// Creates tenant `name` and returns its first API token (shown once; only its hash is kept).
