@@ -302,3 +302,48 @@ async fn after_rotate_secret_both_secrets_sign_during_the_overlap() {
     verify_standard(&old, r);
     verify_standard(&new, r);
 }
+
+static BIG: [u8; 10_000] = [b'x'; 10_000];
+
+#[tokio::test]
+async fn redirects_are_not_followed_answers_are_cut_at_4_kib_and_silence_times_out() {
+    let (_db, _herald, api) = setup(FAST).await;
+    let rx = Receiver::start().await;
+    rx.set("/moved", Behaviour::Redirect(rx.url("/elsewhere")));
+    rx.set("/big", Behaviour::Raw(200, &BIG));
+    rx.set("/silent", Behaviour::Hang);
+    let (moved, _) =
+        api.endpoint(json!({"url": rx.url("/moved"), "event_types": ["t"], "retry_schedule": ["1s"]})).await;
+    let (big, _) = api.endpoint(json!({"url": rx.url("/big"), "event_types": ["t"]})).await;
+    let (silent, _) =
+        api.endpoint(json!({"url": rx.url("/silent"), "event_types": ["t"], "retry_schedule": ["5s"]})).await;
+    let id = api.publish(json!({"type": "t", "data": 1})).await;
+
+    api.wait_delivery(&id, Some(&big), "delivered", WAIT).await;
+    let attempts = eventually("three first attempts", WAIT, || async {
+        let (_, v) = api.get(&format!("/v1/events/{id}/attempts")).await;
+        let a = v["data"].as_array().cloned().unwrap_or_default();
+        (a.len() >= 3).then_some(a)
+    })
+    .await;
+    let (_, event) = api.get(&format!("/v1/events/{id}")).await;
+    let delivery_of = |endpoint: &str| {
+        event["deliveries"].as_array().unwrap().iter().find(|d| d["endpoint_id"] == endpoint).unwrap()["id"].clone()
+    };
+    let attempt_of =
+        |endpoint: &str| attempts.iter().find(|a| a["delivery_id"] == delivery_of(endpoint)).unwrap().clone();
+
+    let a = attempt_of(&moved);
+    assert_eq!(
+        (a["status_code"].as_i64(), a["error"].as_str()),
+        (Some(302), Some("http_status")),
+        "a 3xx is a failed attempt"
+    );
+    assert_eq!(rx.count("/elsewhere"), 0, "the redirect was not followed");
+    let a = attempt_of(&big);
+    assert_eq!(a["response_excerpt"].as_str().unwrap().len(), 4096, "at most 4 KiB of an answer is kept");
+    let a = attempt_of(&silent);
+    assert_eq!((a["status_code"].as_i64(), a["error"].as_str()), (None, Some("timeout")), "{a}");
+    let ms = a["duration_ms"].as_i64().unwrap();
+    assert!((900..3000).contains(&ms), "the attempt ends at HERALD_ATTEMPT_TIMEOUT (1s here), took {ms} ms");
+}

@@ -23,6 +23,8 @@ pub enum Behaviour {
     Slow(Duration),
     /// This status and body, byte for byte.
     Raw(u16, &'static [u8]),
+    /// 302 to this location.
+    Redirect(String),
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +82,7 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
             StatusCode::OK.into_response()
         }
         Behaviour::Raw(code, body) => (StatusCode::from_u16(code).unwrap(), body).into_response(),
+        Behaviour::Redirect(to) => (StatusCode::FOUND, [("location", to)], "moved").into_response(),
         Behaviour::Slow(d) => {
             tokio::time::sleep(d).await;
             (StatusCode::OK, "ok, slowly").into_response()
