@@ -200,7 +200,7 @@ BEGIN
         RAISE EXCEPTION 'herald.publish: data is required'
             USING ERRCODE = 'not_null_violation', HINT = 'pass ''null''::jsonb for a JSON null';
     END IF;
-    IF p_callback_url IS NOT NULL AND (p_callback_url !~ '^https?://[^/@?#[:space:]]+([/?#][^[:space:]]*)?$' OR length(p_callback_url) > 2048) THEN
+    IF p_callback_url IS NOT NULL AND (p_callback_url !~* '^https?://[^/@?#[:space:]]+([/?#][^[:space:]]*)?$' OR length(p_callback_url) > 2048) THEN
         RAISE EXCEPTION 'herald.publish: invalid callback_url %', quote_literal(p_callback_url)
             USING ERRCODE = 'check_violation',
                   HINT = 'an http or https URL with a host, no user or password, at most 2048 characters';

@@ -58,9 +58,14 @@ pub async fn publish(
         validate::event_id(id)?;
     }
     validate::event_type(&event.event_type)?;
-    if let Some(url) = &event.callback_url {
-        validate::target_url("callback_url", url, &herald_core::targets::AllowList::all())?;
-    } else if event.callback_secret.is_some() || event.retry_schedule.is_some() {
+    // Stored as parsed (lower-case scheme and host, percent-encoded), as endpoint URLs are.
+    let callback_url = match &event.callback_url {
+        Some(url) => {
+            Some(validate::target_url("callback_url", url, &herald_core::targets::AllowList::all())?.to_string())
+        }
+        None => None,
+    };
+    if callback_url.is_none() && (event.callback_secret.is_some() || event.retry_schedule.is_some()) {
         return Err(Invalid::new(
             "callback_url_required",
             "callback_secret and retry_schedule apply to the event's callback: give callback_url too, or leave them out",
@@ -90,7 +95,7 @@ pub async fn publish(
                 &event.event_type,
                 &event.data,
                 &event.id,
-                &event.callback_url,
+                &callback_url,
                 &event.callback_secret.as_ref().map(Secret::expose),
                 &schedule,
                 &event.traceparent,
@@ -101,7 +106,9 @@ pub async fn publish(
         .map_err(|e| {
             if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
                 PublishError::UnknownTenant(tenant.to_string())
-            } else if e.code() == Some(&tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER) {
+            } else if e.code() == Some(&tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER)
+                || e.code() == Some(&tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE)
+            {
                 // jsonb cannot hold \u0000 in a string.
                 Invalid::new(
                     "invalid_data",

@@ -32,8 +32,10 @@ impl ApiError {
     }
 
     /// A failure that is Herald's, not the client's: logged in full, answered opaquely.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+    pub fn internal(cause: impl std::fmt::Display + std::fmt::Debug) -> Self {
+        // Debug, not Display: a database error's Display is only "db error"; its Debug has the
+        // SQLSTATE, message and detail an operator needs (no secrets: values are not in it).
+        tracing::error!(error = ?cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -50,7 +52,10 @@ impl From<Invalid> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        if e.code() == Some(&tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER) {
+        use tokio_postgres::error::SqlState;
+        if e.code() == Some(&SqlState::UNTRANSLATABLE_CHARACTER)
+            || e.code() == Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE)
+        {
             // PostgreSQL's jsonb and text cannot hold \u0000: the client's data, not our fault.
             return Self::unprocessable(
                 "invalid_data",

@@ -169,9 +169,13 @@ async fn create(
     if let Some(r) = &op.run_id {
         check_text("run_id", r, 200)?;
     }
-    if let Some(url) = &op.callback_url {
-        validate::target_url("callback_url", url, &state.allow)?;
-    } else if op.callback_secret.is_some() || op.retry_schedule.is_some() {
+    // Stored as parsed (lower-case scheme and host, percent-encoded), as endpoint URLs are.
+    let callback_url: Option<String> = op
+        .callback_url
+        .as_deref()
+        .map(|u| validate::target_url("callback_url", u, &state.allow).map(|u| u.to_string()))
+        .transpose()?;
+    if callback_url.is_none() && (op.callback_secret.is_some() || op.retry_schedule.is_some()) {
         return Err(Invalid::new(
             "callback_url_required",
             "callback_secret and retry_schedule apply to the operation's callback: give callback_url too, or leave them out",
@@ -197,13 +201,13 @@ async fn create(
     // What makes two creates "the same": every field the caller gave.
     let request = json!({
         "kind": op.kind.as_str(), "run_id": op.run_id, "spec": op.spec, "state": op.state,
-        "expires_at": op.expires_at, "callback_url": op.callback_url, "callback_secret": op.callback_secret,
+        "expires_at": op.expires_at, "callback_url": callback_url, "callback_secret": op.callback_secret,
         "retry_schedule": schedule_ms,
     });
     let hash = format!("{:x}", Sha256::digest(request.to_string().as_bytes()));
     // A callback is always signed: without a secret from the caller, Herald makes one and
     // answers it once, on creation.
-    let generated = (op.callback_url.is_some() && op.callback_secret.is_none()).then(Secret::generate);
+    let generated = (callback_url.is_some() && op.callback_secret.is_none()).then(Secret::generate);
     let secret = op.callback_secret.clone().or_else(|| generated.as_ref().map(|s| s.expose().to_string()));
     let call_id = op.call_id.clone().unwrap_or_else(|| herald_core::id::new_id(herald_core::id::CALL, now));
 
@@ -221,7 +225,7 @@ async fn create(
                 &op.state,
                 &now,
                 &op.expires_at,
-                &op.callback_url,
+                &callback_url,
                 &secret,
                 &schedule_ms,
                 &hash,

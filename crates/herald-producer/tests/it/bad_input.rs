@@ -93,6 +93,14 @@ async fn bad_requests_are_refused_cleanly_and_write_nothing() {
             "invalid_field",
         ),
         case(
+            "description with a NUL character",
+            Method::POST,
+            "/v1/endpoints",
+            r#"{"url": "https://example.com/", "description": "a\u0000b"}"#,
+            422,
+            "invalid_data",
+        ),
+        case(
             "data with a NUL character",
             Method::POST,
             "/v1/events",
