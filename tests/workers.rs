@@ -69,7 +69,10 @@ async fn rate_limit_and_max_in_flight_hold_across_two_workers() {
     let concurrent = rx.max_concurrent("/narrow");
     eprintln!("max_in_flight 2 across 2 workers: at most {concurrent} requests at once");
     assert!(concurrent <= 2, "max_in_flight 2 must hold across workers, saw {concurrent} at once");
-    assert_eq!(delivery_states(&db).await.get("delivered"), Some(&(n as i64 + 12)));
+    eventually("every delivery to be recorded", WAIT, || async {
+        (delivery_states(&db).await.get("delivered") == Some(&(n as i64 + 12))).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
