@@ -1,6 +1,6 @@
 //! Operator routes over deliveries: the attempt log, a manual retry, a replay.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{page_of, ApiJson, ApiQuery, Page, Tenant};
+use super::extract::{page_of, ApiJson, ApiPath, ApiQuery, Page, Tenant};
 use super::AppState;
 use crate::sql;
 
@@ -19,7 +19,7 @@ const MAX_REPLAY: i64 = 10_000;
 pub async fn attempts(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let (limit, cursor) = page.checked()?;
@@ -45,7 +45,7 @@ pub async fn attempts(
 pub async fn retry(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let now = state.clock.now();
     let mut client = state.pool.get().await?;
@@ -98,7 +98,7 @@ fn seq_floor(at: DateTime<Utc>) -> i64 {
 pub async fn replay(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(endpoint): Path<String>,
+    ApiPath(endpoint): ApiPath,
     ApiJson(body): ApiJson<ReplayBody>,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use herald_core::signing::Secret;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Row;
 
 use super::error::ApiError;
-use super::extract::{page_of, ApiJson, ApiQuery, Page, Tenant};
+use super::extract::{page_of, ApiJson, ApiPath, ApiQuery, Page, Tenant};
 use super::AppState;
 use crate::sql;
 
@@ -173,7 +173,7 @@ pub async fn list(
 pub async fn get_one(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.pool.get().await?;
     match client.query_opt(&sql::get_endpoint(), &[&tenant, &id]).await? {
@@ -185,7 +185,7 @@ pub async fn get_one(
 pub async fn update(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<Value>, ApiError> {
     let url = body.url.as_deref().map(|u| validate::target_url("url", u, &state.allow)).transpose()?;
@@ -240,7 +240,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<StatusCode, ApiError> {
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
@@ -257,7 +257,7 @@ pub async fn delete(
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
     let secret = Secret::generate();
@@ -283,7 +283,7 @@ async fn set_status(
 pub async fn enable(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<Value>, ApiError> {
     set_status(state, tenant, id, "healthy", None).await
 }
@@ -291,7 +291,7 @@ pub async fn enable(
 pub async fn disable(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<Value>, ApiError> {
     set_status(state, tenant, id, "disabled", Some("disabled through the API")).await
 }

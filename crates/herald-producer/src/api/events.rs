@@ -1,6 +1,6 @@
 //! `POST /v1/events` and `GET /v1/events/{id}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::signing::Secret;
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Tenant};
+use super::extract::{ApiJson, ApiPath, Tenant};
 use super::AppState;
 use crate::{sql, NewEvent};
 
@@ -92,7 +92,7 @@ pub async fn publish(
 pub async fn get_one(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.pool.get().await?;
     let Some(event) = client.query_opt(sql::GET_EVENT, &[&tenant, &id]).await? else {

@@ -2,7 +2,7 @@
 //! JSON bodies ([`ApiJson`]) and query strings ([`ApiQuery`]).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::Json;
@@ -161,4 +161,23 @@ pub fn page_of(
     let data: Vec<serde_json::Value> = rows.iter().take(limit as usize).map(item).collect();
     let next = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].get::<_, String>(key));
     axum::Json(serde_json::json!({"data": data, "next_cursor": next}))
+}
+
+/// One id from the path. A path that is not valid UTF-8 names nothing Herald issued: 404 with
+/// the contract's error shape, like any unknown id.
+pub struct ApiPath(pub String);
+
+impl FromRequestParts<AppState> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Self(id)),
+            Err(_) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such object: the id in the path is not one Herald issued (ids are ASCII and case-sensitive)",
+            )),
+        }
+    }
 }

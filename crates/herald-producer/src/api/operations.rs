@@ -2,10 +2,10 @@
 //! `call_id`. Creating publishes `*_requested`, answering `*_completed`, expiry `*_expired`;
 //! each in the same transaction as the state change.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use herald_core::signing::Secret;
 use herald_core::validate::{self, Invalid};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, Tenant};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Tenant};
 use super::AppState;
 use crate::sql;
 
@@ -110,7 +110,7 @@ pub async fn create_approval(
     tenant: Tenant,
     ApiJson(b): ApiJson<CreateApproval>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if b.function.is_empty() || b.function.len() > 200 || b.function.chars().any(char::is_control) {
+    if b.function.is_empty() || b.function.chars().count() > 200 || b.function.chars().any(char::is_control) {
         return Err(Invalid::new(
             "invalid_fn",
             "fn is the name of the function to approve: 1 to 200 characters, no control characters",
@@ -191,6 +191,13 @@ async fn create(
         .map(validate::retry_schedule)
         .transpose()?
         .map(|s| s.iter().map(|d| d.as_millis() as i64).collect());
+    if op.expires_at.is_some_and(|t| t.year() > 9999) {
+        return Err(Invalid::new(
+            "invalid_expires_at",
+            "expires_at is after the year 9999: give a time Herald can write back in RFC 3339",
+        )
+        .into());
+    }
     if op.expires_at.is_some_and(|t| t <= now) {
         return Err(Invalid::new(
             "invalid_expires_at",
@@ -257,18 +264,18 @@ async fn create(
     ))
 }
 
-pub async fn get_approval(s: State<AppState>, t: Tenant, p: Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_approval(s: State<AppState>, t: Tenant, p: ApiPath) -> Result<Json<Value>, ApiError> {
     get_one(s, t, p, Kind::Approval).await
 }
 
-pub async fn get_human_contact(s: State<AppState>, t: Tenant, p: Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_human_contact(s: State<AppState>, t: Tenant, p: ApiPath) -> Result<Json<Value>, ApiError> {
     get_one(s, t, p, Kind::HumanContact).await
 }
 
 async fn get_one(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(call_id): Path<String>,
+    ApiPath(call_id): ApiPath,
     kind: Kind,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.pool.get().await?;
@@ -337,7 +344,7 @@ pub struct HumanContactAnswer {
 pub async fn respond_approval(
     s: State<AppState>,
     t: Tenant,
-    p: Path<String>,
+    p: ApiPath,
     ApiJson(b): ApiJson<ApprovalAnswer>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(c) = &b.comment {
@@ -357,7 +364,7 @@ pub async fn respond_approval(
 pub async fn respond_human_contact(
     s: State<AppState>,
     t: Tenant,
-    p: Path<String>,
+    p: ApiPath,
     ApiJson(b): ApiJson<HumanContactAnswer>,
 ) -> Result<Json<Value>, ApiError> {
     check_text("response", &b.response, MAX_TEXT)?;
@@ -388,7 +395,7 @@ struct Answer {
 async fn respond(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(call_id): Path<String>,
+    ApiPath(call_id): ApiPath,
     kind: Kind,
     answer: Answer,
 ) -> Result<Json<Value>, ApiError> {

@@ -315,6 +315,7 @@ async fn bad_requests_are_refused_cleanly_and_write_nothing() {
             "not_found",
         ),
         case("unknown event", Method::GET, "/v1/events/evt_nope", "", 404, "not_found"),
+        case("path id not UTF-8", Method::GET, "/v1/endpoints/%FF", "", 404, "not_found"),
         case("unknown route", Method::GET, "/v1/nothing-here", "", 404, "no_such_route"),
         case("unknown route outside /v1", Method::GET, "/nothing-here", "", 404, "no_such_route"),
         case("wrong method", Method::PUT, "/v1/events", r#"{"type": "t", "data": 1}"#, 405, "method_not_allowed"),

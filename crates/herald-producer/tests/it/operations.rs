@@ -169,6 +169,7 @@ async fn operations_refuse_bad_input_and_other_tenants() {
         ("/v1/approvals", json!({"fn": "f", "call_id": "a b"}), "invalid_call_id"),
         ("/v1/approvals", json!({"fn": "f", "expires_at": "2001-01-01T00:00:00Z"}), "invalid_expires_at"),
         ("/v1/approvals", json!({"fn": "f", "expires_at": "tomorrow"}), "invalid_field"),
+        ("/v1/approvals", json!({"fn": "f", "expires_at": "9999-12-31T23:00:00-23:00"}), "invalid_expires_at"),
         ("/v1/approvals", json!({"fn": "f", "callback_url": "http://10.0.0.1/"}), "blocked_target"),
         (
             "/v1/approvals",
