@@ -112,3 +112,27 @@ pub async fn tenants_where(
     let answers = futures_util::future::try_join_all(probes).await?;
     Ok(tenants.into_iter().zip(answers).filter(|(_, due)| *due).map(|(t, _)| t).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    /// A migration that has landed is never edited: databases that applied it would refuse to
+    /// migrate again ("applied migration ... is different"). A change is a new `V<n>__*.sql`.
+    /// Add a line here for each new migration once it lands.
+    const LANDED: &[(&str, &str)] = &[
+        ("V1__initial.sql", "3dd12485ff2b761ce4f9fbdd4f48a54aacda353d9778d39d058746edfb3656e6"),
+        ("V2__delivery.sql", "429cbe51628c25b4871ef7e1d1a9c3cf2a95220f98bcf69fada909a9c3f97b17"),
+        ("V3__operations.sql", "2268e45005effa109ee890cb4f1bfedb6e09220a771f5ba7ddde371585108e6d"),
+    ];
+
+    #[test]
+    fn landed_migrations_are_never_edited() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+        for (name, want) in LANDED {
+            let text = std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let got = format!("{:x}", Sha256::digest(&text));
+            assert_eq!(&got, want, "{name} was edited after it landed; put the change in a new migration instead");
+        }
+    }
+}
