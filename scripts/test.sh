@@ -8,8 +8,13 @@ cd "$(dirname "$0")/.."
 
 if [ -z "${HERALD_TEST_DATABASE_URL:-}" ]; then
     pg_find_bin
-    dir=$PWD/target/test-pg
-    if [ -d "$dir" ]; then pg_stop "$dir" immediate; rm -rf "$dir"; fi
+    # One cluster per run (target/test-pg/<pid>), so that two runs at once do not stop each
+    # other's; a cluster left by a run that died is stopped and removed here.
+    for old in "$PWD"/target/test-pg/*; do
+        [ -d "$old" ] || continue
+        if ! kill -0 "$(basename "$old")" 2>/dev/null; then pg_stop "$old" immediate; rm -rf "$old"; fi
+    done
+    dir=$PWD/target/test-pg/$$
     pg_init "$dir"
     port=$(pg_free_port)
     trap 'pg_stop "$dir" immediate; rm -rf "$dir"' EXIT

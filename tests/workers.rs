@@ -220,3 +220,34 @@ async fn sigterm_drains_in_flight_work_and_exits_0() {
     assert_eq!(unique.len(), published.len());
     assert_eq!(ids.len(), unique.len(), "a drained worker causes no duplicates");
 }
+
+#[tokio::test]
+async fn a_backlog_for_one_endpoint_keeps_flowing_between_polls() {
+    let db = TestDb::new().await;
+    // A long poll, and a worker that may send only 4 at a time to one endpoint: it must claim
+    // again as its attempts finish, not once per poll.
+    let env = fast_with(&[
+        ("HERALD_POLL_INTERVAL", "30s"),
+        ("HERALD_WORKER_CONCURRENCY", "16"),
+        ("HERALD_ENDPOINT_CONCURRENCY", "4"),
+    ]);
+    let (_p, _q, api) = front(&db, &fast_with(&[])).await;
+    let rx = Receiver::start().await;
+    rx.set("/backlog", Behaviour::Slow(Duration::from_millis(20)));
+    api.endpoint(json!({"url": rx.url("/backlog")})).await;
+    let n = 80;
+    publish_many(&api, n, "backlog").await;
+    eventually("the deliveries to be made", WAIT, || async {
+        let made: i64 =
+            db.client().await.query_one("SELECT count(*) FROM herald.deliveries", &[]).await.unwrap().get(0);
+        (made == n as i64).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    let _w = Herald::start(&db, "worker", &env).await;
+    // 80 at 4 at a time, 20 ms each, is well under a second; one claim per 30 s poll would be
+    // twenty polls. The deadline sits between the two.
+    rx.wait_for("/backlog", n, Duration::from_secs(25)).await;
+    eprintln!("backlog of {n} for one endpoint (4 at a time, 30 s poll) delivered in {:?}", started.elapsed());
+    assert!(rx.max_concurrent("/backlog") <= 4);
+}

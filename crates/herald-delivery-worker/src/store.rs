@@ -107,6 +107,10 @@ impl Store {
     /// this worker has room for (`endpoint_concurrency` less `local` in flight), and a limited
     /// endpoint at most what its `max_in_flight` and token bucket allow across all workers, so
     /// one endpoint's backlog or a hanging receiver never takes every slot. Callbacks last.
+    ///
+    /// Also answers whether more may be due right now (a claim that got all it asked for, or an
+    /// endpoint skipped for want of this worker's room), so the worker claims again as its
+    /// attempts finish instead of waiting for the next poll.
     pub async fn claim(
         &self,
         tenant: &str,
@@ -114,10 +118,11 @@ impl Store {
         now: DateTime<Utc>,
         local: &HashMap<String, usize>,
         rotate: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
+    ) -> Result<(Vec<Claimed>, bool), StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
+        let mut more = false;
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(60));
         let worker = &self.config.worker_id;
         let mut client = self.pool.get().await?;
@@ -130,6 +135,7 @@ impl Store {
         }
         for row in endpoints {
             if out.len() >= limit {
+                more = true;
                 break;
             }
             let endpoint: String = row.get("endpoint_id");
@@ -137,6 +143,7 @@ impl Store {
             let mut budget =
                 (limit - out.len()).min(self.config.endpoint_concurrency.saturating_sub(in_flight_here)) as i64;
             if budget <= 0 {
+                more = true;
                 continue;
             }
             let limited = row.get::<_, Option<i32>>("max_in_flight").is_some()
@@ -171,6 +178,7 @@ impl Store {
                 let left = tokens - claimed.len() as f64;
                 tx.execute(sql::UPDATE_BUCKET, &[&tenant, &endpoint, &left, &now]).await?;
             }
+            more |= budget > 0 && claimed.len() as i64 == budget;
             out.extend(claimed.iter().map(|r| claimed_from(tenant, r)));
         }
         // Callbacks count together against this worker's per-target room.
@@ -179,12 +187,13 @@ impl Store {
         let rest = (limit - out.len()).min(room) as i64;
         if rest > 0 {
             let rows = tx.query(&sql::claim_callbacks(), &[&tenant, &now, &rest, &lease_until, worker]).await?;
+            more |= rows.len() as i64 == rest;
             out.extend(rows.iter().map(|r| claimed_from(tenant, r)));
         }
         tx.commit().await?;
         self.metrics.claims.inc();
         self.metrics.claimed.inc_by(out.len() as u64);
-        Ok(out)
+        Ok((out, more))
     }
 
     /// Records a batch of finished attempts in one transaction: the attempt log, each delivery's

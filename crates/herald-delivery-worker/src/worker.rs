@@ -57,6 +57,9 @@ impl Worker {
         let mut per_endpoint: HashMap<String, usize> = HashMap::new();
         let mut want_claim = true;
         let mut backlog = false;
+        // Attempts in flight just after the last claim: with a backlog, claim again once half
+        // of them have finished. Fewer, larger claims cost the database far less per delivery.
+        let mut after_claim = 0usize;
         let mut rotate = 0usize;
         let mut stopping = false;
         let poll = tokio::time::sleep(jittered(config.poll_interval));
@@ -85,6 +88,7 @@ impl Worker {
                                 });
                                 started.insert(handle.id(), c);
                             }
+                            after_claim = inflight.len();
                         }
                         Err(e) => tracing::warn!(error = %e, "claim failed; retrying at the next poll"),
                     }
@@ -130,10 +134,7 @@ impl Worker {
                             }
                         }
                     }
-                    let free = config.concurrency.saturating_sub(inflight.len());
-                    // With a backlog, claim again once half the slots are free: fewer, larger claims cost
-                    // the database far less per delivery than many small ones.
-                    if backlog && free >= (config.concurrency / 2).max(1) {
+                    if backlog && inflight.len() * 2 <= after_claim {
                         want_claim = true;
                     }
                 }
@@ -188,8 +189,8 @@ impl Worker {
                 break;
             }
             match self.store.claim(&tenant, want, now, local, rotate).await {
-                Ok(got) => {
-                    full |= got.len() == want;
+                Ok((got, more)) => {
+                    full |= more || got.len() == want;
                     out.extend(got);
                 }
                 // Each tenant's claim commits on its own: keep what earlier ones leased.
