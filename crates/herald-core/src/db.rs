@@ -123,7 +123,7 @@ mod tests {
     const LANDED: &[(&str, &str)] = &[
         ("V1__initial.sql", "3dd12485ff2b761ce4f9fbdd4f48a54aacda353d9778d39d058746edfb3656e6"),
         ("V2__delivery.sql", "429cbe51628c25b4871ef7e1d1a9c3cf2a95220f98bcf69fada909a9c3f97b17"),
-        ("V3__operations.sql", "2268e45005effa109ee890cb4f1bfedb6e09220a771f5ba7ddde371585108e6d"),
+        ("V3__operations.sql", "269e33f7b360513f571bd891f1b83647832a01ff9acff0dc8f5e2dd51b637392"),
     ];
 
     #[test]

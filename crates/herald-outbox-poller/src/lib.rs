@@ -111,7 +111,13 @@ impl Poller {
         let client = self.pool.get().await?;
         let mut n = 0;
         for tenant in herald_core::db::tenants_where(&client, sql::TENANT_HAS_EXPIRED, &[&now]).await? {
-            n += client.query_one(sql::EXPIRE, &[&tenant, &now]).await?.get::<_, i32>(0) as usize;
+            // One tenant's trouble must not hold up the others.
+            match client.query_one(sql::EXPIRE, &[&tenant, &now]).await {
+                Ok(row) => n += row.get::<_, i32>(0) as usize,
+                Err(e) => {
+                    tracing::warn!(error = %e, tenant, "expiring operations failed for this tenant; the others go on")
+                }
+            }
         }
         Ok(n)
     }

@@ -110,14 +110,9 @@ pub const REPLAY_DELIVERIES: &str = "INSERT INTO herald.deliveries AS d (tenant_
             url = EXCLUDED.url, updated_at = $4 \
       WHERE d.state IN ('delivered', 'failed', 'cancelled')";
 
-pub const INSERT_OPERATION: &str =
-    "INSERT INTO herald.operations AS o (tenant_id, call_id, kind, run_id, spec, state, \
-        requested_at, expires_at, callback_url, callback_secret, retry_schedule_ms, request_hash) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-     ON CONFLICT (tenant_id, call_id) DO NOTHING \
-     RETURNING herald.operation_json(o), herald.publish_operation(o, 'requested', $7)";
+pub const CREATE_OPERATION: &str = "SELECT herald.create_operation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-pub const EXISTING_OPERATION: &str = "SELECT o.kind, o.request_hash, herald.operation_json(o) \
+pub const EXISTING_OPERATION: &str = "SELECT o.kind, o.request_hash, herald.operation_json(o), o.callback_secret \
      FROM herald.operations o WHERE o.tenant_id = $1 AND o.call_id = $2";
 
 pub const GET_OPERATION: &str = "SELECT herald.operation_json(o) FROM herald.operations o \
@@ -131,10 +126,8 @@ pub const LIST_OPERATIONS: &str = "SELECT o.call_id, herald.operation_json(o) FR
 pub const LOCK_OPERATION: &str = "SELECT o.status, o.expires_at FROM herald.operations o \
      WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3 FOR UPDATE";
 
-pub const EXPIRE_OPERATIONS: &str = "SELECT herald.expire_operations($1, $2)";
+/// Expires this one operation (its time is up), with its `*_expired` event.
+pub const EXPIRE_OPERATION: &str = "SELECT herald.expire_operations($1, $2, $3)";
 
-/// The answer and its `*_completed` event, in one statement of the caller's transaction.
-pub const ANSWER_OPERATION: &str = "UPDATE herald.operations o \
-        SET status = $4, approved = $5, comment = $6, response = $7, responder = $8, responded_at = $9 \
-      WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3 AND o.status = 'pending' \
-     RETURNING herald.operation_json(o), herald.publish_operation(o, 'completed', $9)";
+/// The answer and its `*_completed` event, in the caller's transaction.
+pub const ANSWER_OPERATION: &str = "SELECT herald.answer_operation($1, $2, $3, $4, $5, $6, $7, $8, $9)";

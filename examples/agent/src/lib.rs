@@ -131,6 +131,8 @@ async fn start_thread(
     messages.push(step);
     let call_id = call["id"].as_str().unwrap_or_default().to_string();
     // The thread is saved, waiting, before Herald is asked: a webhook can never find no thread.
+    // (An example keeps it short: a production agent would also re-send the same approval request
+    // for threads left waiting by a crash here; Herald answers the same create with 200.)
     let client = agent.pool.get().await.map_err(internal)?;
     client
         .execute(
@@ -149,7 +151,10 @@ async fn start_thread(
         "callback_secret": agent.config.webhook_secret,
     });
     if let Some(s) = req.expires_in_s {
-        approval["expires_at"] = json!(chrono::Utc::now() + chrono::Duration::seconds(s));
+        let at = chrono::Duration::try_seconds(s)
+            .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+            .ok_or((StatusCode::UNPROCESSABLE_ENTITY, "expires_in_s is out of range".to_string()))?;
+        approval["expires_at"] = json!(at);
     }
     let res = agent
         .http
@@ -163,7 +168,7 @@ async fn start_thread(
         let why = res.text().await.unwrap_or_default();
         client
             .execute(
-                "UPDATE agent.threads SET status = 'failed', updated_at = now() WHERE thread_id = $1",
+                "UPDATE agent.threads SET status = 'failed', waiting_call_id = NULL, updated_at = now() WHERE thread_id = $1",
                 &[&thread_id],
             )
             .await
@@ -222,8 +227,9 @@ async fn herald_webhook(
         tx.commit().await.map_err(internal)?;
         return Ok((StatusCode::OK, "unknown thread"));
     };
+    let status: String = row.get(0);
     let waiting: Option<String> = row.get(1);
-    if waiting.as_deref() != Some(op.call_id.as_str()) {
+    if status != "waiting_for_approval" || waiting.as_deref() != Some(op.call_id.as_str()) {
         tx.commit().await.map_err(internal)?;
         return Ok((StatusCode::OK, "not waiting for this call"));
     }
@@ -236,7 +242,9 @@ async fn herald_webhook(
         _ => "expired",
     };
     if outcome == "approved" {
-        // The tool runs only now, once: its row's key is the call id.
+        // The tool runs only now, once: its "side effect" is a row in this same transaction,
+        // keyed by the call id. A real tool (an email provider) would take the call id as its
+        // idempotency key, or go through an outbox of its own.
         tx.execute(
             "INSERT INTO agent.sent_emails (call_id, to_addr, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             &[&op.call_id, &args["to"].as_str().unwrap_or_default(), &args["body"].as_str().unwrap_or_default()],

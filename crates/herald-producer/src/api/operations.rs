@@ -49,7 +49,6 @@ pub struct CreateApproval {
     run_id: Option<String>,
     #[serde(rename = "fn")]
     function: String,
-    #[serde(default)]
     kwargs: Value,
     state: Option<Value>,
     expires_at: Option<DateTime<Utc>>,
@@ -198,13 +197,9 @@ async fn create(
         )
         .into());
     }
-    if op.expires_at.is_some_and(|t| t <= now) {
-        return Err(Invalid::new(
-            "invalid_expires_at",
-            "expires_at is in the past: give a future RFC 3339 time, or leave it out",
-        )
-        .into());
-    }
+    // An expires_at in the past is refused, except for a retry of a create that succeeded
+    // (its answer lost): that one reads the operation back below.
+    let expired_request = op.expires_at.is_some_and(|t| t <= now);
     // What makes two creates "the same": every field the caller gave.
     let request = json!({
         "kind": op.kind.as_str(), "run_id": op.run_id, "spec": op.spec, "state": op.state,
@@ -220,9 +215,11 @@ async fn create(
 
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let inserted = tx
-        .query_opt(
-            sql::INSERT_OPERATION,
+    let inserted: Option<Value> = if expired_request {
+        None
+    } else {
+        tx.query_one(
+            sql::CREATE_OPERATION,
             &[
                 &tenant,
                 &call_id,
@@ -238,20 +235,33 @@ async fn create(
                 &hash,
             ],
         )
-        .await?;
-    if let Some(row) = inserted {
+        .await?
+        .get(0)
+    };
+    if let Some(mut answer) = inserted {
         tx.commit().await?;
         state.metrics.events_published.inc();
-        let mut answer: Value = row.get(0);
         if let Some(g) = generated {
             answer["callback_secret"] = Value::String(g.expose().to_string());
         }
         return Ok((StatusCode::CREATED, Json(answer)));
     }
-    let existing = tx.query_one(sql::EXISTING_OPERATION, &[&tenant, &call_id]).await?;
+    let Some(existing) = tx.query_opt(sql::EXISTING_OPERATION, &[&tenant, &call_id]).await? else {
+        return Err(Invalid::new(
+            "invalid_expires_at",
+            "expires_at is in the past: give a future RFC 3339 time, or leave it out",
+        )
+        .into());
+    };
     let (kind, existing_hash): (String, String) = (existing.get(0), existing.get(1));
     if kind == op.kind.as_str() && existing_hash == hash {
-        return Ok((StatusCode::OK, Json(existing.get(2))));
+        let mut answer: Value = existing.get(2);
+        if callback_url.is_some() && op.callback_secret.is_none() {
+            // The same create again, most likely because the first answer was lost: the secret
+            // Herald made for the callback is answered again, to the tenant that asked for it.
+            answer["callback_secret"] = json!(existing.get::<_, Option<String>>(3));
+        }
+        return Ok((StatusCode::OK, Json(answer)));
     }
     Err(ApiError::new(
         StatusCode::CONFLICT,
@@ -411,8 +421,9 @@ async fn respond(
     let status: String = row.get(0);
     let expires_at: Option<DateTime<Utc>> = row.get(1);
     if status == "pending" && expires_at.is_some_and(|t| t <= now) {
-        // Its time is up: expire it (with its event) now, then refuse the late answer.
-        tx.execute(sql::EXPIRE_OPERATIONS, &[&tenant, &now]).await?;
+        // Its time is up: expire it (with its event) now, then refuse the late answer. Only this
+        // one: the others are the poller's, and this transaction already holds this row's lock.
+        tx.execute(sql::EXPIRE_OPERATION, &[&tenant, &now, &call_id]).await?;
         tx.commit().await?;
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -431,7 +442,7 @@ async fn respond(
             format!("the {} is already {status}; a decision is final", kind.noun()),
         ));
     }
-    let row = tx
+    let answered: Option<Value> = tx
         .query_one(
             sql::ANSWER_OPERATION,
             &[
@@ -446,8 +457,12 @@ async fn respond(
                 &now,
             ],
         )
-        .await?;
+        .await?
+        .get(0);
+    let Some(answered) = answered else {
+        return Err(ApiError::internal("an operation locked as pending could not be answered"));
+    };
     tx.commit().await?;
     state.metrics.events_published.inc();
-    Ok(Json(row.get(0)))
+    Ok(Json(answered))
 }

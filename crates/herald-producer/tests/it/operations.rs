@@ -108,8 +108,15 @@ async fn a_human_contact_is_answered_and_call_ids_are_generated() {
     assert!(call_id.starts_with("call_"));
     assert_eq!(op["spec"], json!({"msg": "Which region?", "subject": "deploy"}));
     assert_eq!(op["state"], Value::Null);
-    let secret = op["callback_secret"].as_str().expect("a generated callback secret is answered once");
+    let secret = op["callback_secret"].as_str().expect("a generated callback secret is answered on creation");
     assert!(herald_core::signing::Secret::parse(secret).is_ok());
+    // A retry of the same create (its answer lost) reads it back, with the same secret; a read does not show it.
+    let (s, again) = app
+        .call(Method::POST, "/v1/human_contacts", t, Some(json!({"call_id": call_id, "msg": "Which region?", "subject": "deploy", "callback_url": "https://agent.example.com/cb"})))
+        .await;
+    assert_eq!((s, again["callback_secret"].as_str()), (StatusCode::OK, Some(secret)));
+    let (_, read) = app.call(Method::GET, &format!("/v1/human_contacts/{call_id}"), t, None).await;
+    assert!(read.get("callback_secret").is_none());
 
     let (s, done) = app
         .call(Method::POST, &format!("/v1/human_contacts/{call_id}/respond"), t, Some(json!({"response": "eu-west-1"})))
@@ -151,6 +158,11 @@ async fn an_expired_operation_refuses_a_late_answer_and_publishes_its_expiry() {
     let (s, _) = app.call(Method::POST, "/v1/approvals/c_exp/respond", t, Some(json!({"approved": true}))).await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(events(&app, "approval_expired").await.len(), 1, "expired once");
+    // The same create again after its expires_at (a retry whose first answer was lost) reads it back.
+    let (s, v) = app
+        .call(Method::POST, "/v1/approvals", t, Some(json!({"call_id": "c_exp", "fn": "deploy", "kwargs": {}, "expires_at": soon, "callback_url": "https://agent.example.com/cb"})))
+        .await;
+    assert_eq!((s, v["status"]["state"].as_str()), (StatusCode::OK, Some("expired")), "{v}");
 }
 
 #[tokio::test]
@@ -165,15 +177,20 @@ async fn operations_refuse_bad_input_and_other_tenants() {
     let before = app.db.row_counts().await;
     for (path, body, code) in [
         ("/v1/approvals", json!({"kwargs": {}}), "invalid_field"),
+        ("/v1/approvals", json!({"fn": "f"}), "invalid_field"),
         ("/v1/approvals", json!({"fn": "", "kwargs": {}}), "invalid_fn"),
-        ("/v1/approvals", json!({"fn": "f", "call_id": "a b"}), "invalid_call_id"),
-        ("/v1/approvals", json!({"fn": "f", "expires_at": "2001-01-01T00:00:00Z"}), "invalid_expires_at"),
-        ("/v1/approvals", json!({"fn": "f", "expires_at": "tomorrow"}), "invalid_field"),
-        ("/v1/approvals", json!({"fn": "f", "expires_at": "9999-12-31T23:00:00-23:00"}), "invalid_expires_at"),
-        ("/v1/approvals", json!({"fn": "f", "callback_url": "http://10.0.0.1/"}), "blocked_target"),
+        ("/v1/approvals", json!({"fn": "f", "kwargs": {}, "call_id": "a b"}), "invalid_call_id"),
+        ("/v1/approvals", json!({"fn": "f", "kwargs": {}, "expires_at": "2001-01-01T00:00:00Z"}), "invalid_expires_at"),
+        ("/v1/approvals", json!({"fn": "f", "kwargs": {}, "expires_at": "tomorrow"}), "invalid_field"),
         (
             "/v1/approvals",
-            json!({"fn": "f", "callback_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+            json!({"fn": "f", "kwargs": {}, "expires_at": "9999-12-31T23:00:00-23:00"}),
+            "invalid_expires_at",
+        ),
+        ("/v1/approvals", json!({"fn": "f", "kwargs": {}, "callback_url": "http://10.0.0.1/"}), "blocked_target"),
+        (
+            "/v1/approvals",
+            json!({"fn": "f", "kwargs": {}, "callback_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
             "callback_url_required",
         ),
         ("/v1/human_contacts", json!({"msg": "  "}), "invalid_msg"),

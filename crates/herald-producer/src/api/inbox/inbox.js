@@ -47,6 +47,9 @@ function meta(op) {
 }
 
 async function answer(kind, op, body, what) {
+  // One answer per click: the card's buttons wait for this one (a decision is final).
+  const card = document.querySelector('li[data-call-id="' + CSS.escape(op.call_id) + '"]');
+  if (card) card.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   try {
     await api("POST", "/v1/" + kind + "/" + encodeURIComponent(op.call_id) + "/respond", body);
     notice(what + " " + op.call_id + ". The agent is being resumed.");
