@@ -24,4 +24,4 @@ pub use store::{Finished, Store, StoreError};
 pub fn store_finished(claimed: Claimed, outcome: AttemptOutcome) -> Finished {
     Finished::new(claimed, outcome)
 }
-pub use worker::Worker;
+pub use worker::{RecorderStopped, Worker};

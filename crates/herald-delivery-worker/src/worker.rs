@@ -16,6 +16,11 @@ use crate::config::WorkerConfig;
 use crate::send::{Claimed, Sender};
 use crate::store::{jittered, Finished, Store, StoreError};
 
+/// The worker stopped because its result recorder did.
+#[derive(Debug, thiserror::Error)]
+#[error("the delivery-worker's result recorder stopped; deliveries it held will be retried when their leases expire")]
+pub struct RecorderStopped;
+
 /// Results are written in batches of at most this many.
 const RECORD_BATCH: usize = 500;
 
@@ -48,7 +53,10 @@ impl Worker {
 
     /// Runs until `shutdown`, then drains: no new claims, attempts in flight get
     /// `shutdown_grace` to finish, leases of the rest are given back, results are written.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// An error means the worker stopped because it could no longer record results (the
+    /// process should exit non-zero, so that its supervisor notices and restarts it).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RecorderStopped> {
+        let mut recorder_lost = false;
         let config = self.store.config.clone();
         let (results, rx) = mpsc::channel::<Finished>(config.concurrency * 2 + 16);
         let recorder = tokio::spawn(record_loop(self.store.clone(), self.clock.clone(), rx));
@@ -124,6 +132,7 @@ impl Worker {
                             if results.send(finished).await.is_err() {
                                 // Sending on without recording would only make duplicates.
                                 tracing::error!("the result recorder stopped; stopping this worker (its leases will expire and be retried)");
+                                recorder_lost = true;
                                 shutdown.cancel();
                             }
                         }
@@ -162,8 +171,13 @@ impl Worker {
         drop(results);
         if recorder.await.is_err() {
             tracing::error!("the result recorder panicked");
+            recorder_lost = true;
         }
         tracing::info!(worker = %config.worker_id, "delivery-worker stopped");
+        if recorder_lost {
+            return Err(RecorderStopped);
+        }
+        Ok(())
     }
 
     /// One round: tenants with due deliveries in turn, each claiming up to its share of `free`.

@@ -176,10 +176,7 @@ fn spawn_worker(
         Worker::new(pool.clone(), clock.clone(), config, metrics.clone()).context("building the HTTP client")?;
     tasks.spawn(listen(url, "herald_deliveries", worker.waker(), metrics, shutdown));
     let s = shutdown.clone();
-    tasks.spawn(async move {
-        worker.run(s).await;
-        Ok(())
-    });
+    tasks.spawn(async move { worker.run(s).await.map_err(anyhow::Error::from) });
     Ok(())
 }
 
