@@ -179,6 +179,28 @@ pub fn traceparent(v: &str) -> bool {
     parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2)
 }
 
+/// A retry schedule as it is stored: milliseconds per step.
+pub fn retry_schedule_ms<S: AsRef<str>>(steps: &[S]) -> Result<Vec<i64>, Invalid> {
+    Ok(retry_schedule(steps)?.iter().map(|d| d.as_millis() as i64).collect())
+}
+
+/// A client-given signing secret (`field` names it in the message).
+pub fn secret(field: &str, s: &str) -> Result<crate::signing::Secret, Invalid> {
+    crate::signing::Secret::parse(s).map_err(|m| Invalid::new("invalid_secret", format!("{field}: {m}")))
+}
+
+/// `callback_secret` and `retry_schedule` belong to a callback: without a `callback_url` they are
+/// refused rather than silently ignored. `owner` is "event" or "operation".
+pub fn callback_fields(has_url: bool, has_secret: bool, has_schedule: bool, owner: &str) -> Result<(), Invalid> {
+    if !has_url && (has_secret || has_schedule) {
+        return Err(Invalid::new(
+            "callback_url_required",
+            format!("callback_secret and retry_schedule apply to the {owner}'s callback: give callback_url too, or leave them out"),
+        ));
+    }
+    Ok(())
+}
+
 /// Durations written back the way a person would write them: `1m`, `2h`, `200ms`.
 pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string().replace(' ', "")

@@ -22,18 +22,18 @@ pub enum StoreError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("{0}")]
-    Other(String),
+    #[error(transparent)]
+    Db(#[from] herald_core::db::DbError),
 }
 
 impl StoreError {
     /// An error in the data itself (SQLSTATE classes 22 and 23): the same rows fail again.
     pub fn is_data_error(&self) -> bool {
         match self {
-            StoreError::Postgres(e) => {
+            StoreError::Postgres(e) | StoreError::Db(herald_core::db::DbError::Postgres(e)) => {
                 e.code().is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
             }
-            StoreError::Pool(_) | StoreError::Other(_) => false,
+            StoreError::Pool(_) | StoreError::Db(_) => false,
         }
     }
 }
@@ -89,11 +89,7 @@ impl Store {
     /// Tenants with due deliveries, in a rotated order so that each gets its turn first.
     pub async fn due_tenants(&self, now: DateTime<Utc>, rotate: usize) -> Result<Vec<String>, StoreError> {
         let client = self.pool.get().await?;
-        let mut tenants =
-            herald_core::db::tenants_where(&client, sql::TENANT_HAS_DUE, &[&now]).await.map_err(|e| match e {
-                herald_core::db::DbError::Postgres(p) => StoreError::Postgres(p),
-                other => StoreError::Other(other.to_string()),
-            })?;
+        let mut tenants = herald_core::db::tenants_where(&client, sql::TENANT_HAS_DUE, &[&now]).await?;
         if !tenants.is_empty() {
             let k = rotate % tenants.len();
             tenants.rotate_left(k);

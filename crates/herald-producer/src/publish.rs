@@ -65,13 +65,12 @@ pub async fn publish(
         }
         None => None,
     };
-    if callback_url.is_none() && (event.callback_secret.is_some() || event.retry_schedule.is_some()) {
-        return Err(Invalid::new(
-            "callback_url_required",
-            "callback_secret and retry_schedule apply to the event's callback: give callback_url too, or leave them out",
-        )
-        .into());
-    }
+    validate::callback_fields(
+        callback_url.is_some(),
+        event.callback_secret.is_some(),
+        event.retry_schedule.is_some(),
+        "event",
+    )?;
     if let Some(steps) = &event.retry_schedule {
         let written: Vec<String> = steps.iter().map(|d| format!("{}ms", d.as_millis())).collect();
         validate::retry_schedule(&written)?;

@@ -85,10 +85,6 @@ fn check_limit(field: &'static str, v: i32, max: i32) -> Result<(), Invalid> {
     }
 }
 
-fn schedule_ms(steps: &[String]) -> Result<Vec<i64>, Invalid> {
-    Ok(validate::retry_schedule(steps)?.iter().map(|d| d.as_millis() as i64).collect())
-}
-
 /// The endpoint as the API answers it; the secret only where the contract shows it.
 fn endpoint_json(row: &Row, with_secret: bool) -> Value {
     let schedule: Option<Vec<i64>> = row.get("retry_schedule_ms");
@@ -123,12 +119,12 @@ pub async fn create(
     let description = body.description.unwrap_or_default();
     check_description(&description)?;
     let secret = match body.secret {
-        Some(s) => Secret::parse(&s).map_err(|m| Invalid::new("invalid_secret", format!("secret: {m}")))?,
+        Some(s) => validate::secret("secret", &s)?,
         None => Secret::generate(),
     };
     let scheme = body.signature_scheme.unwrap_or_else(|| SCHEMES[0].to_string());
     check_scheme(&scheme)?;
-    let schedule = body.retry_schedule.as_deref().map(schedule_ms).transpose()?;
+    let schedule = body.retry_schedule.as_deref().map(validate::retry_schedule_ms).transpose()?;
     if let Some(v) = body.max_in_flight {
         check_limit("max_in_flight", v, 10_000)?;
     }
@@ -199,7 +195,7 @@ pub async fn update(
         check_scheme(s)?;
     }
     let schedule = match &body.retry_schedule {
-        Some(Some(steps)) => Some(Some(schedule_ms(steps)?)),
+        Some(Some(steps)) => Some(Some(validate::retry_schedule_ms(steps)?)),
         Some(None) => Some(None),
         None => None,
     };

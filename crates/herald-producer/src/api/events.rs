@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use herald_core::signing::Secret;
 use herald_core::validate::{self, Invalid};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -58,12 +57,8 @@ pub async fn publish(
     if let Some(url) = &body.callback_url {
         validate::target_url("callback_url", url, &state.allow)?;
     }
-    let callback_secret = body
-        .callback_secret
-        .as_deref()
-        .map(Secret::parse)
-        .transpose()
-        .map_err(|m| Invalid::new("invalid_secret", format!("callback_secret: {m}")))?;
+    let callback_secret =
+        body.callback_secret.as_deref().map(|s| validate::secret("callback_secret", s)).transpose()?;
     let retry_schedule = body.retry_schedule.as_deref().map(validate::retry_schedule).transpose()?;
     let event = NewEvent {
         id,

@@ -174,22 +174,16 @@ async fn create(
         .as_deref()
         .map(|u| validate::target_url("callback_url", u, &state.allow).map(|u| u.to_string()))
         .transpose()?;
-    if callback_url.is_none() && (op.callback_secret.is_some() || op.retry_schedule.is_some()) {
-        return Err(Invalid::new(
-            "callback_url_required",
-            "callback_secret and retry_schedule apply to the operation's callback: give callback_url too, or leave them out",
-        )
-        .into());
-    }
+    validate::callback_fields(
+        callback_url.is_some(),
+        op.callback_secret.is_some(),
+        op.retry_schedule.is_some(),
+        "operation",
+    )?;
     if let Some(s) = &op.callback_secret {
-        Secret::parse(s).map_err(|m| Invalid::new("invalid_secret", format!("callback_secret: {m}")))?;
+        validate::secret("callback_secret", s)?;
     }
-    let schedule_ms: Option<Vec<i64>> = op
-        .retry_schedule
-        .as_deref()
-        .map(validate::retry_schedule)
-        .transpose()?
-        .map(|s| s.iter().map(|d| d.as_millis() as i64).collect());
+    let schedule_ms: Option<Vec<i64>> = op.retry_schedule.as_deref().map(validate::retry_schedule_ms).transpose()?;
     if op.expires_at.is_some_and(|t| t.year() > 9999) {
         return Err(Invalid::new(
             "invalid_expires_at",
