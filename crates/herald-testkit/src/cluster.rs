@@ -12,16 +12,16 @@ pub struct PrivateCluster {
     pub url: String,
 }
 
-fn script(args: &[&str], body: &str) {
+/// Runs `body` with scripts/pg.sh loaded and `args` as `$1`, `$2`, ...; whether it succeeded.
+fn script(args: &[&str], body: &str) -> bool {
     let pg_sh = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg.sh");
-    let status = Command::new("bash")
+    Command::new("bash")
         .arg("-c")
         .arg(format!(". '{pg_sh}' && pg_find_bin && {body}"))
         .arg("bash")
         .args(args)
         .status()
-        .expect("bash runs");
-    assert!(status.success(), "`{body}` failed");
+        .is_ok_and(|s| s.success())
 }
 
 impl PrivateCluster {
@@ -38,31 +38,30 @@ impl PrivateCluster {
         let _ = std::fs::remove_dir_all(&dir);
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let d = dir.to_string_lossy().to_string();
-        script(&[&d, &port.to_string(), options], r#"pg_init "$1" && pg_start "$1" "$2" $3"#);
+        assert!(
+            script(&[&d, &port.to_string(), options], r#"pg_init "$1" && pg_start "$1" "$2" $3"#),
+            "start a cluster"
+        );
         Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, port, options: options.to_string() }
     }
 
     /// Stops the server (`fast`: disconnects every client, as a restart or failover does).
     pub fn stop(&self) {
-        script(&[&self.dir.to_string_lossy()], r#"pg_stop "$1" fast"#);
+        assert!(script(&[&self.dir.to_string_lossy()], r#"pg_stop "$1" fast"#), "stop the cluster");
     }
 
     /// Starts it again on the same port, with the same data.
     pub fn start_again(&self) {
-        script(&[&self.dir.to_string_lossy(), &self.port.to_string(), &self.options], r#"pg_start "$1" "$2" $3"#);
+        assert!(
+            script(&[&self.dir.to_string_lossy(), &self.port.to_string(), &self.options], r#"pg_start "$1" "$2" $3"#),
+            "start the cluster again"
+        );
     }
 }
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
-        let d = self.dir.to_string_lossy().to_string();
-        let pg_sh = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg.sh");
-        let _ = Command::new("bash")
-            .arg("-c")
-            .arg(format!(". '{pg_sh}' && pg_find_bin && pg_stop \"$1\" immediate"))
-            .arg("bash")
-            .arg(&d)
-            .status();
+        script(&[&self.dir.to_string_lossy()], r#"pg_stop "$1" immediate"#);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
