@@ -28,6 +28,35 @@ pub enum DbError {
     Migrate(#[from] refinery::Error),
 }
 
+/// An error as an operator needs it: a database error's message, SQLSTATE and detail (its
+/// `Display` is only "db error"), or the client's own error with its cause.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let detail = db.detail().map(|d| format!(": {d}")).unwrap_or_default();
+            format!("{} (SQLSTATE {}){detail}", db.message(), db.code().code())
+        }
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// Whether an error is about reaching the database (connection lost, a deadlock or
+/// serialisation failure, the server short of resources or shutting down, a lock or statement
+/// timeout), so that the same work may pass when tried again. Anything else (a value out of
+/// range, a check violated, a column that cannot be decoded) fails again on the same rows.
+pub fn is_transient(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        Some(code) => matches!(&code.code()[..2], "08" | "40" | "53" | "55" | "57" | "58"),
+        None => {
+            let text = e.to_string();
+            !(text.starts_with("error deserializing") || text.starts_with("error serializing"))
+        }
+    }
+}
+
 /// A pool of at most `size` connections to `url`.
 pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
     let mut config: tokio_postgres::Config = url.parse()?;

@@ -10,10 +10,12 @@
 
 pub mod clock;
 pub mod config;
+pub mod data;
 pub mod db;
 pub mod id;
 pub mod listen;
 pub mod metrics;
+pub mod panic;
 pub mod signing;
 pub mod targets;
 pub mod token;

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub claimed: Counter,
     /// LISTEN/NOTIFY wake-ups received, by channel.
     wakeups: Family<Labels, Counter>,
+    /// Panics caught (and survived), by component: `api`, `worker`, `poller`.
+    panics: Family<Labels, Counter>,
+    /// Events the outbox-poller set aside because it could not fan them out.
+    pub fanout_failures: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -58,6 +62,8 @@ impl Metrics {
             claims: Counter::default(),
             claimed: Counter::default(),
             wakeups: Family::default(),
+            panics: Family::default(),
+            fanout_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("events_published", "Events accepted over the HTTP API", m.events_published.clone());
@@ -75,6 +81,12 @@ impl Metrics {
         registry.register("claims", "Claim rounds run by this process's worker", m.claims.clone());
         registry.register("claimed", "Deliveries claimed by this process's worker", m.claimed.clone());
         registry.register("wakeups", "LISTEN/NOTIFY wake-ups received, by channel", m.wakeups.clone());
+        registry.register("panics", "Panics caught and survived, by component", m.panics.clone());
+        registry.register(
+            "fanout_failures",
+            "Events set aside because the outbox-poller could not fan them out",
+            m.fanout_failures.clone(),
+        );
         Arc::new(Self { registry, ..m })
     }
 
@@ -84,6 +96,10 @@ impl Metrics {
 
     pub fn finished(&self, state: &str) {
         self.finished.get_or_create(&vec![("state".to_string(), state.to_string())]).inc();
+    }
+
+    pub fn panicked(&self, component: &str) {
+        self.panics.get_or_create(&vec![("component".to_string(), component.to_string())]).inc();
     }
 
     pub fn wakeup(&self, channel: &str) {

@@ -37,11 +37,6 @@ impl Secret {
         Ok(Self(s.to_string()))
     }
 
-    /// Wraps a secret read back from the database (it was validated on the way in).
-    pub fn from_stored(s: String) -> Self {
-        Self(s)
-    }
-
     pub fn expose(&self) -> &str {
         &self.0
     }

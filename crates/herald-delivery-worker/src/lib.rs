@@ -10,6 +10,8 @@
 //! has free slots; sleep to retry (retries are rows with a `next_attempt_at`).
 
 mod config;
+pub mod fault;
+pub mod prepare;
 pub mod retry;
 pub mod send;
 mod sql;
@@ -18,7 +20,7 @@ mod worker;
 
 pub use config::WorkerConfig;
 pub use send::{AttemptOutcome, Claimed, Sender};
-pub use store::{Finished, Store, StoreError};
+pub use store::{Claim, Finished, Store, StoreError};
 
 /// A finished attempt, as the recorder takes it (for tests that drive the store directly).
 pub fn store_finished(claimed: Claimed, outcome: AttemptOutcome) -> Finished {

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use herald_core::signing::{self, Secret};
 use herald_core::targets::AllowList;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use serde_json::json;
+
+/// The class of an attempt during which Herald itself failed (a panic): retried on the schedule.
+pub const INTERNAL: &str = "internal";
 
 /// At most this much of a response is kept.
 pub const EXCERPT_BYTES: usize = 4096;
@@ -29,7 +31,8 @@ pub struct Claimed {
     pub round_attempt: i32,
     pub event_type: String,
     pub created_at: DateTime<Utc>,
-    pub data: serde_json::Value,
+    /// The event's data as stored: valid JSON text, sent as it is.
+    pub data: String,
     pub traceparent: Option<String>,
     pub signature_scheme: String,
     pub secret: Option<Secret>,
@@ -52,6 +55,31 @@ pub struct AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// An attempt refused before anything was sent.
+    pub fn refused(now: DateTime<Utc>, class: &'static str, why: String) -> Self {
+        Self {
+            started_at: now,
+            duration: Duration::ZERO,
+            status_code: None,
+            error: Some(class),
+            detail: Some(format!("{class}: {why}")),
+            excerpt: None,
+            retry_after: None,
+        }
+    }
+
+    /// Whether trying again can help: not for a delivery that cannot be prepared, nor for one
+    /// whose attempts are spent.
+    pub fn final_failure(&self) -> bool {
+        self.gone() || matches!(self.error, Some(crate::prepare::INVALID_DELIVERY | crate::prepare::ABANDONED))
+    }
+
+    /// Whether the outcome says anything about the endpoint's health (a refusal before
+    /// sending, or a panic in Herald, says nothing about the receiver).
+    pub fn reached_endpoint(&self) -> bool {
+        !matches!(self.error, Some(crate::prepare::INVALID_DELIVERY | crate::prepare::ABANDONED | INTERNAL))
+    }
+
     pub fn delivered(&self) -> bool {
         self.status_code.is_some_and(|c| (200..300).contains(&c))
     }
@@ -111,11 +139,22 @@ impl Sender {
         Ok(Self { client, allow, timeout })
     }
 
-    /// The body a receiver gets: `{"id", "type", "created_at", "data"}`.
+    /// The body a receiver gets: `{"id", "type", "created_at", "data"}`, with the data spliced
+    /// in as stored (it is valid JSON text; parsing it again would rewrite its numbers).
     pub fn body(c: &Claimed) -> Vec<u8> {
         let created_at = c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        serde_json::to_vec(&json!({"id": c.event_id, "type": c.event_type, "created_at": created_at, "data": c.data}))
-            .expect("JSON values serialise")
+        let quoted = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+        let mut body = Vec::with_capacity(c.data.len() + c.event_id.len() + c.event_type.len() + 80);
+        body.extend_from_slice(b"{\"id\":");
+        body.extend_from_slice(quoted(&c.event_id).as_bytes());
+        body.extend_from_slice(b",\"type\":");
+        body.extend_from_slice(quoted(&c.event_type).as_bytes());
+        body.extend_from_slice(b",\"created_at\":\"");
+        body.extend_from_slice(created_at.as_bytes());
+        body.extend_from_slice(b"\",\"data\":");
+        body.extend_from_slice(c.data.as_bytes());
+        body.push(b'}');
+        body
     }
 
     /// Sends one attempt. `now` is the signing time.
@@ -136,7 +175,8 @@ impl Sender {
             o.duration = started.elapsed();
             o
         };
-        // A literal address never reaches the resolver: check it here.
+        // A literal address never reaches the resolver: check it here. (The URL parsed when
+        // the delivery was prepared.)
         if let Ok(url) = reqwest::Url::parse(&c.url) {
             let literal = match url.host() {
                 Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),

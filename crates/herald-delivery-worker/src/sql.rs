@@ -50,7 +50,7 @@ fn claim(filter: &str) -> String {
            LEFT JOIN herald.endpoints e ON e.tenant_id = $1 AND e.endpoint_id = due.endpoint_id \
           WHERE d.tenant_id = $1 AND d.delivery_id = due.delivery_id \
          RETURNING d.delivery_id, d.event_id, d.endpoint_id, coalesce(e.url, d.url) AS url, \
-                   d.attempt_count, d.schedule_offset, ev.event_type, ev.created_at, ev.data, ev.traceparent, \
+                   d.attempt_count, d.schedule_offset, ev.event_type, ev.created_at, ev.data::text AS data, ev.traceparent, \
                    coalesce(e.signature_scheme, 'standard-webhooks') AS signature_scheme, \
                    coalesce(e.secret, ev.callback_secret) AS secret, \
                    CASE WHEN e.previous_secret_until > $2 THEN e.previous_secret END AS previous_secret, \
@@ -103,4 +103,5 @@ pub const ENDPOINT_TO_DISABLED: &str = "UPDATE herald.endpoints \
       WHERE tenant_id = $1 AND endpoint_id = $2 AND status <> 'disabled' RETURNING url";
 
 /// Herald's own operational events go through the same door as every other event.
-pub const PUBLISH: &str = "SELECT event_id FROM herald.publish_event($1, $2, $3, NULL, NULL, NULL, NULL, NULL, $4)";
+pub const PUBLISH: &str =
+    "SELECT event_id FROM herald.publish_event($1, $2, $3::jsonb, NULL, NULL, NULL, NULL, NULL, $4)";

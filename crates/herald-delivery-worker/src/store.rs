@@ -7,7 +7,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use herald_core::id;
-use herald_core::signing::Secret;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
@@ -62,26 +61,33 @@ impl Finished {
     }
 }
 
-fn claimed_from(tenant: &str, row: &tokio_postgres::Row) -> Claimed {
-    let attempt: i32 = row.get("attempt_count");
-    let offset: i32 = row.get("schedule_offset");
-    let schedule: Option<Vec<i64>> = row.get("retry_schedule_ms");
-    Claimed {
-        tenant_id: tenant.to_string(),
-        delivery_id: row.get("delivery_id"),
-        event_id: row.get("event_id"),
-        endpoint_id: row.get("endpoint_id"),
-        url: row.get("url"),
-        attempt,
-        round_attempt: attempt - offset,
-        event_type: row.get("event_type"),
-        created_at: row.get("created_at"),
-        data: row.get("data"),
-        traceparent: row.get("traceparent"),
-        signature_scheme: row.get("signature_scheme"),
-        secret: row.get::<_, Option<String>>("secret").map(Secret::from_stored),
-        previous_secret: row.get::<_, Option<String>>("previous_secret").map(Secret::from_stored),
-        retry_schedule: schedule.map(|s| s.into_iter().map(|ms| Duration::from_millis(ms.max(0) as u64)).collect()),
+/// What one claim leased: attempts to send, attempts already failed (deliveries that cannot
+/// be prepared, see [`crate::prepare`]), and whether more may be due right now.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub ready: Vec<Claimed>,
+    pub refused: Vec<Finished>,
+    pub more: bool,
+}
+
+impl Claim {
+    pub fn len(&self) -> usize {
+        self.ready.len() + self.refused.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds the rows of a committed claim, each prepared on its own.
+    fn take(&mut self, tenant: &str, rows: Vec<tokio_postgres::Row>, schedule: &[Duration], now: DateTime<Utc>) {
+        for row in &rows {
+            match crate::prepare::prepare(tenant, row, schedule, now) {
+                Some(Ok(c)) => self.ready.push(c),
+                Some(Err(f)) => self.refused.push(f),
+                None => {}
+            }
+        }
     }
 }
 
@@ -114,16 +120,17 @@ impl Store {
         now: DateTime<Utc>,
         local: &HashMap<String, usize>,
         rotate: usize,
-    ) -> Result<(Vec<Claimed>, bool), StoreError> {
+    ) -> Result<Claim, StoreError> {
         if limit == 0 {
-            return Ok((Vec::new(), false));
+            return Ok(Claim::default());
         }
         let mut more = false;
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(60));
         let worker = &self.config.worker_id;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let mut out = Vec::new();
+        // Rows are read only after COMMIT: nothing in them can roll the claim back.
+        let mut out: Vec<tokio_postgres::Row> = Vec::new();
         let mut endpoints = tx.query(sql::DUE_ENDPOINTS, &[&tenant, &now]).await?;
         if !endpoints.is_empty() {
             let k = rotate % endpoints.len();
@@ -175,7 +182,7 @@ impl Store {
                 tx.execute(sql::UPDATE_BUCKET, &[&tenant, &endpoint, &left, &now]).await?;
             }
             more |= budget > 0 && claimed.len() as i64 == budget;
-            out.extend(claimed.iter().map(|r| claimed_from(tenant, r)));
+            out.extend(claimed);
         }
         // Callbacks count together against this worker's per-target room.
         let room =
@@ -184,12 +191,14 @@ impl Store {
         if rest > 0 {
             let rows = tx.query(&sql::claim_callbacks(), &[&tenant, &now, &rest, &lease_until, worker]).await?;
             more |= rows.len() as i64 == rest;
-            out.extend(rows.iter().map(|r| claimed_from(tenant, r)));
+            out.extend(rows);
         }
         tx.commit().await?;
         self.metrics.claims.inc();
         self.metrics.claimed.inc_by(out.len() as u64);
-        Ok((out, more))
+        let mut claim = Claim { more, ..Claim::default() };
+        claim.take(tenant, out, &self.config.retry_schedule.0, now);
+        Ok(claim)
     }
 
     /// Records a batch of finished attempts in one transaction: the attempt log, each delivery's
@@ -213,7 +222,7 @@ impl Store {
                 let schedule = c.retry_schedule.as_deref().unwrap_or(&self.config.retry_schedule.0);
                 let (state, next_at) = if o.delivered() {
                     ("delivered", now)
-                } else if o.gone() {
+                } else if o.final_failure() {
                     ("failed", now)
                 } else {
                     let round = c.round_attempt.max(0) as u32;
@@ -265,6 +274,9 @@ impl Store {
                     finished.push((states[i], lag + f.outcome.duration.as_secs_f64()));
                 }
                 let Some(endpoint) = f.claimed.endpoint_id.as_deref() else { continue };
+                if !f.outcome.reached_endpoint() {
+                    continue;
+                }
                 let t = match states[i] {
                     "delivered" => "recovered",
                     "failed" if f.outcome.gone() => "disabled",

@@ -13,8 +13,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
-use crate::send::{Claimed, Sender};
-use crate::store::{jittered, Finished, Store, StoreError};
+use crate::send::{AttemptOutcome, Claimed, Sender, INTERNAL};
+use crate::store::{jittered, Claim, Finished, Store, StoreError};
 
 /// The worker stopped because its result recorder did.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,13 @@ impl Worker {
         self.wake.clone()
     }
 
+    /// Woken by `wake` instead of a new one (a worker started again after a panic keeps the
+    /// listener of the one before).
+    pub fn woken_by(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -56,20 +63,16 @@ impl Worker {
     /// An error means the worker stopped because it could no longer record results (the
     /// process should exit non-zero, so that its supervisor notices and restarts it).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RecorderStopped> {
-        let mut recorder_lost = false;
         let config = self.store.config.clone();
         let (results, rx) = mpsc::channel::<Finished>(config.concurrency * 2 + 16);
         let recorder = tokio::spawn(record_loop(self.store.clone(), self.clock.clone(), rx));
-        let mut inflight: JoinSet<Finished> = JoinSet::new();
-        let mut started: HashMap<tokio::task::Id, Claimed> = HashMap::new();
-        let mut per_endpoint: HashMap<String, usize> = HashMap::new();
-        let mut want_claim = true;
-        let mut backlog = false;
+        let mut recorder_lost = false;
+        let mut inflight = InFlight::default();
+        let (mut want_claim, mut backlog, mut stopping) = (true, false, false);
         // Attempts in flight just after the last claim: with a backlog, claim again once half
         // of them have finished. Fewer, larger claims cost the database far less per delivery.
         let mut after_claim = 0usize;
         let mut rotate = 0usize;
-        let mut stopping = false;
         let poll = tokio::time::sleep(jittered(config.poll_interval));
         tokio::pin!(poll);
         let grace = tokio::time::sleep(Duration::from_secs(86_400 * 365));
@@ -81,20 +84,15 @@ impl Worker {
                 want_claim = false;
                 let free = config.concurrency.saturating_sub(inflight.len());
                 if free > 0 {
-                    match self.claim_round(free, &per_endpoint, rotate).await {
-                        Ok((batch, full)) => {
-                            backlog = full;
-                            for c in batch {
-                                *per_endpoint.entry(target_key(&c)).or_default() += 1;
-                                let sender = self.sender.clone();
-                                let clock = self.clock.clone();
-                                let task = c.clone();
+                    match self.claim_round(free, &inflight.per_target, rotate).await {
+                        Ok(claim) => {
+                            backlog = claim.more;
+                            for c in claim.ready {
                                 self.store.metrics.in_flight.inc();
-                                let handle = inflight.spawn(async move {
-                                    let outcome = sender.send(&task, clock.now()).await;
-                                    Finished::new(task, outcome)
-                                });
-                                started.insert(handle.id(), c);
+                                inflight.start(c, &self.sender, &self.clock);
+                            }
+                            for f in claim.refused {
+                                recorder_lost |= !self.finish(&results, f).await;
                             }
                             after_claim = inflight.len();
                         }
@@ -102,6 +100,13 @@ impl Worker {
                     }
                     rotate = rotate.wrapping_add(1);
                 }
+            }
+            if recorder_lost && !stopping {
+                // Sending on without recording would only make duplicates.
+                tracing::error!(
+                    "the result recorder stopped; stopping this worker (its leases will expire and be retried)"
+                );
+                shutdown.cancel();
             }
             if stopping && inflight.is_empty() {
                 break;
@@ -112,36 +117,25 @@ impl Worker {
                     tracing::info!(in_flight = inflight.len(), "draining: no new claims");
                     grace.as_mut().reset(tokio::time::Instant::now() + config.shutdown_grace);
                 }
-                Some(joined) = inflight.join_next_with_id() => {
-                    let claimed = match &joined {
-                        Ok((id, _)) => started.remove(id),
-                        Err(e) => started.remove(&e.id()),
-                    };
-                    if let Some(key) = claimed.as_ref().map(target_key) {
-                        if let Some(n) = per_endpoint.get_mut(&key) {
-                            *n -= 1;
-                            if *n == 0 { per_endpoint.remove(&key); }
-                        }
-                    }
+                Some(done) = inflight.next() => {
                     self.store.metrics.in_flight.dec();
-                    match joined {
-                        Ok((_, finished)) => {
-                            let m = &self.store.metrics;
-                            m.attempt_seconds.observe(finished.outcome.duration.as_secs_f64());
-                            m.attempt(if finished.outcome.delivered() { "delivered" } else { finished.outcome.error.unwrap_or("failed") });
-                            if results.send(finished).await.is_err() {
-                                // Sending on without recording would only make duplicates.
-                                tracing::error!("the result recorder stopped; stopping this worker (its leases will expire and be retried)");
-                                recorder_lost = true;
-                                shutdown.cancel();
-                            }
+                    let finished = match done {
+                        Done::Finished(f) => Some(f),
+                        Done::Panicked(c, said) => {
+                            // Herald's fault, not the receiver's: recorded, retried on the schedule.
+                            self.store.metrics.panicked("worker");
+                            tracing::error!(delivery = %c.delivery_id, tenant = %c.tenant_id, panic = %said, "an attempt panicked; recording it as failed");
+                            let why = format!("Herald failed during this attempt ({said}); it is retried on the schedule");
+                            Some(Finished::new(c, AttemptOutcome::refused(self.clock.now(), INTERNAL, why)))
                         }
-                        Err(e) => {
-                            tracing::error!(error = %e, "an attempt task failed; giving its lease back");
-                            if let Some(c) = claimed {
-                                let _ = self.store.give_back(&[c], self.clock.now()).await;
-                            }
+                        Done::Cancelled(c) => {
+                            let _ = self.store.give_back(&[c], self.clock.now()).await;
+                            None
                         }
+                        Done::Untracked => None,
+                    };
+                    if let Some(f) = finished {
+                        recorder_lost |= !self.finish(&results, f).await;
                     }
                     if backlog && inflight.len() * 2 <= after_claim {
                         want_claim = true;
@@ -154,13 +148,11 @@ impl Worker {
                 }
                 _ = &mut grace, if stopping => {
                     // Attempts that finished but were not collected yet are recorded, not given back.
-                    while let Some(Ok((id, finished))) = inflight.try_join_next_with_id() {
-                        started.remove(&id);
-                        let _ = results.send(finished).await;
+                    let (done, left) = inflight.abort();
+                    for f in done {
+                        let _ = results.send(f).await;
                     }
-                    let left: Vec<Claimed> = started.drain().map(|(_, c)| c).collect();
                     tracing::warn!(count = left.len(), "grace period over: aborting attempts and giving their leases back");
-                    inflight.abort_all();
                     if let Err(e) = self.store.give_back(&left, self.clock.now()).await {
                         tracing::warn!(error = %e, "could not give leases back; they will expire");
                     }
@@ -180,32 +172,40 @@ impl Worker {
         Ok(())
     }
 
+    /// Counts a finished attempt and hands it to the recorder; false if the recorder is gone.
+    async fn finish(&self, results: &mpsc::Sender<Finished>, f: Finished) -> bool {
+        let m = &self.store.metrics;
+        m.attempt_seconds.observe(f.outcome.duration.as_secs_f64());
+        m.attempt(if f.outcome.delivered() { "delivered" } else { f.outcome.error.unwrap_or("failed") });
+        results.send(f).await.is_ok()
+    }
+
     /// One round: tenants with due deliveries in turn, each claiming up to its share of `free`.
-    /// Returns what was claimed and whether any tenant filled its share (more may be due).
+    /// `more` says whether any tenant filled its share (more may be due).
     pub async fn claim_round(
         &self,
         free: usize,
         local: &HashMap<String, usize>,
         rotate: usize,
-    ) -> Result<(Vec<Claimed>, bool), crate::store::StoreError> {
+    ) -> Result<Claim, crate::store::StoreError> {
         let now = self.clock.now();
         let tenants = self.store.due_tenants(now, rotate).await?;
+        let mut out = Claim::default();
         if tenants.is_empty() {
-            return Ok((Vec::new(), false));
+            return Ok(out);
         }
         let share = free.div_ceil(tenants.len()).max(1);
-        let mut out = Vec::new();
-        let mut full = false;
         for tenant in tenants {
             let want = share.min(free - out.len());
             if want == 0 {
-                full = true;
+                out.more = true;
                 break;
             }
             match self.store.claim(&tenant, want, now, local, rotate).await {
-                Ok((got, more)) => {
-                    full |= more || got.len() == want;
-                    out.extend(got);
+                Ok(got) => {
+                    out.more |= got.more || got.len() == want;
+                    out.ready.extend(got.ready);
+                    out.refused.extend(got.refused);
                 }
                 // Each tenant's claim commits on its own: keep what earlier ones leased.
                 Err(e) if !out.is_empty() => {
@@ -215,7 +215,82 @@ impl Worker {
                 Err(e) => return Err(e),
             }
         }
-        Ok((out, full))
+        Ok(out)
+    }
+}
+
+/// How an attempt's task ended.
+enum Done {
+    Finished(Finished),
+    Panicked(Claimed, String),
+    Cancelled(Claimed),
+    Untracked,
+}
+
+/// The attempts in flight in one worker: their tasks, the delivery each holds, and how many
+/// go to each target (the room left per endpoint is `endpoint_concurrency` less this).
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<Finished>,
+    held: HashMap<tokio::task::Id, Claimed>,
+    per_target: HashMap<String, usize>,
+}
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    fn start(&mut self, c: Claimed, sender: &Sender, clock: &SharedClock) {
+        *self.per_target.entry(target_key(&c)).or_default() += 1;
+        let (sender, clock, task) = (sender.clone(), clock.clone(), c.clone());
+        let handle = self.tasks.spawn(async move {
+            crate::fault::at(crate::fault::Fault::PanicAttempt, &task.event_type);
+            let outcome = sender.send(&task, clock.now()).await;
+            Finished::new(task, outcome)
+        });
+        self.held.insert(handle.id(), c);
+    }
+
+    /// The next attempt to end, however it ended; `None` when none is in flight.
+    async fn next(&mut self) -> Option<Done> {
+        let joined = self.tasks.join_next_with_id().await?;
+        let id = match &joined {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        let claimed = self.held.remove(&id);
+        if let Some(key) = claimed.as_ref().map(target_key) {
+            if let Some(n) = self.per_target.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_target.remove(&key);
+                }
+            }
+        }
+        Some(match (joined, claimed) {
+            (Ok((_, f)), _) => Done::Finished(f),
+            (Err(e), Some(c)) if e.is_panic() => Done::Panicked(c, herald_core::panic::message(&*e.into_panic())),
+            (Err(_), Some(c)) => Done::Cancelled(c),
+            // Every task is in `held` from its start; were one not, its lease would expire.
+            (Err(_), None) => Done::Untracked,
+        })
+    }
+
+    /// Ends the rest: attempts that finished are returned to be recorded, the others aborted
+    /// and their deliveries returned to be given back.
+    fn abort(&mut self) -> (Vec<Finished>, Vec<Claimed>) {
+        let mut done = Vec::new();
+        while let Some(Ok((id, f))) = self.tasks.try_join_next_with_id() {
+            self.held.remove(&id);
+            done.push(f);
+        }
+        self.tasks.abort_all();
+        (done, self.held.drain().map(|(_, c)| c).collect())
     }
 }
 

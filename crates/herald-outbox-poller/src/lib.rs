@@ -49,6 +49,23 @@ mod sql {
                 AS u(delivery_id, event_id, target, endpoint_id, url) \
          ON CONFLICT (tenant_id, event_id, target) DO NOTHING";
 
+    /// A tenant's pending events in sequence order, read without locks (to go one at a time).
+    pub const PENDING: &str = "SELECT event_id FROM herald.pending_events WHERE tenant_id = $1 \
+         ORDER BY seq, event_id LIMIT $2";
+
+    /// Takes one pending event (`TAKE` narrowed to one id).
+    pub const TAKE_ONE: &str = "WITH taken AS ( \
+           SELECT seq, event_id FROM herald.pending_events WHERE tenant_id = $1 AND event_id = $2 \
+           FOR UPDATE SKIP LOCKED) \
+         DELETE FROM herald.pending_events p USING taken \
+          WHERE p.tenant_id = $1 AND p.seq = taken.seq AND p.event_id = taken.event_id \
+         RETURNING p.event_id";
+
+    /// Sets an event aside, with why, when it cannot be fanned out (its pending row goes).
+    pub const SET_ASIDE: &str = "INSERT INTO herald.fanout_failures (tenant_id, event_id, failed_at, error) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+    pub const DROP_PENDING: &str = "DELETE FROM herald.pending_events WHERE tenant_id = $1 AND event_id = $2";
+
     /// Wakes delivery-workers; sent from this session, delivered at COMMIT.
     pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
 
@@ -66,10 +83,21 @@ mod sql {
 pub enum PollerError {
     #[error(transparent)]
     Db(#[from] herald_core::db::DbError),
-    #[error("database: {0}")]
+    #[error("database: {}", herald_core::db::describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+}
+
+impl PollerError {
+    /// Whether the error is about the rows at hand (so the same rows fail again), rather than
+    /// about reaching the database (which passes).
+    fn is_about_the_rows(&self) -> bool {
+        match self {
+            PollerError::Postgres(e) => !herald_core::db::is_transient(e),
+            PollerError::Db(_) | PollerError::Pool(_) => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +132,13 @@ impl Poller {
         self.wake.clone()
     }
 
+    /// Woken by `wake` instead of a new one (a poller started again after a panic keeps the
+    /// listener of the one before).
+    pub fn woken_by(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
+    }
+
     /// Expires operations whose `expires_at` has passed (their `*_expired` events then wait in
     /// the outbox like any other). Returns how many.
     pub async fn expire(&self) -> Result<usize, PollerError> {
@@ -113,7 +148,7 @@ impl Poller {
         for tenant in herald_core::db::tenants_where(&client, sql::TENANT_HAS_EXPIRED, &[&now]).await? {
             // One tenant's trouble must not hold up the others.
             match client.query_one(sql::EXPIRE, &[&tenant, &now]).await {
-                Ok(row) => n += row.get::<_, i32>(0) as usize,
+                Ok(row) => n += row.try_get::<_, i32>(0).unwrap_or(0) as usize,
                 Err(e) => {
                     tracing::warn!(error = %e, tenant, "expiring operations failed for this tenant; the others go on")
                 }
@@ -150,28 +185,85 @@ impl Poller {
         Ok(total)
     }
 
-    /// One transaction: take up to `batch` pending events of `tenant`, create their
-    /// deliveries, wake the workers, commit. A crash before COMMIT leaves the events pending.
+    /// Takes up to `batch` pending events of `tenant` and fans them out in one transaction.
+    /// When that fails because of the rows themselves (a value that cannot be read or written),
+    /// the events go one at a time, and one that fails alone is set aside with its error, so
+    /// that the tenant's other events go on. Returns the number of events taken.
     pub async fn fan_out_batch(&self, tenant: &str) -> Result<usize, PollerError> {
+        match self.fan_out(tenant, None).await {
+            Err(e) if e.is_about_the_rows() => {
+                tracing::warn!(error = %e, tenant, "fan-out of a batch failed on its rows; going one event at a time");
+                self.fan_out_one_by_one(tenant).await
+            }
+            other => other,
+        }
+    }
+
+    async fn fan_out_one_by_one(&self, tenant: &str) -> Result<usize, PollerError> {
+        let pending: Vec<String> = {
+            let client = self.pool.get().await?;
+            let rows = client.query(sql::PENDING, &[&tenant, &(self.config.batch as i64)]).await?;
+            rows.iter().filter_map(|r| r.try_get(0).ok()).collect()
+        };
+        let mut n = 0;
+        for event_id in pending {
+            match self.fan_out(tenant, Some(&event_id)).await {
+                Ok(k) => n += k,
+                Err(e) if e.is_about_the_rows() => {
+                    self.set_aside(tenant, &event_id, &e.to_string()).await?;
+                    n += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Records why `event_id` cannot be fanned out and takes it off the outbox queue.
+    async fn set_aside(&self, tenant: &str, event_id: &str, error: &str) -> Result<(), PollerError> {
+        let now = self.clock.now();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(sql::SET_ASIDE, &[&tenant, &event_id, &now, &error]).await?;
+        tx.execute(sql::DROP_PENDING, &[&tenant, &event_id]).await?;
+        tx.commit().await?;
+        self.metrics.fanout_failures.inc();
+        tracing::error!(
+            tenant,
+            event = event_id,
+            error,
+            "an event could not be fanned out; set aside (GET /v1/events/{{id}} shows why)"
+        );
+        Ok(())
+    }
+
+    /// One transaction: take up to `batch` pending events of `tenant` (or just `only`), create
+    /// their deliveries, wake the workers, commit. A crash before COMMIT leaves them pending.
+    async fn fan_out(&self, tenant: &str, only: Option<&str>) -> Result<usize, PollerError> {
         let now: DateTime<Utc> = self.clock.now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let taken: Vec<String> =
-            tx.query(sql::TAKE, &[&tenant, &(self.config.batch as i64)]).await?.iter().map(|r| r.get(0)).collect();
+        let taken = match only {
+            None => tx.query(sql::TAKE, &[&tenant, &(self.config.batch as i64)]).await?,
+            Some(id) => tx.query(sql::TAKE_ONE, &[&tenant, &id]).await?,
+        };
+        let taken: Vec<String> = taken.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
         if taken.is_empty() {
             return Ok(0);
         }
         let events = tx.query(sql::EVENTS, &[&tenant, &taken]).await?;
         let endpoints = tx.query(sql::ENDPOINTS, &[&tenant]).await?;
-        let endpoints: Vec<(String, String, Vec<String>)> =
-            endpoints.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        let endpoints: Vec<(String, String, Vec<String>)> = endpoints
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
 
         let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for event in &events {
-            let event_id: String = event.get(0);
-            let event_type: String = event.get(1);
-            let callback: Option<String> = event.get(2);
+            let event_id: String = event.try_get(0)?;
+            let event_type: String = event.try_get(1)?;
+            let callback: Option<String> = event.try_get(2)?;
             for (endpoint_id, url, patterns) in &endpoints {
                 if type_matches(patterns, &event_type) {
                     ids.push(id::new_id(id::DELIVERY, now));

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use herald_core::data::EventData;
 use herald_core::signing::Secret;
 use herald_core::validate::{self, Invalid};
 use tokio_postgres::Transaction;
@@ -14,7 +15,9 @@ use crate::sql;
 pub struct NewEvent {
     pub id: Option<String>,
     pub event_type: String,
-    pub data: serde_json::Value,
+    /// Delivered as this text: `EventData::parse` checks text from outside, and a
+    /// `serde_json::Value` converts with `.into()`.
+    pub data: EventData,
     pub callback_url: Option<String>,
     pub callback_secret: Option<Secret>,
     pub retry_schedule: Option<Vec<Duration>>,
@@ -92,7 +95,7 @@ pub async fn publish(
             &[
                 &tenant,
                 &event.event_type,
-                &event.data,
+                &event.data.as_str(),
                 &event.id,
                 &callback_url,
                 &event.callback_secret.as_ref().map(Secret::expose),
@@ -108,10 +111,10 @@ pub async fn publish(
             } else if e.code() == Some(&tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER)
                 || e.code() == Some(&tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE)
             {
-                // jsonb cannot hold \u0000 in a string.
+                // The database's encoding cannot hold a character of a text field.
                 Invalid::new(
                     "invalid_data",
-                    "data holds a \\u0000 character, which Herald cannot store; remove it or encode the value",
+                    "a value holds a character the database's encoding cannot store; remove it or encode the value",
                 )
                 .into()
             } else {

@@ -2,7 +2,7 @@
 //! rule 2) and takes its time as a parameter (rule 4).
 
 pub const PUBLISH_EVENT: &str = "SELECT event_id, created_at, duplicate, generated_secret FROM herald.publish_event(\
-     $1, $2, $3, $4, $5, $6, $7::text[]::interval[], $8, $9)";
+     $1, $2, $3::text::json, $4, $5, $6, $7::text[]::interval[], $8, $9)";
 
 pub const TOKEN_EXISTS: &str = "SELECT 1 FROM herald.api_tokens WHERE tenant_id = $1 AND token_hash = $2";
 
@@ -10,8 +10,12 @@ pub const CREATE_TENANT: &str =
     "INSERT INTO herald.tenants (tenant_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 pub const CREATE_TOKEN: &str = "INSERT INTO herald.api_tokens (tenant_id, token_hash, created_at) VALUES ($1, $2, $3)";
 
-pub const GET_EVENT: &str = "SELECT event_id, event_type, created_at, data, callback_url \
-     FROM herald.events WHERE tenant_id = $1 AND event_id = $2";
+/// The data as text: it is answered as the publisher sent it, never parsed.
+pub const GET_EVENT: &str = "SELECT ev.event_id, ev.event_type, ev.created_at, ev.data::text AS data, \
+            ev.callback_url, f.error AS fan_out_error \
+       FROM herald.events ev \
+       LEFT JOIN herald.fanout_failures f ON f.tenant_id = $1 AND f.event_id = ev.event_id \
+      WHERE ev.tenant_id = $1 AND ev.event_id = $2";
 
 pub const EVENT_DELIVERIES: &str = "SELECT delivery_id, endpoint_id, url, state, attempt_count, \
      next_attempt_at, last_status_code, last_error \

@@ -154,13 +154,17 @@ fn spawn_poller(
     shutdown: &CancellationToken,
 ) {
     let config = PollerConfig { batch: poll.poller_batch, poll_interval: poll.poll_interval };
-    let poller = Poller::new(pool.clone(), clock.clone(), config, metrics.clone());
-    tasks.spawn(listen(url, "herald_outbox", poller.waker(), metrics, shutdown));
-    let s = shutdown.clone();
-    tasks.spawn(async move {
-        poller.run(s).await;
-        Ok(())
-    });
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tasks.spawn(listen(url, "herald_outbox", wake.clone(), metrics, shutdown));
+    let (pool, clock, m, s) = (pool.clone(), clock.clone(), metrics.clone(), shutdown.clone());
+    tasks.spawn(supervise("poller", metrics.clone(), shutdown.clone(), move || {
+        let poller = Poller::new(pool.clone(), clock.clone(), config.clone(), m.clone()).woken_by(wake.clone());
+        let s = s.clone();
+        Ok(async move {
+            poller.run(s).await;
+            Ok(())
+        })
+    }));
 }
 
 fn spawn_worker(
@@ -172,12 +176,57 @@ fn spawn_worker(
     config: WorkerConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let worker =
-        Worker::new(pool.clone(), clock.clone(), config, metrics.clone()).context("building the HTTP client")?;
-    tasks.spawn(listen(url, "herald_deliveries", worker.waker(), metrics, shutdown));
-    let s = shutdown.clone();
-    tasks.spawn(async move { worker.run(s).await.map_err(anyhow::Error::from) });
+    // Built once here so that a client that cannot be built stops the process at start.
+    Worker::new(pool.clone(), clock.clone(), config.clone(), metrics.clone()).context("building the HTTP client")?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tasks.spawn(listen(url, "herald_deliveries", wake.clone(), metrics, shutdown));
+    let (pool, clock, m, s) = (pool.clone(), clock.clone(), metrics.clone(), shutdown.clone());
+    tasks.spawn(supervise("worker", metrics.clone(), shutdown.clone(), move || {
+        let worker = Worker::new(pool.clone(), clock.clone(), config.clone(), m.clone())
+            .context("building the HTTP client")?
+            .woken_by(wake.clone());
+        let s = s.clone();
+        Ok(async move { worker.run(s).await.map_err(anyhow::Error::from) })
+    }));
     Ok(())
+}
+
+/// Runs the future that `start` makes, and again each time it panics (after a pause that
+/// doubles up to 30 s), so that a bug one input hits costs that component a restart, not the
+/// process its life. The panic is logged and counted (`herald_panics_total`). Returns what
+/// the component returns when it stops on its own.
+async fn supervise<F, Fut>(
+    component: &'static str,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    mut start: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> anyhow::Result<Fut>,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    const FIRST_PAUSE: Duration = Duration::from_millis(100);
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let started = tokio::time::Instant::now();
+        match tokio::spawn(start()?).await {
+            Ok(result) => return result,
+            Err(e) if e.is_panic() => {
+                metrics.panicked(component);
+                if started.elapsed() > Duration::from_secs(60) {
+                    pause = FIRST_PAUSE; // a panic now and then, not a loop
+                }
+                let said = herald_core::panic::message(&*e.into_panic());
+                tracing::error!(component, panic = %said, ?pause, "a component panicked; starting it again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn listen(

@@ -44,6 +44,18 @@ impl ApiError {
     }
 }
 
+/// Reads a column, answering a value it cannot decode as a 500 with the cause logged (never a
+/// panic, which would drop the connection without an answer).
+pub trait Col {
+    fn col<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, name: &str) -> Result<T, ApiError>;
+}
+
+impl Col for tokio_postgres::Row {
+    fn col<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, name: &str) -> Result<T, ApiError> {
+        self.try_get(name).map_err(|e| ApiError::internal(format!("reading column {name}: {e:?}")))
+    }
+}
+
 impl From<Invalid> for ApiError {
     fn from(e: Invalid) -> Self {
         Self::unprocessable(e.code, e.message)

@@ -3,11 +3,13 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use herald_core::data::EventData;
 use herald_core::validate::{self, Invalid};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, Col};
 use super::extract::{ApiJson, ApiPath, Tenant};
 use super::AppState;
 use crate::{sql, NewEvent};
@@ -18,7 +20,8 @@ pub struct PublishBody {
     id: Option<String>,
     #[serde(rename = "type")]
     event_type: String,
-    data: Value,
+    /// Kept as sent: checked by `EventData`, never re-serialised.
+    data: Box<RawValue>,
     callback_url: Option<String>,
     callback_secret: Option<String>,
     retry_schedule: Option<Vec<String>>,
@@ -63,7 +66,7 @@ pub async fn publish(
     let event = NewEvent {
         id,
         event_type: body.event_type,
-        data: body.data,
+        data: EventData::from_raw(body.data)?,
         callback_url: body.callback_url,
         callback_secret,
         retry_schedule,
@@ -88,37 +91,53 @@ pub async fn get_one(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     ApiPath(id): ApiPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventAnswer>, ApiError> {
     let client = state.pool.get().await?;
     let Some(event) = client.query_opt(sql::GET_EVENT, &[&tenant, &id]).await? else {
         return Err(ApiError::not_found("event", &id));
     };
-    let deliveries: Vec<Value> = client
-        .query(sql::EVENT_DELIVERIES, &[&tenant, &id])
-        .await?
-        .iter()
-        .map(|d| {
-            json!({
-                "id": d.get::<_, String>("delivery_id"),
-                "endpoint_id": d.get::<_, Option<String>>("endpoint_id"),
-                "url": d.get::<_, String>("url"),
-                "state": d.get::<_, String>("state"),
-                "attempt_count": d.get::<_, i32>("attempt_count"),
-                "next_attempt_at": match d.get::<_, String>("state").as_str() {
-                    "pending" | "delivering" => json!(d.get::<_, chrono::DateTime<chrono::Utc>>("next_attempt_at")),
-                    _ => Value::Null,
-                },
-                "last_status_code": d.get::<_, Option<i32>>("last_status_code"),
-                "last_error": d.get::<_, Option<String>>("last_error"),
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "id": event.get::<_, String>("event_id"),
-        "type": event.get::<_, String>("event_type"),
-        "created_at": event.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
-        "data": event.get::<_, Value>("data"),
-        "callback_url": event.get::<_, Option<String>>("callback_url"),
-        "deliveries": deliveries,
-    })))
+    let mut deliveries = Vec::new();
+    for d in client.query(sql::EVENT_DELIVERIES, &[&tenant, &id]).await? {
+        let state: String = d.col("state")?;
+        let next_attempt_at = match state.as_str() {
+            "pending" | "delivering" => json!(d.col::<chrono::DateTime<chrono::Utc>>("next_attempt_at")?),
+            _ => Value::Null,
+        };
+        deliveries.push(json!({
+            "id": d.col::<String>("delivery_id")?,
+            "endpoint_id": d.col::<Option<String>>("endpoint_id")?,
+            "url": d.col::<String>("url")?,
+            "state": state,
+            "attempt_count": d.col::<i32>("attempt_count")?,
+            "next_attempt_at": next_attempt_at,
+            "last_status_code": d.col::<Option<i32>>("last_status_code")?,
+            "last_error": d.col::<Option<String>>("last_error")?,
+        }));
+    }
+    // The data goes out as the text that was stored: a serde_json::Value would rewrite numbers.
+    let data = RawValue::from_string(event.col("data")?).map_err(ApiError::internal)?;
+    Ok(Json(EventAnswer {
+        id: event.col("event_id")?,
+        event_type: event.col("event_type")?,
+        created_at: event.col("created_at")?,
+        data,
+        callback_url: event.col("callback_url")?,
+        deliveries,
+        fan_out_error: event.col("fan_out_error")?,
+    }))
+}
+
+/// An event as `GET /v1/events/{id}` answers it.
+#[derive(Debug, Serialize)]
+pub struct EventAnswer {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    data: Box<RawValue>,
+    callback_url: Option<String>,
+    deliveries: Vec<Value>,
+    /// Why the outbox-poller set the event aside without deliveries; absent when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fan_out_error: Option<String>,
 }

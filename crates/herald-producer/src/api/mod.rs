@@ -9,10 +9,15 @@ mod health;
 mod inbox;
 mod operations;
 
-use axum::extract::DefaultBodyLimit;
+use std::panic::AssertUnwindSafe;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use deadpool_postgres::Pool;
+use futures_util::FutureExt;
 use std::sync::Arc;
 
 use herald_core::clock::SharedClock;
@@ -24,7 +29,24 @@ use health::ops_router;
 
 /// `/healthz`, `/readyz` and `/metrics` alone, for processes that serve no `/v1` (poller, worker).
 pub fn ops_only(pool: Pool, metrics: Arc<Metrics>) -> Router {
-    ops_router(pool, metrics).fallback(error::no_route).method_not_allowed_fallback(error::wrong_method)
+    ops_router(pool, metrics.clone())
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(metrics, catch_panic))
+}
+
+/// A handler that panics answers a 500 in the contract's shape, where hyper would drop the
+/// connection without an answer; the panic is logged with the route and counted.
+async fn catch_panic(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = format!("{} {}", req.method(), req.uri().path());
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) => response,
+        Err(payload) => {
+            metrics.panicked("api");
+            let said = herald_core::panic::message(&*payload);
+            ApiError::internal(format!("a panic while answering {route}: {said}")).into_response()
+        }
+    }
 }
 
 /// What every handler shares.
@@ -65,7 +87,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.max_payload_bytes))
         .with_state(state.clone())
         .merge(inbox::router())
-        .merge(ops_router(state.pool, state.metrics))
+        .merge(ops_router(state.pool, state.metrics.clone()))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(state.metrics, catch_panic))
 }

@@ -91,7 +91,7 @@ async fn rust_publish_on_a_transaction_and_duplicates() {
     let event = NewEvent {
         id: Some("evt_rust_1".into()),
         event_type: "meeting.completed".into(),
-        data: json!({"meeting": 7}),
+        data: json!({"meeting": 7}).into(),
         callback_url: Some("https://agents.example.com/runs/7".into()),
         retry_schedule: Some(vec![Duration::from_secs(3), Duration::from_secs(6)]),
         ..Default::default()

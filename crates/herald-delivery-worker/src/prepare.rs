@@ -1,0 +1,112 @@
+//! From a claimed row to an attempt ready to send, or to a failed attempt that needs no send.
+//!
+//! Runs after the claim committed, so nothing here can roll a claim back: a delivery that
+//! cannot be prepared (a column that does not decode, a URL that no longer parses, a secret
+//! that is unusable) is recorded as a failed attempt of class `invalid_delivery` and failed at
+//! once, and one whose leases expired attempt after attempt until the schedule was spent (a
+//! worker crashed or hung holding it) as `abandoned`. Neither stops the rest of the claim.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use herald_core::signing::Secret;
+use tokio_postgres::types::FromSql;
+use tokio_postgres::Row;
+
+use crate::send::{AttemptOutcome, Claimed};
+use crate::store::Finished;
+
+/// The class of an attempt refused before sending because the delivery cannot be prepared.
+pub const INVALID_DELIVERY: &str = "invalid_delivery";
+/// The class of an attempt refused because earlier ones never came back.
+pub const ABANDONED: &str = "abandoned";
+
+/// A claimed row as an attempt to send, or as a finished (failed) attempt to record.
+/// `None` when not even the delivery's id and attempt number can be read: nothing can be
+/// recorded, the lease expires, and the attempt cap ends it (`abandoned`).
+pub fn prepare(
+    tenant: &str,
+    row: &Row,
+    schedule: &[Duration],
+    now: DateTime<Utc>,
+) -> Option<Result<Claimed, Finished>> {
+    let (delivery_id, attempt): (String, i32) = match (row.try_get("delivery_id"), row.try_get("attempt_count")) {
+        (Ok(d), Ok(a)) => (d, a),
+        (d, _) => {
+            tracing::error!(tenant, delivery = ?d.ok(), "a claimed row without a readable id or attempt number; its lease will expire");
+            return None;
+        }
+    };
+    let mut shell = Claimed {
+        tenant_id: tenant.to_string(),
+        delivery_id,
+        event_id: row.try_get("event_id").unwrap_or_default(),
+        endpoint_id: row.try_get("endpoint_id").unwrap_or_default(),
+        url: row.try_get("url").unwrap_or_default(),
+        attempt,
+        round_attempt: attempt,
+        event_type: String::new(),
+        created_at: now,
+        data: String::new(),
+        traceparent: None,
+        signature_scheme: String::new(),
+        secret: None,
+        previous_secret: None,
+        retry_schedule: None,
+    };
+    let refuse = |c: Claimed, class: &'static str, why: String| {
+        tracing::warn!(tenant, delivery = %c.delivery_id, class, why, "a delivery that cannot be sent is failed");
+        Some(Err(Finished::new(c, AttemptOutcome::refused(now, class, why))))
+    };
+    match fill(&mut shell, row) {
+        Ok(()) => {}
+        Err(why) => return refuse(shell, INVALID_DELIVERY, why),
+    }
+    let steps = shell.retry_schedule.as_deref().unwrap_or(schedule).len() as i32;
+    if shell.round_attempt > steps + 1 {
+        let why = format!(
+            "attempt {} of {} never came back: its leases expired each time (a worker crashed or hung while holding it)",
+            shell.round_attempt - 1,
+            steps + 1
+        );
+        return refuse(shell, ABANDONED, why);
+    }
+    crate::fault::at(crate::fault::Fault::PanicClaim, &shell.event_type);
+    crate::fault::at(crate::fault::Fault::AbortClaim, &shell.event_type);
+    Some(Ok(shell))
+}
+
+fn col<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, String> {
+    row.try_get(name).map_err(|e| format!("its stored {name} cannot be read ({e})"))
+}
+
+/// Reads every column, and checks what the attempt will need: the URL and the secrets.
+fn fill(c: &mut Claimed, row: &Row) -> Result<(), String> {
+    c.event_id = col(row, "event_id")?;
+    c.endpoint_id = col(row, "endpoint_id")?;
+    c.url = col(row, "url")?;
+    c.round_attempt = c.attempt - col::<i32>(row, "schedule_offset")?;
+    c.event_type = col(row, "event_type")?;
+    c.created_at = col(row, "created_at")?;
+    c.data = col(row, "data")?;
+    c.traceparent = col(row, "traceparent")?;
+    c.signature_scheme = col(row, "signature_scheme")?;
+    let schedule: Option<Vec<i64>> = col(row, "retry_schedule_ms")?;
+    c.retry_schedule = schedule.map(|s| s.into_iter().map(|ms| Duration::from_millis(ms.max(0) as u64)).collect());
+    match url::Url::parse(&c.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+        Ok(u) => return Err(format!("its URL is not an http or https URL with a host (scheme {:?})", u.scheme())),
+        Err(e) => return Err(format!("its URL no longer parses ({e})")),
+    }
+    let secret = |name: &str| -> Result<Option<Secret>, String> {
+        col::<Option<String>>(row, name)?
+            .map(|s| Secret::parse(&s).map_err(|why| format!("its {} is unusable: {why}", name.replace('_', " "))))
+            .transpose()
+    };
+    c.secret = secret("secret")?;
+    c.previous_secret = secret("previous_secret")?;
+    if c.secret.is_none() {
+        return Err("it has no signing secret".to_string());
+    }
+    Ok(())
+}
