@@ -1,5 +1,5 @@
 # The one entry point: the same commands locally and in CI.
-.PHONY: run test lint fmt build bench chaos
+.PHONY: run test lint fmt build bench bench-large chaos
 
 run:            ## Herald with a local database on 127.0.0.1:8080, ready to take events
 	./scripts/run.sh
@@ -19,11 +19,14 @@ build:
 
 SHARED ?= ../shared
 
-bench:          ## figures: Herald's throughput and latency, NOTIFY's cost, and PostgreSQL's ceiling
-	cargo bench -p herald --bench delivery
-	@if [ -x "$(SHARED)/bench/pg_ceiling.sh" ] || [ -f "$(SHARED)/bench/pg_ceiling.sh" ]; then \
-		echo "--- PostgreSQL alone ($(SHARED)/bench/pg_ceiling.sh) ---"; bash "$(SHARED)/bench/pg_ceiling.sh"; \
-	else echo "($(SHARED)/bench/pg_ceiling.sh not found: set SHARED=path/to/shared to compare with the ceiling)"; fi
+bench:          ## figures: Herald as released, default settings, every load shape, beside PostgreSQL's ceiling
+	cargo build --release -p herald -p herald-bench
+	SHARED="$(SHARED)" ./target/release/herald-bench
+	@./scripts/bench-plot.sh
+
+bench-large:    ## the claim's cost with 1,000,000 due deliveries against 10,000
+	cargo build --release -p herald -p herald-bench
+	BENCH_PHASES=large-backlog BENCH_TOPOLOGIES=all ./target/release/herald-bench
 
 chaos:          ## the crash tests again, five times, with 3000 events: kill -9, SIGTERM, PostgreSQL restarts
 	for i in 1 2 3 4 5; do \

@@ -1,12 +1,15 @@
 -- Event data is kept as the publisher wrote it: `json` keeps the text, where `jsonb` rewrote
 -- numbers through `numeric` (1.7976931348623157e308 came back as 309 digits that common JSON
 -- parsers refuse, -0.0 lost its sign) and keys through its own order. The delivery-worker
--- splices the text into the webhook body unparsed. Rewrites the table once.
+-- splices the text into the webhook body unparsed. This rewrites herald.events once, under an
+-- exclusive lock: publishing and claiming wait for it (seconds per million events).
 ALTER TABLE herald.events ALTER COLUMN data TYPE json USING data::json;
 
--- The one place where an event enters the outbox, now taking the text (the HTTP API and the Rust
--- crate call this one with the data as sent). Otherwise as in V1.
-CREATE FUNCTION herald.publish_event(
+-- The one place where an event enters the outbox, taking the text (the HTTP API and the Rust
+-- crate call it with the data as sent). Otherwise as V1's herald.publish_event, which stays
+-- (with its jsonb parameter, so that callers with untyped parameters still resolve it) and
+-- now passes its value on to this one.
+CREATE FUNCTION herald.publish_event_json(
     p_tenant          text,
     p_type            text,
     p_data            json,
@@ -129,12 +132,29 @@ CREATE OR REPLACE FUNCTION herald.publish_event(
     p_at              timestamptz
 ) RETURNS TABLE (event_id text, created_at timestamptz, duplicate boolean, generated_secret text)
 LANGUAGE sql VOLATILE AS $$
-    SELECT * FROM herald.publish_event(p_tenant, p_type, p_data::json, p_id, p_callback_url,
-                                       p_callback_secret, p_retry_schedule, p_traceparent, p_at)
+    SELECT * FROM herald.publish_event_json(p_tenant, p_type, p_data::json, p_id, p_callback_url,
+                                            p_callback_secret, p_retry_schedule, p_traceparent, p_at)
 $$;
 
--- Events the outbox-poller could not fan out (it could not read or write what they need), set
--- aside with the reason so that the tenant's other events go on. GET /v1/events/{id} shows it.
+-- herald.publish for data as text: the receiver gets these exact bytes (herald.publish's jsonb
+-- has already rewritten numbers and keys by the time Herald sees it).
+CREATE FUNCTION herald.publish_json(
+    tenant          text,
+    type            text,
+    data            json,
+    id              text DEFAULT NULL,
+    callback_url    text DEFAULT NULL,
+    callback_secret text DEFAULT NULL,
+    retry_schedule  interval[] DEFAULT NULL,
+    traceparent     text DEFAULT NULL
+) RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT p.event_id FROM herald.publish_event_json(tenant, type, data, id, callback_url,
+                                                     callback_secret, retry_schedule, traceparent, NULL) p
+$$;
+
+-- Events the outbox-poller could not fan out (the database refused their deliveries), set
+-- aside with the reason so that the tenant's other events go on. GET /v1/events/{id} shows it;
+-- herald.refan(tenant) puts them back in the outbox queue once the cause is fixed.
 CREATE TABLE herald.fanout_failures (
     tenant_id  text        NOT NULL,
     event_id   text        NOT NULL,
@@ -142,3 +162,19 @@ CREATE TABLE herald.fanout_failures (
     error      text        NOT NULL,
     PRIMARY KEY (tenant_id, event_id)
 );
+
+CREATE FUNCTION herald.refan(p_tenant text) RETURNS integer LANGUAGE sql VOLATILE AS $$
+    WITH back AS (
+        DELETE FROM herald.fanout_failures f WHERE f.tenant_id = p_tenant RETURNING f.event_id),
+    queued AS (
+        INSERT INTO herald.pending_events (tenant_id, seq, event_id)
+        SELECT e.tenant_id, e.seq, e.event_id FROM herald.events e JOIN back b ON b.event_id = e.event_id
+         WHERE e.tenant_id = p_tenant
+        ON CONFLICT DO NOTHING RETURNING 1)
+    SELECT count(*)::integer FROM queued
+$$;
+
+-- Leases that expired one after the other with no result: a worker crashed or hung while it
+-- held the delivery. Counted by the claim, cleared when a result is recorded; the worker fails
+-- the delivery as `abandoned` after a few, instead of dying on it for ever.
+ALTER TABLE herald.deliveries ADD COLUMN lost_leases smallint NOT NULL DEFAULT 0;

@@ -12,9 +12,10 @@ use serde_json::value::RawValue;
 
 use crate::validate::Invalid;
 
-/// How deep arrays and objects may nest: serde_json's own limit (it refuses a 128th level), so
-/// that every receiver that uses it (and most others) can read what Herald delivers.
-pub const MAX_DEPTH: usize = 127;
+/// How deep arrays and objects may nest: serde_json refuses a 128th level, and the webhook body
+/// wraps the data in one more object, so that every receiver that uses serde_json (and most
+/// others) can read what Herald delivers.
+pub const MAX_DEPTH: usize = 126;
 
 /// Valid JSON text, as it will be delivered.
 #[derive(Debug, Clone)]
@@ -46,6 +47,7 @@ impl EventData {
 fn check(text: &str) -> Result<(), Invalid> {
     let mut de = serde_json::Deserializer::from_str(text);
     match serde_path_to_error::deserialize::<_, serde_json::Value>(&mut de) {
+        Ok(v) if depth(&v) > MAX_DEPTH => Err(too_deep("data")),
         Ok(_) => de.end().map_err(|e| invalid("data", &e)),
         Err(e) => {
             let path = e.path().to_string();
@@ -60,6 +62,23 @@ fn check(text: &str) -> Result<(), Invalid> {
     }
 }
 
+/// Levels of arrays and objects (a scalar is 0). The value came from serde_json's parser, so it
+/// is at most 127 deep and this recursion is bounded.
+fn depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn too_deep(at: &str) -> Invalid {
+    Invalid::new(
+        "invalid_data",
+        format!("{at} nests arrays and objects deeper than {MAX_DEPTH} levels; flatten it, or send the deep part as a string"),
+    )
+}
+
 fn invalid(at: &str, e: &serde_json::Error) -> Invalid {
     let what = e.to_string();
     let message = if what.starts_with("number out of range") {
@@ -71,7 +90,7 @@ fn invalid(at: &str, e: &serde_json::Error) -> Invalid {
             "{at} holds a \\u escape that is a lone UTF-16 surrogate, which is not Unicode text; escape both halves of the pair (\\ud83d\\ude00) or send the character as UTF-8"
         )
     } else if what.starts_with("recursion limit exceeded") {
-        format!("{at} nests arrays and objects deeper than {MAX_DEPTH} levels; flatten it, or send the deep part as a string")
+        return too_deep(at);
     } else {
         format!("{at} is not JSON Herald can store ({what})")
     };
@@ -166,8 +185,12 @@ mod tests {
     fn depth_is_bounded_by_what_receivers_read() {
         let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         kept(&ok);
+        let body = format!(r#"{{"id":"e","data":{ok}}}"#);
+        assert!(serde_json::from_str::<serde_json::Value>(&body).is_ok(), "a receiver reads the webhook body");
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
-        refused(&deep, "data nests arrays and objects deeper than 127 levels");
+        refused(&deep, "data nests arrays and objects deeper than 126 levels");
+        let deeper = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        refused(&deeper, "data nests arrays and objects deeper than 126 levels");
     }
 
     #[test]

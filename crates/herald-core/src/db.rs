@@ -29,11 +29,16 @@ pub enum DbError {
 }
 
 /// An error as an operator needs it: a database error's message, SQLSTATE and detail (its
-/// `Display` is only "db error"), or the client's own error with its cause.
+/// `Display` is only "db error"), or the client's own error with its cause. A detail that
+/// quotes a whole row ("Failing row contains ...") is left out: it may hold a URL with a token.
 pub fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
-            let detail = db.detail().map(|d| format!(": {d}")).unwrap_or_default();
+            let detail = db
+                .detail()
+                .filter(|d| !d.starts_with("Failing row contains"))
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
             format!("{} (SQLSTATE {}){detail}", db.message(), db.code().code())
         }
         None => match std::error::Error::source(e) {
@@ -43,16 +48,16 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Whether an error is about reaching the database (connection lost, a deadlock or
-/// serialisation failure, the server short of resources or shutting down, a lock or statement
-/// timeout), so that the same work may pass when tried again. Anything else (a value out of
-/// range, a check violated, a column that cannot be decoded) fails again on the same rows.
-pub fn is_transient(e: &tokio_postgres::Error) -> bool {
+/// Whether an error is about the data at hand, so that the same rows fail again however often
+/// they are tried: a value out of range or refused by a constraint (SQLSTATE classes 22 and
+/// 23), or a column that cannot be decoded. Anything else (a lost connection, a deadlock, a
+/// missing table or privilege) is about the database, and passes or fails for every row alike.
+pub fn is_data_error(e: &tokio_postgres::Error) -> bool {
     match e.code() {
-        Some(code) => matches!(&code.code()[..2], "08" | "40" | "53" | "55" | "57" | "58"),
+        Some(code) => code.code().starts_with("22") || code.code().starts_with("23"),
         None => {
             let text = e.to_string();
-            !(text.starts_with("error deserializing") || text.starts_with("error serializing"))
+            text.starts_with("error deserializing") || text.starts_with("error serializing")
         }
     }
 }

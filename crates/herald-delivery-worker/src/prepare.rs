@@ -3,8 +3,9 @@
 //! Runs after the claim committed, so nothing here can roll a claim back: a delivery that
 //! cannot be prepared (a column that does not decode, a URL that no longer parses, a secret
 //! that is unusable) is recorded as a failed attempt of class `invalid_delivery` and failed at
-//! once, and one whose leases expired attempt after attempt until the schedule was spent (a
-//! worker crashed or hung holding it) as `abandoned`. Neither stops the rest of the claim.
+//! once, and one whose last [`MAX_LOST_LEASES`] leases expired with no result (a worker
+//! crashed or hung while holding it) as `abandoned`. A panic while preparing one row fails
+//! that row alone (class `internal`, retried on the schedule). None stops the rest of the claim.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use herald_core::signing::Secret;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
-use crate::send::{AttemptOutcome, Claimed};
+use crate::send::{AttemptOutcome, Claimed, INTERNAL};
 use crate::store::Finished;
 
 /// The class of an attempt refused before sending because the delivery cannot be prepared.
@@ -21,15 +22,15 @@ pub const INVALID_DELIVERY: &str = "invalid_delivery";
 /// The class of an attempt refused because earlier ones never came back.
 pub const ABANDONED: &str = "abandoned";
 
+/// Leases in a row that may expire with no result before a delivery is abandoned: a worker
+/// that dies on a delivery (a crash, the out-of-memory killer) stops dying on it after this
+/// many tries, while a delivery that merely met one worker's crash is tried again.
+pub const MAX_LOST_LEASES: i16 = 3;
+
 /// A claimed row as an attempt to send, or as a finished (failed) attempt to record.
-/// `None` when not even the delivery's id and attempt number can be read: nothing can be
-/// recorded, the lease expires, and the attempt cap ends it (`abandoned`).
-pub fn prepare(
-    tenant: &str,
-    row: &Row,
-    schedule: &[Duration],
-    now: DateTime<Utc>,
-) -> Option<Result<Claimed, Finished>> {
+/// `None` when not even the delivery's id and attempt number can be read (it would take a
+/// column of another type): nothing can be recorded, and it is logged each time its lease expires.
+pub fn prepare(tenant: &str, row: &Row, now: DateTime<Utc>) -> Option<Result<Claimed, Finished>> {
     let (delivery_id, attempt): (String, i32) = match (row.try_get("delivery_id"), row.try_get("attempt_count")) {
         (Ok(d), Ok(a)) => (d, a),
         (d, _) => {
@@ -58,22 +59,23 @@ pub fn prepare(
         tracing::warn!(tenant, delivery = %c.delivery_id, class, why, "a delivery that cannot be sent is failed");
         Some(Err(Finished::new(c, AttemptOutcome::refused(now, class, why))))
     };
-    match fill(&mut shell, row) {
-        Ok(()) => {}
-        Err(why) => return refuse(shell, INVALID_DELIVERY, why),
-    }
-    let steps = shell.retry_schedule.as_deref().unwrap_or(schedule).len() as i32;
-    if shell.round_attempt > steps + 1 {
+    let lost: i16 = row.try_get("lost_leases").unwrap_or(0);
+    if lost >= MAX_LOST_LEASES {
         let why = format!(
-            "attempt {} of {} never came back: its leases expired each time (a worker crashed or hung while holding it)",
-            shell.round_attempt - 1,
-            steps + 1
+            "its last {lost} leases expired with no result (a worker crashed or hung while holding it); not tried again"
         );
         return refuse(shell, ABANDONED, why);
     }
-    crate::fault::at(crate::fault::Fault::PanicClaim, &shell.event_type);
-    crate::fault::at(crate::fault::Fault::AbortClaim, &shell.event_type);
-    Some(Ok(shell))
+    // One row's trouble, even a panic, is that row's alone.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(&mut shell, row))) {
+        Ok(Ok(())) => Some(Ok(shell)),
+        Ok(Err(why)) => refuse(shell, INVALID_DELIVERY, why),
+        Err(panic) => {
+            let said = herald_core::panic::message(&*panic);
+            let why = format!("Herald failed while preparing this attempt ({said}); it is retried on the schedule");
+            refuse(shell, INTERNAL, why)
+        }
+    }
 }
 
 fn col<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, String> {
@@ -108,5 +110,6 @@ fn fill(c: &mut Claimed, row: &Row) -> Result<(), String> {
     if c.secret.is_none() {
         return Err("it has no signing secret".to_string());
     }
+    crate::fault::at(crate::fault::Fault::AbortClaim, &c.event_type);
     Ok(())
 }

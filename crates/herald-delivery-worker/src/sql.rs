@@ -44,13 +44,14 @@ fn claim(filter: &str) -> String {
            FOR UPDATE OF d SKIP LOCKED) \
          UPDATE herald.deliveries d \
             SET state = 'delivering', next_attempt_at = $4, lease_owner = $5, \
-                attempt_count = d.attempt_count + 1, updated_at = $2 \
+                attempt_count = d.attempt_count + 1, updated_at = $2, \
+                lost_leases = CASE WHEN d.state = 'delivering' THEN d.lost_leases + 1 ELSE 0 END \
            FROM due \
            JOIN herald.events ev ON ev.tenant_id = $1 AND ev.event_id = due.event_id \
            LEFT JOIN herald.endpoints e ON e.tenant_id = $1 AND e.endpoint_id = due.endpoint_id \
           WHERE d.tenant_id = $1 AND d.delivery_id = due.delivery_id \
          RETURNING d.delivery_id, d.event_id, d.endpoint_id, coalesce(e.url, d.url) AS url, \
-                   d.attempt_count, d.schedule_offset, ev.event_type, ev.created_at, ev.data::text AS data, ev.traceparent, \
+                   d.attempt_count, d.schedule_offset, d.lost_leases, ev.event_type, ev.created_at, ev.data::text AS data, ev.traceparent, \
                    coalesce(e.signature_scheme, 'standard-webhooks') AS signature_scheme, \
                    coalesce(e.secret, ev.callback_secret) AS secret, \
                    CASE WHEN e.previous_secret_until > $2 THEN e.previous_secret END AS previous_secret, \
@@ -71,7 +72,7 @@ pub fn claim_callbacks() -> String {
 /// attempt changes: a result that comes back after its lease expired (and another worker took
 /// the delivery) is logged as an attempt but changes nothing else.
 pub const RECORD_RESULTS: &str = "UPDATE herald.deliveries d \
-        SET state = u.state, next_attempt_at = u.next_at, lease_owner = NULL, \
+        SET state = u.state, next_attempt_at = u.next_at, lease_owner = NULL, lost_leases = 0, \
             last_status_code = u.code, last_error = u.err, url = u.url, updated_at = $3 \
        FROM unnest($2::text[], $4::int[], $5::text[], $6::timestamptz[], $7::int[], $8::text[], $10::text[]) \
             AS u(delivery_id, attempt, state, next_at, code, err, url) \

@@ -26,11 +26,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// An error in the data itself (SQLSTATE classes 22 and 23): the same rows fail again.
+    /// An error in the data itself (see `herald_core::db::is_data_error`): the same rows fail again.
     pub fn is_data_error(&self) -> bool {
         match self {
             StoreError::Postgres(e) | StoreError::Db(herald_core::db::DbError::Postgres(e)) => {
-                e.code().is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+                herald_core::db::is_data_error(e)
             }
             StoreError::Pool(_) | StoreError::Db(_) => false,
         }
@@ -80,9 +80,9 @@ impl Claim {
     }
 
     /// Adds the rows of a committed claim, each prepared on its own.
-    fn take(&mut self, tenant: &str, rows: Vec<tokio_postgres::Row>, schedule: &[Duration], now: DateTime<Utc>) {
+    fn take(&mut self, tenant: &str, rows: Vec<tokio_postgres::Row>, now: DateTime<Utc>) {
         for row in &rows {
-            match crate::prepare::prepare(tenant, row, schedule, now) {
+            match crate::prepare::prepare(tenant, row, now) {
                 Some(Ok(c)) => self.ready.push(c),
                 Some(Err(f)) => self.refused.push(f),
                 None => {}
@@ -141,7 +141,22 @@ impl Store {
                 more = true;
                 break;
             }
-            let endpoint: String = row.get("endpoint_id");
+            // An endpoint row that cannot be read holds up its own deliveries only.
+            let skip = |e: tokio_postgres::Error| {
+                tracing::error!(tenant, error = %herald_core::db::describe(&e), "an endpoint row cannot be read; its deliveries wait");
+            };
+            let (endpoint, limited) = match (|| {
+                let endpoint: String = row.try_get("endpoint_id")?;
+                let limited = row.try_get::<_, Option<i32>>("max_in_flight")?.is_some()
+                    || row.try_get::<_, Option<i32>>("rate_limit_per_s")?.is_some();
+                Ok::<_, tokio_postgres::Error>((endpoint, limited))
+            })() {
+                Ok(x) => x,
+                Err(e) => {
+                    skip(e);
+                    continue;
+                }
+            };
             let in_flight_here = local.get(&endpoint).copied().unwrap_or(0);
             let mut budget =
                 (limit - out.len()).min(self.config.endpoint_concurrency.saturating_sub(in_flight_here)) as i64;
@@ -149,20 +164,32 @@ impl Store {
                 more = true;
                 continue;
             }
-            let limited = row.get::<_, Option<i32>>("max_in_flight").is_some()
-                || row.get::<_, Option<i32>>("rate_limit_per_s").is_some();
             let mut bucket = None;
             if limited {
                 // Under the endpoint row's lock: what every worker together may still send.
                 let Some(l) = tx.query_opt(sql::LOCK_LIMITED, &[&tenant, &endpoint]).await? else { continue };
-                if let Some(m) = l.get::<_, Option<i32>>("max_in_flight") {
-                    let in_flight: i64 = tx.query_one(sql::IN_FLIGHT, &[&tenant, &endpoint, &now]).await?.get(0);
+                type Limits = (Option<i32>, Option<i32>, Option<f64>, Option<DateTime<Utc>>);
+                let read = || -> Result<Limits, tokio_postgres::Error> {
+                    Ok((
+                        l.try_get("max_in_flight")?,
+                        l.try_get("rate_limit_per_s")?,
+                        l.try_get("rate_tokens")?,
+                        l.try_get("rate_refilled_at")?,
+                    ))
+                };
+                let (max_in_flight, rate_limit, stored, at) = match read() {
+                    Ok(x) => x,
+                    Err(e) => {
+                        skip(e);
+                        continue;
+                    }
+                };
+                if let Some(m) = max_in_flight {
+                    let in_flight: i64 = tx.query_one(sql::IN_FLIGHT, &[&tenant, &endpoint, &now]).await?.try_get(0)?;
                     budget = budget.min(i64::from(m) - in_flight);
                 }
-                if let Some(rate) = l.get::<_, Option<i32>>("rate_limit_per_s") {
+                if let Some(rate) = rate_limit {
                     let rate = f64::from(rate);
-                    let stored: Option<f64> = l.get("rate_tokens");
-                    let at: Option<DateTime<Utc>> = l.get("rate_refilled_at");
                     let elapsed =
                         at.map_or(f64::MAX, |a| (now - a).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
                     // The bucket holds at most one second's worth: in any one second at most twice the
@@ -197,7 +224,7 @@ impl Store {
         self.metrics.claims.inc();
         self.metrics.claimed.inc_by(out.len() as u64);
         let mut claim = Claim { more, ..Claim::default() };
-        claim.take(tenant, out, &self.config.retry_schedule.0, now);
+        claim.take(tenant, out, now);
         Ok(claim)
     }
 
@@ -246,7 +273,7 @@ impl Store {
                 )
                 .await?
                 .iter()
-                .map(|r| r.get(0))
+                .filter_map(|r| r.try_get(0).ok())
                 .collect();
 
             // The attempt log keeps every attempt, also one whose lease had expired.
@@ -318,7 +345,7 @@ impl Store {
                     ),
                 };
                 if let Some(row) = row {
-                    data["url"] = json!(row.get::<_, String>(0));
+                    data["url"] = json!(row.try_get::<_, String>(0).unwrap_or_default());
                     tx.query_one(sql::PUBLISH, &[&tenant, &event_type, &data, &now]).await?;
                     tracing::info!(tenant, endpoint, event_type, "endpoint status changed");
                 }

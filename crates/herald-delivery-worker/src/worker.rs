@@ -72,7 +72,9 @@ impl Worker {
         // Attempts in flight just after the last claim: with a backlog, claim again once half
         // of them have finished. Fewer, larger claims cost the database far less per delivery.
         let mut after_claim = 0usize;
-        let mut rotate = 0usize;
+        // Where the rotation of tenants and endpoints starts: random, so that a worker started
+        // again (after a panic, or a crash) does not always begin with the same tenant.
+        let mut rotate = rand::Rng::random::<u32>(&mut rand::rng()) as usize;
         let poll = tokio::time::sleep(jittered(config.poll_interval));
         tokio::pin!(poll);
         let grace = tokio::time::sleep(Duration::from_secs(86_400 * 365));
@@ -88,6 +90,7 @@ impl Worker {
                         Ok(claim) => {
                             backlog = claim.more;
                             for c in claim.ready {
+                                crate::fault::at(crate::fault::Fault::PanicClaim, &c.event_type);
                                 self.store.metrics.in_flight.inc();
                                 inflight.start(c, &self.sender, &self.clock);
                             }
@@ -147,8 +150,9 @@ impl Worker {
                     poll.as_mut().reset(tokio::time::Instant::now() + jittered(config.poll_interval));
                 }
                 _ = &mut grace, if stopping => {
-                    // Attempts that finished but were not collected yet are recorded, not given back.
-                    let (done, left) = inflight.abort();
+                    // Attempts that finished (even as the rest were aborted) are recorded, not
+                    // given back: given back, a delivered one would be sent again.
+                    let (done, left) = inflight.abort(self.clock.now()).await;
                     for f in done {
                         let _ = results.send(f).await;
                     }
@@ -281,16 +285,31 @@ impl InFlight {
         })
     }
 
-    /// Ends the rest: attempts that finished are returned to be recorded, the others aborted
-    /// and their deliveries returned to be given back.
-    fn abort(&mut self) -> (Vec<Finished>, Vec<Claimed>) {
-        let mut done = Vec::new();
-        while let Some(Ok((id, f))) = self.tasks.try_join_next_with_id() {
-            self.held.remove(&id);
-            done.push(f);
-        }
+    /// Ends the rest: aborts every attempt still running, and sorts them all into those that
+    /// finished (to be recorded, a panic as an `internal` failure) and those that were cut off
+    /// (to be given back).
+    async fn abort(&mut self, now: chrono::DateTime<chrono::Utc>) -> (Vec<Finished>, Vec<Claimed>) {
         self.tasks.abort_all();
-        (done, self.held.drain().map(|(_, c)| c).collect())
+        let (mut done, mut left) = (Vec::new(), Vec::new());
+        while let Some(joined) = self.tasks.join_next_with_id().await {
+            let id = match &joined {
+                Ok((id, _)) => *id,
+                Err(e) => e.id(),
+            };
+            let held = self.held.remove(&id);
+            match (joined, held) {
+                (Ok((_, f)), _) => done.push(f),
+                (Err(e), Some(c)) if e.is_panic() => {
+                    let said = herald_core::panic::message(&*e.into_panic());
+                    let why = format!("Herald failed during this attempt ({said}); it is retried on the schedule");
+                    done.push(Finished::new(c, AttemptOutcome::refused(now, INTERNAL, why)));
+                }
+                (Err(_), Some(c)) => left.push(c),
+                (Err(_), None) => {}
+            }
+        }
+        self.per_target.clear();
+        (done, left)
     }
 }
 

@@ -64,7 +64,6 @@ mod sql {
     /// Sets an event aside, with why, when it cannot be fanned out (its pending row goes).
     pub const SET_ASIDE: &str = "INSERT INTO herald.fanout_failures (tenant_id, event_id, failed_at, error) \
          VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
-    pub const DROP_PENDING: &str = "DELETE FROM herald.pending_events WHERE tenant_id = $1 AND event_id = $2";
 
     /// Wakes delivery-workers; sent from this session, delivered at COMMIT.
     pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
@@ -91,10 +90,10 @@ pub enum PollerError {
 
 impl PollerError {
     /// Whether the error is about the rows at hand (so the same rows fail again), rather than
-    /// about reaching the database (which passes).
+    /// about the database (which fails or passes for every row alike).
     fn is_about_the_rows(&self) -> bool {
         match self {
-            PollerError::Postgres(e) => !herald_core::db::is_transient(e),
+            PollerError::Postgres(e) => herald_core::db::is_data_error(e),
             PollerError::Db(_) | PollerError::Pool(_) => false,
         }
     }
@@ -205,36 +204,41 @@ impl Poller {
             let rows = client.query(sql::PENDING, &[&tenant, &(self.config.batch as i64)]).await?;
             rows.iter().filter_map(|r| r.try_get(0).ok()).collect()
         };
-        let mut n = 0;
+        let (mut n, mut refused) = (0, Vec::new());
         for event_id in pending {
             match self.fan_out(tenant, Some(&event_id)).await {
                 Ok(k) => n += k,
-                Err(e) if e.is_about_the_rows() => {
-                    self.set_aside(tenant, &event_id, &e.to_string()).await?;
-                    n += 1;
-                }
+                Err(e) if e.is_about_the_rows() => refused.push((event_id, e)),
                 Err(e) => return Err(e),
             }
+        }
+        // When every one of several events fails alone, the trouble is not theirs (a constraint
+        // or trigger that refuses all): keep them queued, and let the operator see why.
+        if n == 0 && refused.len() > 1 {
+            let (_, e) = refused.swap_remove(0);
+            tracing::error!(tenant, error = %e, count = refused.len() + 1, "every pending event of this tenant fails to fan out; keeping them queued");
+            return Err(e);
+        }
+        for (event_id, e) in refused {
+            n += self.set_aside(tenant, &event_id, &e.to_string()).await?;
         }
         Ok(n)
     }
 
-    /// Records why `event_id` cannot be fanned out and takes it off the outbox queue.
-    async fn set_aside(&self, tenant: &str, event_id: &str, error: &str) -> Result<(), PollerError> {
+    /// Takes `event_id` off the outbox queue, if it is still there and no other poller holds
+    /// it, and records why it cannot be fanned out. Returns 1 if it did.
+    async fn set_aside(&self, tenant: &str, event_id: &str, error: &str) -> Result<usize, PollerError> {
         let now = self.clock.now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        if tx.query(sql::TAKE_ONE, &[&tenant, &event_id]).await?.is_empty() {
+            return Ok(0);
+        }
         tx.execute(sql::SET_ASIDE, &[&tenant, &event_id, &now, &error]).await?;
-        tx.execute(sql::DROP_PENDING, &[&tenant, &event_id]).await?;
         tx.commit().await?;
         self.metrics.fanout_failures.inc();
-        tracing::error!(
-            tenant,
-            event = event_id,
-            error,
-            "an event could not be fanned out; set aside (GET /v1/events/{{id}} shows why)"
-        );
-        Ok(())
+        tracing::error!(tenant, event = event_id, error, "an event could not be fanned out; set aside (GET /v1/events/{{id}} shows why, herald.refan(tenant) queues it again)");
+        Ok(1)
     }
 
     /// One transaction: take up to `batch` pending events of `tenant` (or just `only`), create
@@ -253,10 +257,17 @@ impl Poller {
         }
         let events = tx.query(sql::EVENTS, &[&tenant, &taken]).await?;
         let endpoints = tx.query(sql::ENDPOINTS, &[&tenant]).await?;
+        // An endpoint row that cannot be read gets nothing (and says so); the others go on.
         let endpoints: Vec<(String, String, Vec<String>)> = endpoints
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<_, tokio_postgres::Error>>()?;
+            .filter_map(|r| match (r.try_get(0), r.try_get(1), r.try_get(2)) {
+                (Ok(id), Ok(url), Ok(types)) => Some((id, url, types)),
+                (id, _, _) => {
+                    tracing::error!(tenant, endpoint = ?id.ok(), "an endpoint row cannot be read; it gets no deliveries");
+                    None
+                }
+            })
+            .collect();
 
         let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -45,6 +45,12 @@ impl PrivateCluster {
         Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, port, options: options.to_string() }
     }
 
+    /// The server's process id (the postmaster), from its `postmaster.pid`.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     /// Stops the server (`fast`: disconnects every client, as a restart or failover does).
     pub fn stop(&self) {
         assert!(script(&[&self.dir.to_string_lossy()], r#"pg_stop "$1" fast"#), "stop the cluster");
