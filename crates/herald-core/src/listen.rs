@@ -1,9 +1,11 @@
 //! LISTEN/NOTIFY as a wake-up hint. A dedicated connection listens on some channels and wakes a
-//! [`Notify`] on each notification; it reconnects (with `backon`) after the database restarts
-//! and wakes once after each reconnect, since notifications sent meanwhile are lost. Nothing may
-//! depend on a notification for correctness: every loop that listens also polls.
+//! [`Wake`] on each notification, with the tenant it names; it reconnects (with `backon`) after
+//! the database restarts and wakes everyone once after each reconnect, since notifications sent
+//! meanwhile are lost. Nothing may depend on a notification for correctness: every loop that
+//! listens also polls.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -12,11 +14,53 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
+/// A wake-up, and which tenants it is for (a notification's payload is its tenant), so that a
+/// woken loop can go straight to them instead of asking every tenant.
+#[derive(Debug, Default)]
+pub struct Wake {
+    notify: Notify,
+    tenants: Mutex<(BTreeSet<String>, bool)>,
+}
+
+impl Wake {
+    /// More tenants than this between two looks, and the next look is at everyone.
+    const MAX_TENANTS: usize = 1000;
+
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Wakes the loop for `tenant`, or for everyone (`None`).
+    pub fn hint(&self, tenant: Option<&str>) {
+        {
+            let mut t = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+            match tenant {
+                Some(name) if !t.1 && t.0.len() < Self::MAX_TENANTS => {
+                    t.0.insert(name.to_string());
+                }
+                _ => t.1 = true,
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    /// The tenants woken since the last call, or `None` for everyone.
+    pub fn take(&self) -> Option<Vec<String>> {
+        let mut t = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let (tenants, everyone) = std::mem::take(&mut *t);
+        (!everyone).then(|| tenants.into_iter().collect())
+    }
+}
+
 /// Listens on `channels` until `shutdown`, waking `wake` on every notification.
 pub async fn listen(
     url: String,
     channels: Vec<String>,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
@@ -35,7 +79,7 @@ pub async fn listen(
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(n)) => {
-                        if tx.send(n.channel().to_string()).is_err() {
+                        if tx.send((n.channel().to_string(), n.payload().to_string())).is_err() {
                             break;
                         }
                     }
@@ -56,15 +100,15 @@ pub async fn listen(
             }
         }
         if ok {
-            // Anything published while we were not listening: look now.
-            wake.notify_one();
+            // Anything published while we were not listening: look now, everywhere.
+            wake.hint(None);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => { driver.abort(); return; }
                     n = rx.recv() => match n {
-                        Some(channel) => {
+                        Some((channel, tenant)) => {
                             metrics.wakeup(&channel);
-                            wake.notify_one();
+                            wake.hint((!tenant.is_empty()).then_some(tenant.as_str()));
                         }
                         None => break,
                     },

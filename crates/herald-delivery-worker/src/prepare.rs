@@ -54,6 +54,7 @@ pub fn prepare(tenant: &str, row: &Row, now: DateTime<Utc>) -> Option<Result<Cla
         secret: None,
         previous_secret: None,
         retry_schedule: None,
+        endpoint_failing: false,
     };
     let refuse = |c: Claimed, class: &'static str, why: String| {
         tracing::warn!(tenant, delivery = %c.delivery_id, class, why, "a delivery that cannot be sent is failed");
@@ -93,6 +94,7 @@ fn fill(c: &mut Claimed, row: &Row) -> Result<(), String> {
     c.data = col(row, "data")?;
     c.traceparent = col(row, "traceparent")?;
     c.signature_scheme = col(row, "signature_scheme")?;
+    c.endpoint_failing = col::<Option<String>>(row, "endpoint_status")?.as_deref() == Some("failing");
     let schedule: Option<Vec<i64>> = col(row, "retry_schedule_ms")?;
     c.retry_schedule = schedule.map(|s| s.into_iter().map(|ms| Duration::from_millis(ms.max(0) as u64)).collect());
     match url::Url::parse(&c.url) {

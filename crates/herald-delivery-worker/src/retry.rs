@@ -1,10 +1,53 @@
-//! When the next attempt goes out (contract section 2): pure functions of the schedule, the
-//! attempt that just failed, the time it ended, and the receiver's Retry-After.
+//! What follows an attempt (contract sections 1 and 2): pure functions of the outcome, the
+//! schedule, the time and a random source. [`after`] decides the delivery's next state, its
+//! next attempt time and what the endpoint's health does; [`next_attempt_at`] is the schedule.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
+
+use crate::send::{AttemptOutcome, Claimed};
+
+/// What an attempt does to its endpoint's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Transition {
+    /// A success at an endpoint that was `failing`.
+    Recovered,
+    /// The delivery's last attempt failed at the receiver.
+    Failing,
+    /// The receiver answered 410 Gone.
+    Disabled,
+}
+
+/// A delivery after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Next {
+    /// `delivered`, `failed`, or `pending` (with `at` its next attempt time).
+    pub state: &'static str,
+    pub at: DateTime<Utc>,
+    pub transition: Option<Transition>,
+}
+
+/// What follows attempt `c` that came to `o`, recorded at `now`; `schedule` is the global one
+/// (an endpoint's or callback's own, if it has one, is in `c`).
+pub fn after(c: &Claimed, o: &AttemptOutcome, schedule: &[Duration], now: DateTime<Utc>, rng: &mut impl Rng) -> Next {
+    let endpoint = c.endpoint_id.is_some() && o.reached_endpoint();
+    if o.delivered() {
+        let transition = (endpoint && c.endpoint_failing).then_some(Transition::Recovered);
+        return Next { state: "delivered", at: now, transition };
+    }
+    if o.final_failure() {
+        let transition = (endpoint && o.gone()).then_some(Transition::Disabled);
+        return Next { state: "failed", at: now, transition };
+    }
+    let ended = o.started_at + chrono::Duration::from_std(o.duration).unwrap_or_default();
+    let schedule = c.retry_schedule.as_deref().unwrap_or(schedule);
+    match next_attempt_at(schedule, c.round_attempt.max(0) as u32, ended, o.retry_after, rng) {
+        Some(at) => Next { state: "pending", at, transition: None },
+        None => Next { state: "failed", at: now, transition: endpoint.then_some(Transition::Failing) },
+    }
+}
 
 /// The next attempt's time after attempt number `attempt` (from 1, within this round) failed
 /// at `ended`, or `None` when the schedule is spent and the delivery has failed.
@@ -85,6 +128,70 @@ mod tests {
         assert_eq!(at - t0, chrono::Duration::seconds(6), "capped at the longest step");
         let at = next_attempt_at(&s, 1, t0, Some(Duration::from_millis(1)), &mut rng).unwrap();
         assert!(at - t0 >= chrono::Duration::milliseconds(2700), "a shorter Retry-After does not shorten the step");
+    }
+
+    fn claimed(endpoint: bool, failing: bool, round: i32) -> Claimed {
+        Claimed {
+            tenant_id: "t".into(),
+            delivery_id: "d".into(),
+            event_id: "e".into(),
+            endpoint_id: endpoint.then(|| "ep".to_string()),
+            url: "https://example.com/".into(),
+            attempt: round,
+            round_attempt: round,
+            event_type: "x".into(),
+            created_at: Utc::now(),
+            data: "{}".into(),
+            traceparent: None,
+            signature_scheme: "standard-webhooks".into(),
+            secret: None,
+            previous_secret: None,
+            retry_schedule: None,
+            endpoint_failing: failing,
+        }
+    }
+
+    fn outcome(status: Option<u16>, error: Option<&'static str>) -> AttemptOutcome {
+        AttemptOutcome {
+            started_at: Utc::now(),
+            duration: Duration::from_millis(5),
+            status_code: status,
+            error,
+            detail: None,
+            excerpt: None,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn after_an_attempt() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let now = Utc::now();
+        let s = contract();
+        let next = |c: Claimed, o: AttemptOutcome| after(&c, &o, &s, now, &mut StdRng::seed_from_u64(9));
+        // Delivered: recovery only where the endpoint was failing.
+        assert_eq!(next(claimed(true, false, 1), outcome(Some(200), None)).transition, None);
+        assert_eq!(next(claimed(true, true, 1), outcome(Some(204), None)).transition, Some(Transition::Recovered));
+        assert_eq!(next(claimed(false, true, 1), outcome(Some(200), None)).state, "delivered");
+        // A failure mid-schedule waits for its step; the last one fails the delivery and the endpoint.
+        let n = next(claimed(true, false, 1), outcome(Some(500), Some("http_status")));
+        assert_eq!((n.state, n.transition), ("pending", None));
+        assert!(n.at > now + chrono::Duration::seconds(50));
+        let n = next(claimed(true, false, 6), outcome(Some(500), Some("http_status")));
+        assert_eq!((n.state, n.transition), ("failed", Some(Transition::Failing)));
+        // A callback has no endpoint to mark.
+        assert_eq!(next(claimed(false, false, 6), outcome(None, Some("timeout"))).transition, None);
+        // 410 disables at once; refusals before sending fail at once and say nothing of the receiver.
+        let n = next(claimed(true, false, 1), outcome(Some(410), Some("http_status")));
+        assert_eq!((n.state, n.transition), ("failed", Some(Transition::Disabled)));
+        for class in ["invalid_delivery", "abandoned"] {
+            let n = next(claimed(true, false, 1), outcome(None, Some(class)));
+            assert_eq!((n.state, n.transition), ("failed", None), "{class}");
+        }
+        // A panic in Herald is retried on the schedule, and never blames the endpoint.
+        assert_eq!(next(claimed(true, false, 1), outcome(None, Some("internal"))).state, "pending");
+        assert_eq!(next(claimed(true, false, 6), outcome(None, Some("internal"))).transition, None);
+        let _ = &mut rng;
     }
 
     #[test]

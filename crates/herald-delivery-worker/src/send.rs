@@ -38,6 +38,8 @@ pub struct Claimed {
     pub secret: Option<Secret>,
     pub previous_secret: Option<Secret>,
     pub retry_schedule: Option<Vec<Duration>>,
+    /// The endpoint was `failing` when this was claimed (a success then means it recovered).
+    pub endpoint_failing: bool,
 }
 
 /// What one attempt came to.

@@ -1,14 +1,15 @@
 //! The worker's hot loop: one `select!` over shutdown, a wake-up (NOTIFY), a jittered poll, and
 //! finished attempts. It claims only when it has free slots and never more than it has.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use deadpool_postgres::Pool;
 use herald_core::clock::SharedClock;
-use tokio::sync::{mpsc, Notify};
+use herald_core::listen::Wake;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +29,7 @@ pub struct Worker {
     store: Store,
     sender: Sender,
     clock: SharedClock,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
 }
 
 impl Worker {
@@ -39,17 +40,17 @@ impl Worker {
         metrics: Arc<herald_core::metrics::Metrics>,
     ) -> Result<Self, reqwest::Error> {
         let sender = Sender::new(config.allow.clone(), config.connect_timeout, config.attempt_timeout)?;
-        Ok(Self { store: Store { pool, config, metrics }, sender, clock, wake: Arc::new(Notify::new()) })
+        Ok(Self { store: Store { pool, config, metrics }, sender, clock, wake: Wake::new() })
     }
 
     /// Woken on `herald_deliveries` notifications (see `herald_core::listen`).
-    pub fn waker(&self) -> Arc<Notify> {
+    pub fn waker(&self) -> Arc<Wake> {
         self.wake.clone()
     }
 
     /// Woken by `wake` instead of a new one (a worker started again after a panic keeps the
     /// listener of the one before).
-    pub fn woken_by(mut self, wake: Arc<Notify>) -> Self {
+    pub fn woken_by(mut self, wake: Arc<Wake>) -> Self {
         self.wake = wake;
         self
     }
@@ -69,6 +70,9 @@ impl Worker {
         let mut recorder_lost = false;
         let mut inflight = InFlight::default();
         let (mut want_claim, mut backlog, mut stopping) = (true, false, false);
+        // Whom the next claim is for: the tenants a notification named and those whose last
+        // claim filled up, or everyone (`None`: ask each tenant whether it has due work).
+        let mut next: Option<BTreeSet<String>> = None;
         // Attempts in flight just after the last claim: with a backlog, claim again once half
         // of them have finished. Fewer, larger claims cost the database far less per delivery.
         let mut after_claim = 0usize;
@@ -86,9 +90,13 @@ impl Worker {
                 want_claim = false;
                 let free = config.concurrency.saturating_sub(inflight.len());
                 if free > 0 {
-                    match self.claim_round(free, &inflight.per_target, rotate).await {
+                    let only = next.take().map(|t| t.into_iter().collect::<Vec<_>>());
+                    match self.claim_round(free, &inflight.per_target, rotate, only).await {
                         Ok(claim) => {
                             backlog = claim.more;
+                            if backlog {
+                                next = Some(claim.busy.iter().cloned().collect());
+                            }
                             for c in claim.ready {
                                 crate::fault::at(crate::fault::Fault::PanicClaim, &c.event_type);
                                 self.store.metrics.in_flight.inc();
@@ -143,10 +151,21 @@ impl Worker {
                     if backlog && inflight.len() * 2 <= after_claim {
                         want_claim = true;
                     }
+                    if want_claim && next.as_ref().is_some_and(BTreeSet::is_empty) {
+                        next = None;
+                    }
                 }
-                _ = self.wake.notified(), if !stopping => want_claim = true,
+                _ = self.wake.notified(), if !stopping => {
+                    want_claim = true;
+                    next = match (self.wake.take(), next.take()) {
+                        (Some(woken), Some(mut n)) => { n.extend(woken); Some(n) }
+                        (Some(woken), None) if !backlog => Some(woken.into_iter().collect()),
+                        _ => None,
+                    };
+                }
                 _ = &mut poll, if !stopping => {
                     want_claim = true;
+                    next = None;
                     poll.as_mut().reset(tokio::time::Instant::now() + jittered(config.poll_interval));
                 }
                 _ = &mut grace, if stopping => {
@@ -184,30 +203,41 @@ impl Worker {
         results.send(f).await.is_ok()
     }
 
-    /// One round: tenants with due deliveries in turn, each claiming up to its share of `free`.
-    /// `more` says whether any tenant filled its share (more may be due).
+    /// One round: tenants with due deliveries in turn (`only` these, or every tenant that
+    /// has some), each claiming up to its share of `free`. `more` says whether any tenant
+    /// filled its share (more may be due), `busy` which.
     pub async fn claim_round(
         &self,
         free: usize,
         local: &HashMap<String, usize>,
         rotate: usize,
+        only: Option<Vec<String>>,
     ) -> Result<Claim, crate::store::StoreError> {
         let now = self.clock.now();
-        let tenants = self.store.due_tenants(now, rotate).await?;
+        let mut tenants = match only {
+            Some(t) => t,
+            None => self.store.due_tenants(now).await?,
+        };
         let mut out = Claim::default();
         if tenants.is_empty() {
             return Ok(out);
         }
+        let k = rotate % tenants.len();
+        tenants.rotate_left(k);
         let share = free.div_ceil(tenants.len()).max(1);
         for tenant in tenants {
             let want = share.min(free - out.len());
             if want == 0 {
                 out.more = true;
-                break;
+                out.busy.push(tenant);
+                continue;
             }
             match self.store.claim(&tenant, want, now, local, rotate).await {
                 Ok(got) => {
-                    out.more |= got.more || got.len() == want;
+                    if got.more || got.len() == want {
+                        out.more = true;
+                        out.busy.push(tenant.clone());
+                    }
                     out.ready.extend(got.ready);
                     out.refused.extend(got.refused);
                 }
@@ -319,8 +349,8 @@ fn target_key(c: &Claimed) -> String {
     c.endpoint_id.clone().unwrap_or_else(|| CALLBACKS.to_string())
 }
 
-/// `target_key` of callbacks; no endpoint id has this shape.
-pub(crate) const CALLBACKS: &str = "(callbacks)";
+/// `target_key` of callbacks: their `target` in herald.deliveries (no endpoint id is this).
+pub(crate) const CALLBACKS: &str = "callback";
 
 async fn record_loop(store: Store, clock: SharedClock, mut rx: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);

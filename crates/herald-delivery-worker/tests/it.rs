@@ -56,7 +56,7 @@ impl Fixture {
             .db
             .client()
             .await
-            .query_one("SELECT state, attempt_count, next_attempt_at, lease_owner FROM herald.deliveries WHERE delivery_id = 'dlv_1'", &[])
+            .query_one("SELECT CASE WHEN lease_until IS NOT NULL THEN 'delivering' ELSE state END, attempt_count, coalesce(lease_until, next_attempt_at), lease_owner FROM herald.deliveries WHERE delivery_id = 'dlv_1'", &[])
             .await
             .unwrap();
         (r.get(0), r.get(1), r.get(2), r.get(3))

@@ -12,11 +12,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use herald_core::clock::SharedClock;
-use herald_core::id;
+use herald_core::fanout;
+use herald_core::listen::Wake;
 use herald_core::metrics::Metrics;
-use herald_core::validate::type_matches;
 use rand::Rng;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 mod sql {
@@ -36,19 +35,6 @@ mod sql {
     pub const EVENTS: &str = "SELECT event_id, event_type, callback_url FROM herald.events \
          WHERE tenant_id = $1 AND event_id = ANY($2) ORDER BY seq, event_id";
 
-    /// Endpoints that take new deliveries: healthy or failing, not disabled.
-    /// FOR KEY SHARE: an endpoint being deleted waits for this fan-out to commit (and then
-    /// cancels the deliveries it made), and this one does not see it after its delete.
-    pub const ENDPOINTS: &str = "SELECT endpoint_id, url, event_types FROM herald.endpoints \
-         WHERE tenant_id = $1 AND status IN ('healthy', 'failing') ORDER BY endpoint_id FOR KEY SHARE";
-
-    pub const INSERT_DELIVERIES: &str = "INSERT INTO herald.deliveries (tenant_id, delivery_id, event_id, target, \
-           endpoint_id, url, state, next_attempt_at, created_at, updated_at) \
-         SELECT $1, u.delivery_id, u.event_id, u.target, u.endpoint_id, u.url, 'pending', $6, $6, $6 \
-           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $7::text[]) \
-                AS u(delivery_id, event_id, target, endpoint_id, url) \
-         ON CONFLICT (tenant_id, event_id, target) DO NOTHING";
-
     /// A tenant's pending events in sequence order, read without locks (to go one at a time).
     pub const PENDING: &str = "SELECT event_id FROM herald.pending_events WHERE tenant_id = $1 \
          ORDER BY seq, event_id LIMIT $2";
@@ -64,9 +50,6 @@ mod sql {
     /// Sets an event aside, with why, when it cannot be fanned out (its pending row goes).
     pub const SET_ASIDE: &str = "INSERT INTO herald.fanout_failures (tenant_id, event_id, failed_at, error) \
          VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
-
-    /// Wakes delivery-workers; sent from this session, delivered at COMMIT.
-    pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
 
     /// Whether tenant `$1` has human-in-the-loop operations whose time is up at `$2`.
     pub const TENANT_HAS_EXPIRED: &str = "SELECT EXISTS (SELECT 1 FROM herald.operations o \
@@ -117,23 +100,23 @@ pub struct Poller {
     pool: Pool,
     clock: SharedClock,
     config: PollerConfig,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     metrics: Arc<Metrics>,
 }
 
 impl Poller {
     pub fn new(pool: Pool, clock: SharedClock, config: PollerConfig, metrics: Arc<Metrics>) -> Self {
-        Self { pool, clock, config, wake: Arc::new(Notify::new()), metrics }
+        Self { pool, clock, config, wake: Wake::new(), metrics }
     }
 
     /// Woken on `herald_outbox` notifications (see `herald_core::listen`).
-    pub fn waker(&self) -> Arc<Notify> {
+    pub fn waker(&self) -> Arc<Wake> {
         self.wake.clone()
     }
 
     /// Woken by `wake` instead of a new one (a poller started again after a panic keeps the
     /// listener of the one before).
-    pub fn woken_by(mut self, wake: Arc<Notify>) -> Self {
+    pub fn woken_by(mut self, wake: Arc<Wake>) -> Self {
         self.wake = wake;
         self
     }
@@ -158,9 +141,17 @@ impl Poller {
 
     /// Fans out everything pending now, tenant by tenant. Returns the number of events.
     pub async fn tick(&self) -> Result<usize, PollerError> {
-        let tenants = {
-            let client = self.pool.get().await?;
-            herald_core::db::tenants_where(&client, sql::TENANT_HAS_PENDING, &[]).await?
+        self.tick_for(None).await
+    }
+
+    /// Fans out what is pending for `only` these tenants, or for every tenant that has some.
+    async fn tick_for(&self, only: Option<Vec<String>>) -> Result<usize, PollerError> {
+        let tenants = match only {
+            Some(t) => t,
+            None => {
+                let client = self.pool.get().await?;
+                herald_core::db::tenants_where(&client, sql::TENANT_HAS_PENDING, &[]).await?
+            }
         };
         let mut total = 0;
         for tenant in tenants {
@@ -255,52 +246,17 @@ impl Poller {
         if taken.is_empty() {
             return Ok(0);
         }
-        let events = tx.query(sql::EVENTS, &[&tenant, &taken]).await?;
-        let endpoints = tx.query(sql::ENDPOINTS, &[&tenant]).await?;
-        // An endpoint row that cannot be read gets nothing (and says so); the others go on.
-        let endpoints: Vec<(String, String, Vec<String>)> = endpoints
+        let events = tx
+            .query(sql::EVENTS, &[&tenant, &taken])
+            .await?
             .iter()
-            .filter_map(|r| match (r.try_get(0), r.try_get(1), r.try_get(2)) {
-                (Ok(id), Ok(url), Ok(types)) => Some((id, url, types)),
-                (id, _, _) => {
-                    tracing::error!(tenant, endpoint = ?id.ok(), "an endpoint row cannot be read; it gets no deliveries");
-                    None
-                }
-            })
-            .collect();
-
-        let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for event in &events {
-            let event_id: String = event.try_get(0)?;
-            let event_type: String = event.try_get(1)?;
-            let callback: Option<String> = event.try_get(2)?;
-            for (endpoint_id, url, patterns) in &endpoints {
-                if type_matches(patterns, &event_type) {
-                    ids.push(id::new_id(id::DELIVERY, now));
-                    event_ids.push(event_id.clone());
-                    targets.push(endpoint_id.clone());
-                    endpoint_ids.push(Some(endpoint_id.clone()));
-                    urls.push(url.clone());
-                }
-            }
-            if let Some(url) = callback {
-                ids.push(id::new_id(id::DELIVERY, now));
-                event_ids.push(event_id.clone());
-                targets.push("callback".to_string());
-                endpoint_ids.push(None);
-                urls.push(url);
-            }
-        }
-        if !ids.is_empty() {
-            tx.execute(sql::INSERT_DELIVERIES, &[&tenant, &ids, &event_ids, &targets, &endpoint_ids, &now, &urls])
-                .await?;
-            tx.execute(sql::NOTIFY_WORKERS, &[&tenant]).await?;
-        }
+            .map(|r| Ok(fanout::Event { id: r.try_get(0)?, event_type: r.try_get(1)?, callback_url: r.try_get(2)? }))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        let made = fanout::fan_out(&tx, tenant, &events, now).await?;
         tx.commit().await?;
         self.metrics.events_fanned_out.inc_by(taken.len() as u64);
-        self.metrics.deliveries_created.inc_by(ids.len() as u64);
-        tracing::debug!(tenant, events = taken.len(), deliveries = ids.len(), "fanned out");
+        self.metrics.deliveries_created.inc_by(made as u64);
+        tracing::debug!(tenant, events = taken.len(), deliveries = made, "fanned out");
         Ok(taken.len())
     }
 
@@ -308,25 +264,36 @@ impl Poller {
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!("outbox-poller started");
         let mut last_upkeep: Option<DateTime<Utc>> = None;
+        // A notification names its tenant: fan out just those. A poll (`None`) looks at every
+        // tenant, and is also when operations expire and partitions are kept ahead.
+        let mut woken: Option<Vec<String>> = None;
+        let mut last_poll = tokio::time::Instant::now();
         loop {
             let now = self.clock.now();
-            if last_upkeep.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
-                match self.upkeep(now).await {
-                    Ok(()) => last_upkeep = Some(now),
-                    Err(e) => tracing::warn!(error = %e, "partition upkeep failed; will retry"),
+            // However busy the notifications keep it, a poll comes round at its interval.
+            if last_poll.elapsed() >= self.config.poll_interval {
+                woken = None;
+            }
+            if woken.is_none() {
+                last_poll = tokio::time::Instant::now();
+                if last_upkeep.is_none_or(|t| now - t > chrono::Duration::hours(1)) {
+                    match self.upkeep(now).await {
+                        Ok(()) => last_upkeep = Some(now),
+                        Err(e) => tracing::warn!(error = %e, "partition upkeep failed; will retry"),
+                    }
+                }
+                if let Err(e) = self.expire().await {
+                    tracing::warn!(error = %e, "expiring operations failed; retrying at the next poll");
                 }
             }
-            if let Err(e) = self.expire().await {
-                tracing::warn!(error = %e, "expiring operations failed; retrying at the next poll");
-            }
-            if let Err(e) = self.tick().await {
+            if let Err(e) = self.tick_for(woken.take()).await {
                 tracing::warn!(error = %e, "fan-out failed; retrying at the next poll");
             }
             let wait = self.config.poll_interval.mul_f64(rand::rng().random_range(0.8..=1.2));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => woken = self.wake.take(),
+                _ = tokio::time::sleep(wait) => woken = None,
             }
         }
         tracing::info!("outbox-poller stopped");

@@ -8,8 +8,10 @@
 //! delivery-worker's), or hold a transaction open across anything but its own statements.
 
 pub mod api;
+mod batch;
 mod publish;
 mod sql;
 pub mod tenant;
 
+pub use batch::Publisher;
 pub use publish::{publish, NewEvent, PublishError, Published};

@@ -24,6 +24,40 @@ pub struct NewEvent {
     pub traceparent: Option<String>,
 }
 
+impl NewEvent {
+    /// The rules every door applies (contract section 8); returns the callback URL as it is
+    /// stored (parsed: lower-case scheme and host, percent-encoded, as endpoint URLs are).
+    pub fn check(&self) -> Result<Option<String>, Invalid> {
+        if let Some(id) = &self.id {
+            validate::event_id(id)?;
+        }
+        validate::event_type(&self.event_type)?;
+        let callback_url = match &self.callback_url {
+            Some(url) => {
+                Some(validate::target_url("callback_url", url, &herald_core::targets::AllowList::all())?.to_string())
+            }
+            None => None,
+        };
+        validate::callback_fields(
+            callback_url.is_some(),
+            self.callback_secret.is_some(),
+            self.retry_schedule.is_some(),
+            "event",
+        )?;
+        if let Some(steps) = &self.retry_schedule {
+            let written: Vec<String> = steps.iter().map(|d| format!("{}ms", d.as_millis())).collect();
+            validate::retry_schedule(&written)?;
+        }
+        if self.traceparent.as_deref().is_some_and(|t| !validate::traceparent(t)) {
+            return Err(Invalid::new(
+                "invalid_traceparent",
+                "traceparent must be a W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>",
+            ));
+        }
+        Ok(callback_url)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub id: String,
@@ -43,6 +77,10 @@ pub enum PublishError {
     UnknownTenant(String),
     #[error("database: {0}")]
     Database(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(deadpool_postgres::PoolError),
+    #[error("the publisher stopped before answering")]
+    Stopped,
 }
 
 /// Publishes `event` for `tenant` in the caller's transaction: it is stored, and the
@@ -57,34 +95,7 @@ pub async fn publish(
     event: &NewEvent,
     at: DateTime<Utc>,
 ) -> Result<Published, PublishError> {
-    if let Some(id) = &event.id {
-        validate::event_id(id)?;
-    }
-    validate::event_type(&event.event_type)?;
-    // Stored as parsed (lower-case scheme and host, percent-encoded), as endpoint URLs are.
-    let callback_url = match &event.callback_url {
-        Some(url) => {
-            Some(validate::target_url("callback_url", url, &herald_core::targets::AllowList::all())?.to_string())
-        }
-        None => None,
-    };
-    validate::callback_fields(
-        callback_url.is_some(),
-        event.callback_secret.is_some(),
-        event.retry_schedule.is_some(),
-        "event",
-    )?;
-    if let Some(steps) = &event.retry_schedule {
-        let written: Vec<String> = steps.iter().map(|d| format!("{}ms", d.as_millis())).collect();
-        validate::retry_schedule(&written)?;
-    }
-    if event.traceparent.as_deref().is_some_and(|t| !validate::traceparent(t)) {
-        return Err(Invalid::new(
-            "invalid_traceparent",
-            "traceparent must be a W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>",
-        )
-        .into());
-    }
+    let callback_url = event.check()?;
     let schedule: Option<Vec<String>> = event
         .retry_schedule
         .as_ref()

@@ -103,13 +103,13 @@ fn app_state(
     targets: &TargetArgs,
     api: &ApiArgs,
 ) -> AppState {
-    AppState {
-        pool: pool.clone(),
-        clock: clock.clone(),
-        allow: targets.allow_private_targets.clone(),
-        max_payload_bytes: api.max_payload_bytes,
-        metrics: metrics.clone(),
-    }
+    AppState::new(
+        pool.clone(),
+        clock.clone(),
+        targets.allow_private_targets.clone(),
+        api.max_payload_bytes,
+        metrics.clone(),
+    )
 }
 
 fn worker_config(d: &DeliveryArgs, targets: &TargetArgs, poll: &PollArgs) -> anyhow::Result<WorkerConfig> {
@@ -154,7 +154,7 @@ fn spawn_poller(
     shutdown: &CancellationToken,
 ) {
     let config = PollerConfig { batch: poll.poller_batch, poll_interval: poll.poll_interval };
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let wake = herald_core::listen::Wake::new();
     tasks.spawn(listen(url, "herald_outbox", wake.clone(), metrics, shutdown));
     let (pool, clock, m, s) = (pool.clone(), clock.clone(), metrics.clone(), shutdown.clone());
     tasks.spawn(supervise("poller", metrics.clone(), shutdown.clone(), move || {
@@ -178,7 +178,7 @@ fn spawn_worker(
 ) -> anyhow::Result<()> {
     // Built once here so that a client that cannot be built stops the process at start.
     Worker::new(pool.clone(), clock.clone(), config.clone(), metrics.clone()).context("building the HTTP client")?;
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let wake = herald_core::listen::Wake::new();
     tasks.spawn(listen(url, "herald_deliveries", wake.clone(), metrics, shutdown));
     let (pool, clock, m, s) = (pool.clone(), clock.clone(), metrics.clone(), shutdown.clone());
     tasks.spawn(supervise("worker", metrics.clone(), shutdown.clone(), move || {
@@ -232,7 +232,7 @@ where
 fn listen(
     url: &str,
     channel: &str,
-    wake: Arc<tokio::sync::Notify>,
+    wake: Arc<herald_core::listen::Wake>,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> impl std::future::Future<Output = anyhow::Result<()>> {

@@ -51,7 +51,8 @@ pub async fn retry(
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let Some(row) = tx.query_opt(sql::RETRY_DELIVERY, &[&tenant, &id, &now]).await? else {
-        let current: Option<String> = tx.query_opt(sql::DELIVERY_STATE, &[&tenant, &id]).await?.map(|r| r.get(0));
+        let current: Option<String> =
+            tx.query_opt(sql::DELIVERY_STATE, &[&tenant, &id, &now]).await?.map(|r| r.get("state"));
         return Err(match current.as_deref() {
             None => ApiError::not_found("delivery", &id),
             Some("delivering") => ApiError::new(

@@ -89,7 +89,8 @@ impl From<crate::PublishError> for ApiError {
         match e {
             crate::PublishError::Invalid(i) => i.into(),
             crate::PublishError::UnknownTenant(_) => Self::internal(e),
-            crate::PublishError::Database(d) => Self::internal(d),
+            crate::PublishError::Database(d) => d.into(),
+            crate::PublishError::Pool(_) | crate::PublishError::Stopped => Self::internal(e),
         }
     }
 }

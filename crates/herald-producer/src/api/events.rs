@@ -72,13 +72,8 @@ pub async fn publish(
         retry_schedule,
         traceparent: traceparent(&headers),
     };
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    let published = crate::publish(&tx, &tenant, &event, state.clock.now()).await?;
-    tx.commit().await?;
-    if !published.duplicate {
-        state.metrics.events_published.inc();
-    }
+    event.check()?;
+    let published = state.publisher.publish(&tenant, event, state.clock.now()).await?;
     let mut answer = json!({"id": published.id, "created_at": published.created_at, "duplicate": published.duplicate});
     if let Some(secret) = published.generated_callback_secret {
         answer["callback_secret"] = Value::String(secret);
@@ -97,7 +92,7 @@ pub async fn get_one(
         return Err(ApiError::not_found("event", &id));
     };
     let mut deliveries = Vec::new();
-    for d in client.query(sql::EVENT_DELIVERIES, &[&tenant, &id]).await? {
+    for d in client.query(sql::EVENT_DELIVERIES, &[&tenant, &id, &state.clock.now()]).await? {
         let state: String = d.col("state")?;
         let next_attempt_at = match state.as_str() {
             "pending" | "delivering" => json!(d.col::<chrono::DateTime<chrono::Utc>>("next_attempt_at")?),

@@ -38,13 +38,46 @@ impl FromRequestParts<AppState> for Tenant {
         let unknown =
             || unauthorized("unknown API token: check it, or make a new one with `herald tenant create NAME`");
         let tenant = herald_core::token::tenant_of(token).ok_or_else(unknown)?;
+        let hash = herald_core::token::hash(token);
+        let now = std::time::Instant::now();
+        if state.tokens.knows(&hash, now) {
+            return Ok(Tenant(tenant.to_string()));
+        }
         let client = state.pool.get().await?;
-        let found = client.query_opt(sql::TOKEN_EXISTS, &[&tenant, &herald_core::token::hash(token)]).await?.is_some();
+        let found = client.query_opt(sql::TOKEN_EXISTS, &[&tenant, &hash]).await?.is_some();
         if found {
+            state.tokens.remember(hash, now);
             Ok(Tenant(tenant.to_string()))
         } else {
             Err(unknown())
         }
+    }
+}
+
+/// Hashes of tokens found in the database lately: a request with one of them needs no lookup.
+/// A token removed from the database keeps working in this process for at most
+/// [`TokenCache::TTL`]. Unknown tokens are never remembered. Bounded: when full, it forgets
+/// everything and starts again.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    seen: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
+}
+
+impl TokenCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(10);
+    const MAX: usize = 10_000;
+
+    fn knows(&self, hash: &[u8], now: std::time::Instant) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(hash).is_some_and(|at| now.duration_since(*at) < Self::TTL)
+    }
+
+    fn remember(&self, hash: Vec<u8>, now: std::time::Instant) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= Self::MAX {
+            seen.clear();
+        }
+        seen.insert(hash, now);
     }
 }
 

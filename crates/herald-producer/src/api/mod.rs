@@ -4,7 +4,7 @@ mod deliveries;
 mod endpoints;
 mod error;
 mod events;
-mod extract;
+pub mod extract;
 mod health;
 mod inbox;
 mod operations;
@@ -59,6 +59,25 @@ pub struct AppState {
     /// Largest request body accepted (HERALD_MAX_PAYLOAD_BYTES).
     pub max_payload_bytes: usize,
     pub metrics: Arc<Metrics>,
+    /// `POST /v1/events` goes through it: group commit.
+    pub publisher: crate::Publisher,
+    /// Tokens seen lately (see [`extract::TokenCache`]).
+    pub tokens: Arc<extract::TokenCache>,
+}
+
+impl AppState {
+    /// The state of an API process; starts its publisher's writers.
+    pub fn new(
+        pool: Pool,
+        clock: SharedClock,
+        allow: AllowList,
+        max_payload_bytes: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let publisher = crate::Publisher::start(pool.clone(), metrics.clone());
+        let tokens = Arc::new(extract::TokenCache::default());
+        Self { pool, clock, allow, max_payload_bytes, metrics, publisher, tokens }
+    }
 }
 
 /// `/v1` and the operator routes (`/healthz`, `/readyz`, `/metrics`).

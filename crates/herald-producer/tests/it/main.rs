@@ -26,13 +26,7 @@ impl App {
 
     pub async fn with_allow(allow: AllowList) -> Self {
         let db = TestDb::new().await;
-        let state = AppState {
-            pool: db.pool.clone(),
-            clock: clock::system(),
-            allow,
-            max_payload_bytes: 4096,
-            metrics: herald_core::metrics::Metrics::new(),
-        };
+        let state = AppState::new(db.pool.clone(), clock::system(), allow, 4096, herald_core::metrics::Metrics::new());
         Self { router: router(state), db }
     }
 

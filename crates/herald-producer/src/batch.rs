@@ -1,0 +1,224 @@
+//! Group commit for `POST /v1/events`: requests that arrive together share one transaction,
+//! one fsync and one NOTIFY, and each is answered only after that transaction committed.
+//!
+//! A handler checks its event and hands it to [`Publisher::publish`]. A few writer tasks take
+//! whatever is waiting (at most [`MAX_BATCH`]; never waiting for more: a lone event goes at
+//! once) and write it: per tenant, one INSERT of its events and their deliveries straight away
+//! (the API owns Herald's database, so its events skip the outbox queue and the poller's hop),
+//! then COMMIT. An event with a callback goes through `herald.publish_event_json` in the same
+//! transaction, as the Rust crate's `publish` does. If a batch fails because of one of its
+//! events, each is written again alone, so one bad event fails only its own request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use herald_core::fanout;
+use herald_core::metrics::Metrics;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::publish::{NewEvent, PublishError, Published};
+
+/// Events written in one transaction at most.
+pub const MAX_BATCH: usize = 256;
+/// Writers, each with its batch: while one waits for its COMMIT, another fills the next.
+const WRITERS: usize = 4;
+
+/// Events of one tenant, straight into the outbox table; a duplicate id keeps the first.
+const INSERT_EVENTS: &str = "INSERT INTO herald.events AS e (tenant_id, event_id, seq, event_type, data, \
+        created_at, traceparent) \
+     SELECT $1, u.id, u.seq, u.event_type, u.data::json, u.at, u.traceparent \
+       FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::text[]) \
+            AS u(id, seq, event_type, data, at, traceparent) \
+     ON CONFLICT ON CONSTRAINT events_pkey DO NOTHING \
+     RETURNING e.event_id";
+
+/// The stored time of ids that were published before.
+const EXISTING: &str = "SELECT event_id, created_at FROM herald.events WHERE tenant_id = $1 AND event_id = ANY($2)";
+
+struct Job {
+    tenant: String,
+    event: NewEvent,
+    at: DateTime<Utc>,
+    answer: oneshot::Sender<Result<Published, PublishError>>,
+}
+
+/// The API's way into the outbox.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("tenant", &self.tenant).finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Starts the writers; they stop when every `Publisher` clone is dropped.
+    pub fn start(pool: Pool, metrics: Arc<Metrics>) -> Self {
+        let (jobs, rx) = mpsc::channel::<Job>(MAX_BATCH * WRITERS);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WRITERS {
+            let (rx, pool, metrics) = (rx.clone(), pool.clone(), metrics.clone());
+            tokio::spawn(async move {
+                while let Some(batch) = next_batch(&rx).await {
+                    write(&pool, &metrics, batch).await;
+                }
+            });
+        }
+        Self { jobs }
+    }
+
+    /// Publishes `event` (already checked with [`NewEvent::check`]) for `tenant`: answered once
+    /// it is committed, with its deliveries.
+    pub async fn publish(&self, tenant: &str, event: NewEvent, at: DateTime<Utc>) -> Result<Published, PublishError> {
+        let (answer, answered) = oneshot::channel();
+        // PostgreSQL keeps microseconds: answer the time as it is stored.
+        let at = chrono::SubsecRound::trunc_subsecs(at, 6);
+        let job = Job { tenant: tenant.to_string(), event, at, answer };
+        self.jobs.send(job).await.map_err(|_| PublishError::Stopped)?;
+        answered.await.map_err(|_| PublishError::Stopped)?
+    }
+}
+
+/// What is waiting now, at least one job; `None` when every sender is gone.
+async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+async fn write(pool: &Pool, metrics: &Metrics, batch: Vec<Job>) {
+    let alone = batch.len() == 1;
+    let (jobs, answers): (Vec<Entry>, Vec<_>) =
+        batch.into_iter().map(|j| ((j.tenant, j.event, j.at), j.answer)).unzip();
+    match write_batch(pool, &jobs).await {
+        Ok(published) => {
+            for (answer, p) in answers.into_iter().zip(published) {
+                if !p.duplicate {
+                    metrics.events_published.inc();
+                }
+                let _ = answer.send(Ok(p));
+            }
+        }
+        Err(e) if alone => {
+            let _ = answers.into_iter().next().map(|a| a.send(Err(e)));
+        }
+        Err(e) => {
+            // One event's trouble is its own: write each alone, in its own transaction.
+            tracing::debug!(error = %e, count = jobs.len(), "a batch of publishes failed; writing them one by one");
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                let one = write_batch(pool, std::slice::from_ref(&job)).await.map(|mut p| p.remove(0));
+                if one.as_ref().is_ok_and(|p| !p.duplicate) {
+                    metrics.events_published.inc();
+                }
+                let _ = answer.send(one);
+            }
+        }
+    }
+}
+
+/// One transaction for `jobs`; the answers in their order.
+/// An event to write: its tenant, itself, its time.
+type Entry = (String, NewEvent, DateTime<Utc>);
+
+async fn write_batch(pool: &Pool, jobs: &[Entry]) -> Result<Vec<Published>, PublishError> {
+    let mut client = pool.get().await.map_err(PublishError::Pool)?;
+    let tx = client.transaction().await?;
+    let mut answers: Vec<Option<Published>> = vec![None; jobs.len()];
+    let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, (tenant, _, _)) in jobs.iter().enumerate() {
+        by_tenant.entry(tenant.as_str()).or_default().push(i);
+    }
+    for (tenant, idx) in by_tenant {
+        let (plain, with_callback): (Vec<usize>, Vec<usize>) =
+            idx.into_iter().partition(|&i| jobs[i].1.callback_url.is_none());
+        for i in with_callback {
+            let (_, event, at) = &jobs[i];
+            answers[i] = Some(crate::publish(&tx, tenant, event, *at).await?);
+        }
+        if plain.is_empty() {
+            continue;
+        }
+        let ids: Vec<String> = plain
+            .iter()
+            .map(|&i| {
+                jobs[i].1.id.clone().unwrap_or_else(|| herald_core::id::new_id(herald_core::id::EVENT, jobs[i].2))
+            })
+            .collect();
+        let seqs: Vec<i64> = plain.iter().map(|&i| herald_core::id::seq_at(jobs[i].2)).collect();
+        let types: Vec<&str> = plain.iter().map(|&i| jobs[i].1.event_type.as_str()).collect();
+        let data: Vec<&str> = plain.iter().map(|&i| jobs[i].1.data.as_str()).collect();
+        let ats: Vec<DateTime<Utc>> = plain.iter().map(|&i| jobs[i].2).collect();
+        let traceparents: Vec<Option<&str>> = plain.iter().map(|&i| jobs[i].1.traceparent.as_deref()).collect();
+        let insert = tx.prepare_cached(INSERT_EVENTS).await?;
+        let inserted: Vec<String> = tx
+            .query(&insert, &[&tenant, &ids, &seqs, &types, &data, &ats, &traceparents])
+            .await
+            .map_err(publish_error)?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        // The first job with an id that was inserted made it; any other is a duplicate.
+        let mut fresh: HashMap<&str, bool> = inserted.iter().map(|id| (id.as_str(), true)).collect();
+        let mut events = Vec::new();
+        let mut old = Vec::new();
+        for (k, &i) in plain.iter().enumerate() {
+            let made_here = fresh.get_mut(ids[k].as_str()).map(std::mem::take).unwrap_or(false);
+            if made_here {
+                events.push(fanout::Event { id: ids[k].clone(), event_type: types[k].to_string(), callback_url: None });
+                answers[i] = Some(Published {
+                    id: ids[k].clone(),
+                    created_at: ats[k],
+                    duplicate: false,
+                    generated_callback_secret: None,
+                });
+            } else {
+                old.push((i, ids[k].clone()));
+            }
+        }
+        if !old.is_empty() {
+            let wanted: Vec<&str> = old.iter().map(|(_, id)| id.as_str()).collect();
+            let stored: HashMap<String, DateTime<Utc>> = tx
+                .query(EXISTING, &[&tenant, &wanted])
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()?;
+            for (i, id) in old {
+                // Inserted by this very batch (the same id twice): its time is the first's.
+                let created_at = stored
+                    .get(&id)
+                    .copied()
+                    .or_else(|| answers.iter().flatten().find(|p| p.id == id && !p.duplicate).map(|p| p.created_at));
+                let created_at = created_at.unwrap_or(jobs[i].2);
+                answers[i] = Some(Published { id, created_at, duplicate: true, generated_callback_secret: None });
+            }
+        }
+        let due = ats.iter().copied().max().unwrap_or(jobs[plain[0]].2);
+        fanout::fan_out(&tx, tenant, &events, due).await?;
+    }
+    tx.commit().await?;
+    // Every job was answered above (it is plain or has a callback); a hole would be a bug,
+    // answered as an error rather than a panic.
+    answers.into_iter().map(|a| a.ok_or(PublishError::Stopped)).collect()
+}
+
+/// An unknown tenant (its row is gone) is a foreign key the database refuses.
+fn publish_error(e: tokio_postgres::Error) -> PublishError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
+        PublishError::UnknownTenant(String::new())
+    } else {
+        PublishError::Database(e)
+    }
+}
