@@ -46,7 +46,7 @@ async fn claim_ms(ctx: &Ctx, n: usize) -> anyhow::Result<f64> {
          VACUUM ANALYZE;"
     ))
     .await?;
-    let store = Store { pool: pool.clone(), config: WorkerConfig::new("bench".into()), metrics: Metrics::new() };
+    let store = Store::new(pool.clone(), WorkerConfig::new("bench".into()), Metrics::new());
     let clock = herald_core::clock::system();
     let mut took = Vec::new();
     for _ in 0..50 {

@@ -52,8 +52,9 @@ pub const IN_FLIGHT: &str = "SELECT count(*) FROM herald.deliveries \
 pub const UPDATE_BUCKET: &str = "UPDATE herald.endpoints SET rate_tokens = $3, rate_refilled_at = $4 \
      WHERE tenant_id = $1 AND endpoint_id = $2";
 
-/// The claim, in one statement: for each target in `targets` (rows of `target` and `room`), its
-/// oldest due deliveries, at most `room` each and `$3` in all, locked with SKIP LOCKED and
+/// The claim, in one statement: for each target in `targets` (rows of `target`, `room`, and
+/// the `after_at`, `after_id` where this worker's last claim of it ended), its oldest due
+/// deliveries after that mark, at most `room` each and `$3` in all, locked with SKIP LOCKED and
 /// leased to `$5` until `$4`; answered with what an attempt needs. A lease found expired counts
 /// as lost (`lost_leases`). Parameters: $1 tenant, $2 now, $3 limit, $4 lease deadline,
 /// $5 worker, then those of `targets`.
@@ -64,6 +65,7 @@ fn claim(targets: &str) -> String {
            SELECT x.delivery_id FROM room r CROSS JOIN LATERAL ( \
              SELECT d.delivery_id FROM herald.deliveries d \
               WHERE d.tenant_id = $1 AND d.target = r.target AND {due} \
+                AND (d.next_attempt_at, d.delivery_id) > (r.after_at, r.after_id) \
               ORDER BY d.next_attempt_at, d.delivery_id \
               LIMIT greatest(r.room, 0) \
               FOR UPDATE OF d SKIP LOCKED) x \
@@ -75,8 +77,8 @@ fn claim(targets: &str) -> String {
              FROM due \
             WHERE d.tenant_id = $1 AND d.delivery_id = due.delivery_id \
            RETURNING d.delivery_id, d.event_id, d.endpoint_id, d.url, d.attempt_count, d.schedule_offset, \
-                     d.lost_leases) \
-         SELECT c.delivery_id, c.event_id, c.endpoint_id, coalesce(e.url, c.url) AS url, \
+                     d.lost_leases, d.next_attempt_at) \
+         SELECT c.delivery_id, c.event_id, c.endpoint_id, c.next_attempt_at, coalesce(e.url, c.url) AS url, \
                 c.attempt_count, c.schedule_offset, c.lost_leases, ev.event_type, ev.created_at, \
                 ev.data::text AS data, ev.traceparent, \
                 coalesce(e.signature_scheme, 'standard-webhooks') AS signature_scheme, \
@@ -94,23 +96,27 @@ fn claim(targets: &str) -> String {
 
 /// The tenant's callbacks and its endpoints without limits, in an order rotated by `$9` (each
 /// gets its turn to go first), each with room for `$6` less what this worker has in flight to
-/// it (`$7` targets, `$8` counts).
+/// it (`$7` targets, `$8` counts), after this worker's mark on it (`$10` targets, `$11`
+/// next_attempt_at, `$12` delivery id).
 pub fn claim_open() -> String {
     claim(
-        "SELECT t.target, $6::int - coalesce(l.n, 0) AS room FROM ( \
+        "SELECT t.target, $6::int - coalesce(l.n, 0) AS room, \
+                coalesce(m.at, '-infinity') AS after_at, coalesce(m.id, '') AS after_id FROM ( \
             SELECT x.target, row_number() OVER (ORDER BY x.target) AS i, count(*) OVER () AS n FROM ( \
               SELECT e.endpoint_id AS target FROM herald.endpoints e \
                WHERE e.tenant_id = $1 AND e.status <> 'disabled' \
                  AND e.max_in_flight IS NULL AND e.rate_limit_per_s IS NULL \
               UNION ALL SELECT 'callback') x) t \
           LEFT JOIN unnest($7::text[], $8::int[]) AS l(target, n) ON l.target = t.target \
+          LEFT JOIN unnest($10::text[], $11::timestamptz[], $12::text[]) AS m(target, at, id) \
+                 ON m.target = t.target \
           ORDER BY (t.i + $9) % t.n",
     )
 }
 
 /// One limited endpoint (`$6`), up to `$3`.
 pub fn claim_one() -> String {
-    claim("SELECT $6::text AS target, $3::bigint AS room")
+    claim("SELECT $6::text AS target, $3::bigint AS room, '-infinity'::timestamptz AS after_at, ''::text AS after_id")
 }
 
 /// Results of a batch, for one tenant, with their attempts, in one statement. Only a delivery

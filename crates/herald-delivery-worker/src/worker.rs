@@ -40,7 +40,7 @@ impl Worker {
         metrics: Arc<herald_core::metrics::Metrics>,
     ) -> Result<Self, reqwest::Error> {
         let sender = Sender::new(config.allow.clone(), config.connect_timeout, config.attempt_timeout)?;
-        Ok(Self { store: Store { pool, config, metrics }, sender, clock, wake: Wake::new() })
+        Ok(Self { store: Store::new(pool, config, metrics), sender, clock, wake: Wake::new() })
     }
 
     /// Woken on `herald_deliveries` notifications (see `herald_core::listen`).
@@ -166,6 +166,7 @@ impl Worker {
                 _ = &mut poll, if !stopping => {
                     want_claim = true;
                     next = None;
+                    self.store.forget_marks();
                     poll.as_mut().reset(tokio::time::Instant::now() + jittered(config.poll_interval));
                 }
                 _ = &mut grace, if stopping => {

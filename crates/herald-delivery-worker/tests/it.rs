@@ -44,7 +44,7 @@ impl Fixture {
     fn store(&self, worker: &str) -> Store {
         let mut config = WorkerConfig::new(worker.to_string());
         config.lease = Duration::from_secs(30);
-        Store { pool: self.db.pool.clone(), config, metrics: herald_core::metrics::Metrics::new() }
+        Store::new(self.db.pool.clone(), config, herald_core::metrics::Metrics::new())
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -172,9 +172,10 @@ async fn a_worker_never_claims_more_than_it_has_room_for() {
     )
     .await
     .unwrap();
-    let w = f.store("w");
+    let mut w = f.store("w");
+    w.config.endpoint_concurrency = 16;
     assert_eq!(w.claim("acme", 5, f.now(), &none(), 0).await.unwrap().ready.len(), 5, "limited by free slots");
-    // endpoint_concurrency is 16 by default: with 14 already in flight here, 2 more at most.
+    // endpoint_concurrency 16: with 14 already in flight here, 2 more at most.
     let local: HashMap<String, usize> = [("ep_1".to_string(), 14)].into();
     assert_eq!(
         w.claim("acme", 50, f.now(), &local, 0).await.unwrap().ready.len(),

@@ -1,5 +1,6 @@
 //! The command line. Every setting is a flag with an `HERALD_*` environment variable.
 
+use herald_delivery_worker::WorkerConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -106,11 +107,11 @@ pub struct DeliveryArgs {
     pub connect_timeout: Duration,
 
     /// Attempts in flight per worker process.
-    #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = 64)]
+    #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = WorkerConfig::CONCURRENCY)]
     pub worker_concurrency: usize,
 
     /// Attempts in flight per worker process to any one endpoint.
-    #[arg(long, env = "HERALD_ENDPOINT_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "HERALD_ENDPOINT_CONCURRENCY", default_value_t = WorkerConfig::ENDPOINT_CONCURRENCY)]
     pub endpoint_concurrency: usize,
 
     /// On SIGTERM, how long attempts in flight may take before their leases are given back.

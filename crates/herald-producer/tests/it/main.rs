@@ -2,6 +2,7 @@
 
 mod api;
 mod bad_input;
+mod group_commit;
 mod operations;
 mod publish;
 
