@@ -12,7 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod data;
 pub mod db;
-pub mod fanout;
+pub mod deliveries;
 pub mod id;
 pub mod listen;
 pub mod metrics;

@@ -9,6 +9,7 @@
 //! Must not: hold a transaction or a row lock during an HTTP call; claim more deliveries than it
 //! has free slots; sleep to retry (retries are rows with a `next_attempt_at`).
 
+pub mod attempt;
 mod config;
 pub mod fault;
 pub mod prepare;
@@ -18,9 +19,10 @@ mod sql;
 mod store;
 mod worker;
 
+pub use attempt::{AttemptOutcome, Claimed, Finished};
 pub use config::WorkerConfig;
-pub use send::{AttemptOutcome, Claimed, Sender};
-pub use store::{Claim, Finished, Store, StoreError};
+pub use send::Sender;
+pub use store::{Claim, Store, StoreError};
 
 /// A finished attempt, as the recorder takes it (for tests that drive the store directly).
 pub fn store_finished(claimed: Claimed, outcome: AttemptOutcome) -> Finished {

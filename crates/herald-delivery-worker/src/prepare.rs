@@ -14,13 +14,7 @@ use herald_core::signing::Secret;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
-use crate::send::{AttemptOutcome, Claimed, INTERNAL};
-use crate::store::Finished;
-
-/// The class of an attempt refused before sending because the delivery cannot be prepared.
-pub const INVALID_DELIVERY: &str = "invalid_delivery";
-/// The class of an attempt refused because earlier ones never came back.
-pub const ABANDONED: &str = "abandoned";
+use crate::attempt::{AttemptOutcome, Claimed, Finished, ABANDONED, INTERNAL, INVALID_DELIVERY};
 
 /// Leases in a row that may expire with no result before a delivery is abandoned: a worker
 /// that dies on a delivery (a crash, the out-of-memory killer) stops dying on it after this

@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use crate::send::{AttemptOutcome, Claimed};
+use herald_core::deliveries::State;
+
+use crate::attempt::{AttemptOutcome, Claimed};
 
 /// What an attempt does to its endpoint's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,8 +25,8 @@ pub enum Transition {
 /// A delivery after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Next {
-    /// `delivered`, `failed`, or `pending` (with `at` its next attempt time).
-    pub state: &'static str,
+    /// Delivered, failed, or pending (with `at` its next attempt time).
+    pub state: State,
     pub at: DateTime<Utc>,
     pub transition: Option<Transition>,
 }
@@ -35,17 +37,17 @@ pub fn after(c: &Claimed, o: &AttemptOutcome, schedule: &[Duration], now: DateTi
     let endpoint = c.endpoint_id.is_some() && o.reached_endpoint();
     if o.delivered() {
         let transition = (endpoint && c.endpoint_failing).then_some(Transition::Recovered);
-        return Next { state: "delivered", at: now, transition };
+        return Next { state: State::Delivered, at: now, transition };
     }
     if o.final_failure() {
         let transition = (endpoint && o.gone()).then_some(Transition::Disabled);
-        return Next { state: "failed", at: now, transition };
+        return Next { state: State::Failed, at: now, transition };
     }
     let ended = o.started_at + chrono::Duration::from_std(o.duration).unwrap_or_default();
     let schedule = c.retry_schedule.as_deref().unwrap_or(schedule);
     match next_attempt_at(schedule, c.round_attempt.max(0) as u32, ended, o.retry_after, rng) {
-        Some(at) => Next { state: "pending", at, transition: None },
-        None => Next { state: "failed", at: now, transition: endpoint.then_some(Transition::Failing) },
+        Some(at) => Next { state: State::Pending, at, transition: None },
+        None => Next { state: State::Failed, at: now, transition: endpoint.then_some(Transition::Failing) },
     }
 }
 
@@ -172,24 +174,24 @@ mod tests {
         // Delivered: recovery only where the endpoint was failing.
         assert_eq!(next(claimed(true, false, 1), outcome(Some(200), None)).transition, None);
         assert_eq!(next(claimed(true, true, 1), outcome(Some(204), None)).transition, Some(Transition::Recovered));
-        assert_eq!(next(claimed(false, true, 1), outcome(Some(200), None)).state, "delivered");
+        assert_eq!(next(claimed(false, true, 1), outcome(Some(200), None)).state, State::Delivered);
         // A failure mid-schedule waits for its step; the last one fails the delivery and the endpoint.
         let n = next(claimed(true, false, 1), outcome(Some(500), Some("http_status")));
-        assert_eq!((n.state, n.transition), ("pending", None));
+        assert_eq!((n.state, n.transition), (State::Pending, None));
         assert!(n.at > now + chrono::Duration::seconds(50));
         let n = next(claimed(true, false, 6), outcome(Some(500), Some("http_status")));
-        assert_eq!((n.state, n.transition), ("failed", Some(Transition::Failing)));
+        assert_eq!((n.state, n.transition), (State::Failed, Some(Transition::Failing)));
         // A callback has no endpoint to mark.
         assert_eq!(next(claimed(false, false, 6), outcome(None, Some("timeout"))).transition, None);
         // 410 disables at once; refusals before sending fail at once and say nothing of the receiver.
         let n = next(claimed(true, false, 1), outcome(Some(410), Some("http_status")));
-        assert_eq!((n.state, n.transition), ("failed", Some(Transition::Disabled)));
+        assert_eq!((n.state, n.transition), (State::Failed, Some(Transition::Disabled)));
         for class in ["invalid_delivery", "abandoned"] {
             let n = next(claimed(true, false, 1), outcome(None, Some(class)));
-            assert_eq!((n.state, n.transition), ("failed", None), "{class}");
+            assert_eq!((n.state, n.transition), (State::Failed, None), "{class}");
         }
         // A panic in Herald is retried on the schedule, and never blames the endpoint.
-        assert_eq!(next(claimed(true, false, 1), outcome(None, Some("internal"))).state, "pending");
+        assert_eq!(next(claimed(true, false, 1), outcome(None, Some("internal"))).state, State::Pending);
         assert_eq!(next(claimed(true, false, 6), outcome(None, Some("internal"))).transition, None);
         let _ = &mut rng;
     }

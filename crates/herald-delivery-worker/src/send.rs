@@ -7,89 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use herald_core::signing::{self, Secret};
+use herald_core::signing;
 use herald_core::targets::AllowList;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// The class of an attempt during which Herald itself failed (a panic): retried on the schedule.
-pub const INTERNAL: &str = "internal";
+use crate::attempt::{AttemptOutcome, Claimed};
 
 /// At most this much of a response is kept.
 pub const EXCERPT_BYTES: usize = 4096;
-
-/// A delivery as the worker holds it while its lease lasts.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    pub tenant_id: String,
-    pub delivery_id: String,
-    pub event_id: String,
-    pub endpoint_id: Option<String>,
-    pub url: String,
-    /// The attempt number of this attempt, from 1, counted over the delivery's life.
-    pub attempt: i32,
-    /// Where this attempt stands in the current round of the retry schedule, from 1.
-    pub round_attempt: i32,
-    pub event_type: String,
-    pub created_at: DateTime<Utc>,
-    /// The event's data as stored: valid JSON text, sent as it is.
-    pub data: String,
-    pub traceparent: Option<String>,
-    pub signature_scheme: String,
-    pub secret: Option<Secret>,
-    pub previous_secret: Option<Secret>,
-    pub retry_schedule: Option<Vec<Duration>>,
-    /// The endpoint was `failing` when this was claimed (a success then means it recovered).
-    pub endpoint_failing: bool,
-}
-
-/// What one attempt came to.
-#[derive(Debug, Clone)]
-pub struct AttemptOutcome {
-    pub started_at: DateTime<Utc>,
-    pub duration: Duration,
-    pub status_code: Option<u16>,
-    /// The error class (`timeout`, `connect`, `blocked_target`, `tls`, `http_status`, `request`).
-    pub error: Option<&'static str>,
-    /// A sentence for the delivery's `last_error`.
-    pub detail: Option<String>,
-    pub excerpt: Option<String>,
-    pub retry_after: Option<Duration>,
-}
-
-impl AttemptOutcome {
-    /// An attempt refused before anything was sent.
-    pub fn refused(now: DateTime<Utc>, class: &'static str, why: String) -> Self {
-        Self {
-            started_at: now,
-            duration: Duration::ZERO,
-            status_code: None,
-            error: Some(class),
-            detail: Some(format!("{class}: {why}")),
-            excerpt: None,
-            retry_after: None,
-        }
-    }
-
-    /// Whether trying again can help: not for a delivery that cannot be prepared, nor for one
-    /// whose attempts are spent.
-    pub fn final_failure(&self) -> bool {
-        self.gone() || matches!(self.error, Some(crate::prepare::INVALID_DELIVERY | crate::prepare::ABANDONED))
-    }
-
-    /// Whether the outcome says anything about the endpoint's health (a refusal before
-    /// sending, or a panic in Herald, says nothing about the receiver).
-    pub fn reached_endpoint(&self) -> bool {
-        !matches!(self.error, Some(crate::prepare::INVALID_DELIVERY | crate::prepare::ABANDONED | INTERNAL))
-    }
-
-    pub fn delivered(&self) -> bool {
-        self.status_code.is_some_and(|c| (200..300).contains(&c))
-    }
-
-    pub fn gone(&self) -> bool {
-        self.status_code == Some(410)
-    }
-}
 
 /// The connection refused because of where it would go.
 #[derive(Debug, thiserror::Error)]

@@ -6,15 +6,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use herald_core::id;
+use herald_core::deliveries::{self, State};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use crate::attempt::{Claimed, Finished, CALLBACKS};
 use crate::config::WorkerConfig;
 use crate::retry;
-use crate::send::{AttemptOutcome, Claimed};
 use crate::sql;
-use crate::worker::CALLBACKS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,22 +54,6 @@ pub struct Store {
 
 /// (tenant, target) -> (next_attempt_at, delivery_id) of the last delivery claimed.
 type Marks = HashMap<(String, String), (DateTime<Utc>, String)>;
-
-/// A finished attempt, on its way to the database.
-#[derive(Debug, Clone)]
-pub struct Finished {
-    pub claimed: Claimed,
-    pub outcome: AttemptOutcome,
-    /// Made once, so that a batch written twice (a COMMIT whose answer was lost) logs it once.
-    pub attempt_id: String,
-}
-
-impl Finished {
-    pub fn new(claimed: Claimed, outcome: AttemptOutcome) -> Self {
-        let attempt_id = id::new_id(id::ATTEMPT, outcome.started_at);
-        Self { claimed, outcome, attempt_id }
-    }
-}
 
 /// What one claim leased: attempts to send, attempts already failed (deliveries that cannot
 /// be prepared, see [`crate::prepare`]), and whether more may be due right now.
@@ -117,7 +100,7 @@ impl Store {
     /// Tenants with due deliveries.
     pub async fn due_tenants(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         let client = self.pool.get().await?;
-        Ok(herald_core::db::tenants_where(&client, sql::TENANT_HAS_DUE, &[&now]).await?)
+        Ok(herald_core::db::tenants_where(&client, deliveries::TENANT_HAS_DUE, &[&now]).await?)
     }
 
     /// Claims up to `limit` due deliveries of `tenant`, leased to this worker.
@@ -163,7 +146,7 @@ impl Store {
         // Planned for these values each time, never cached: a generic plan of this statement
         // (which PostgreSQL picks for a cached one after five runs, on the statistics of a table
         // that was small then) walked the whole claim index; make bench saw 7 ms a claim, not 0.3.
-        let statement = client.prepare(&sql::claim_open()).await?;
+        let statement = client.prepare(&deliveries::claim_open()).await?;
         let mut rows = client
             .query(
                 &statement,
@@ -211,7 +194,8 @@ impl Store {
             || per_target.iter().any(|(t, n)| *n + local.get(*t).copied().unwrap_or(0) >= room);
         drop(per_target);
         if rows.len() < limit {
-            let limited = client.query(&client.prepare_cached(sql::DUE_LIMITED).await?, &[&tenant, &now]).await?;
+            let limited =
+                client.query(&client.prepare_cached(deliveries::DUE_LIMITED).await?, &[&tenant, &now]).await?;
             let mut limited: Vec<String> = limited.iter().filter_map(|r| r.try_get(0).ok()).collect();
             if !limited.is_empty() {
                 let k = rotate % limited.len();
@@ -274,7 +258,7 @@ impl Store {
         };
         let mut budget = want as i64;
         if let Some(m) = max_in_flight {
-            let in_flight: i64 = tx.query_one(sql::IN_FLIGHT, &[&tenant, &endpoint, &now]).await?.try_get(0)?;
+            let in_flight: i64 = tx.query_one(deliveries::IN_FLIGHT, &[&tenant, &endpoint, &now]).await?.try_get(0)?;
             budget = budget.min(i64::from(m) - in_flight);
         }
         let mut bucket = None;
@@ -289,7 +273,7 @@ impl Store {
         }
         let rows = if budget > 0 {
             let worker = &self.config.worker_id;
-            tx.query(&sql::claim_one(), &[&tenant, &now, &budget, &lease_until, worker, &endpoint]).await?
+            tx.query(&deliveries::claim_one(), &[&tenant, &now, &budget, &lease_until, worker, &endpoint]).await?
         } else {
             Vec::new()
         };
@@ -316,7 +300,7 @@ impl Store {
             by_tenant.entry(f.claimed.tenant_id.as_str()).or_default().push(i);
         }
         let mut client = self.pool.get().await?;
-        let statement = client.prepare_cached(sql::RECORD).await?;
+        let statement = client.prepare_cached(deliveries::RECORD).await?;
         let mut landed: HashSet<String> = HashSet::new();
         if nexts.iter().all(|n| n.transition.is_none()) {
             // Nothing but results: each tenant's statement commits on its own.
@@ -350,9 +334,9 @@ impl Store {
             tx.commit().await?;
         }
         for (f, next) in batch.iter().zip(&nexts) {
-            if next.state != "pending" && landed.contains(&f.claimed.delivery_id) {
-                self.metrics.finished(next.state);
-                if next.state == "delivered" {
+            if next.state != State::Pending && landed.contains(&f.claimed.delivery_id) {
+                self.metrics.finished(next.state.as_str());
+                if next.state == State::Delivered {
                     let lag = (f.outcome.started_at - f.claimed.created_at).num_milliseconds().max(0) as f64 / 1e3;
                     self.metrics.delivery_lag_seconds.observe(lag + f.outcome.duration.as_secs_f64());
                 }
@@ -375,7 +359,7 @@ impl Store {
         let items: Vec<&Finished> = results.iter().map(|(f, _)| *f).collect();
         let ids: Vec<&str> = items.iter().map(|f| f.claimed.delivery_id.as_str()).collect();
         let attempts: Vec<i32> = items.iter().map(|f| f.claimed.attempt).collect();
-        let states: Vec<&str> = results.iter().map(|(_, n)| n.state).collect();
+        let states: Vec<&str> = results.iter().map(|(_, n)| n.state.as_str()).collect();
         let next_ats: Vec<DateTime<Utc>> = results.iter().map(|(_, n)| n.at).collect();
         let codes: Vec<Option<i32>> = items.iter().map(|f| f.outcome.status_code.map(i32::from)).collect();
         let errs: Vec<Option<&str>> = items.iter().map(|f| f.outcome.detail.as_deref()).collect();
@@ -460,7 +444,10 @@ impl Store {
         let client = self.pool.get().await?;
         for c in claimed {
             client
-                .execute(sql::GIVE_BACK, &[&c.tenant_id, &c.delivery_id, &self.config.worker_id, &now, &c.attempt])
+                .execute(
+                    deliveries::GIVE_BACK,
+                    &[&c.tenant_id, &c.delivery_id, &self.config.worker_id, &now, &c.attempt],
+                )
                 .await?;
         }
         Ok(())

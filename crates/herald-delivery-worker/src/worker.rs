@@ -13,9 +13,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::attempt::{AttemptOutcome, Claimed, Finished, CALLBACKS, INTERNAL};
 use crate::config::WorkerConfig;
-use crate::send::{AttemptOutcome, Claimed, Sender, INTERNAL};
-use crate::store::{jittered, Claim, Finished, Store, StoreError};
+use crate::send::Sender;
+use crate::store::{jittered, Claim, Store, StoreError};
 
 /// The worker stopped because its result recorder did.
 #[derive(Debug, thiserror::Error)]
@@ -349,9 +350,6 @@ impl InFlight {
 fn target_key(c: &Claimed) -> String {
     c.endpoint_id.clone().unwrap_or_else(|| CALLBACKS.to_string())
 }
-
-/// `target_key` of callbacks: their `target` in herald.deliveries (no endpoint id is this).
-pub(crate) const CALLBACKS: &str = "callback";
 
 async fn record_loop(store: Store, clock: SharedClock, mut rx: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);

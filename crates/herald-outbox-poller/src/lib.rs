@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use herald_core::clock::SharedClock;
-use herald_core::fanout;
+use herald_core::deliveries;
 use herald_core::listen::Wake;
 use herald_core::metrics::Metrics;
 use rand::Rng;
@@ -250,9 +250,11 @@ impl Poller {
             .query(sql::EVENTS, &[&tenant, &taken])
             .await?
             .iter()
-            .map(|r| Ok(fanout::Event { id: r.try_get(0)?, event_type: r.try_get(1)?, callback_url: r.try_get(2)? }))
+            .map(|r| {
+                Ok(deliveries::Event { id: r.try_get(0)?, event_type: r.try_get(1)?, callback_url: r.try_get(2)? })
+            })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-        let made = fanout::fan_out(&tx, tenant, &events, now).await?;
+        let made = deliveries::fan_out(&tx, tenant, &events, now).await?;
         tx.commit().await?;
         self.metrics.events_fanned_out.inc_by(taken.len() as u64);
         self.metrics.deliveries_created.inc_by(made as u64);

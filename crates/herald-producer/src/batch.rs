@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use herald_core::fanout;
+use herald_core::deliveries;
 use herald_core::metrics::Metrics;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -176,7 +176,11 @@ async fn write_batch(pool: &Pool, jobs: &[Entry]) -> Result<Vec<Published>, Publ
         for (k, &i) in plain.iter().enumerate() {
             let made_here = fresh.get_mut(ids[k].as_str()).map(std::mem::take).unwrap_or(false);
             if made_here {
-                events.push(fanout::Event { id: ids[k].clone(), event_type: types[k].to_string(), callback_url: None });
+                events.push(deliveries::Event {
+                    id: ids[k].clone(),
+                    event_type: types[k].to_string(),
+                    callback_url: None,
+                });
                 answers[i] = Some(Published {
                     id: ids[k].clone(),
                     created_at: ats[k],
@@ -206,7 +210,7 @@ async fn write_batch(pool: &Pool, jobs: &[Entry]) -> Result<Vec<Published>, Publ
             }
         }
         let due = ats.iter().copied().max().unwrap_or(jobs[plain[0]].2);
-        fanout::fan_out(&tx, tenant, &events, due).await?;
+        deliveries::fan_out(&tx, tenant, &events, due).await?;
     }
     tx.commit().await?;
     // Every job was answered above (it is plain or has a callback); a hole would be a bug,

@@ -18,28 +18,6 @@ pub const GET_EVENT: &str = "SELECT ev.event_id, ev.event_type, ev.created_at, e
        LEFT JOIN herald.fanout_failures f ON f.tenant_id = $1 AND f.event_id = ev.event_id \
       WHERE ev.tenant_id = $1 AND ev.event_id = $2";
 
-/// A delivery's state as the API shows it: a pending one with a live lease is `delivering`
-/// (being attempted; its next_attempt_at is then the lease's end). `$now` is the parameter.
-macro_rules! shown_state {
-    ($now:literal) => {
-        concat!(
-            "CASE WHEN state = 'pending' AND lease_until > ",
-            $now,
-            " THEN 'delivering' ELSE state END AS state, \
-             CASE WHEN state = 'pending' AND lease_until > ",
-            $now,
-            " THEN lease_until ELSE next_attempt_at END \
-               AS next_attempt_at"
-        )
-    };
-}
-
-pub const EVENT_DELIVERIES: &str = concat!(
-    "SELECT delivery_id, endpoint_id, url, attempt_count, last_status_code, last_error, ",
-    shown_state!("$3"),
-    " FROM herald.deliveries WHERE tenant_id = $1 AND event_id = $2 ORDER BY delivery_id"
-);
-
 const ENDPOINT_COLUMNS: &str = "endpoint_id, url, description, event_types, status, disabled_reason, \
      signature_scheme, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at, secret";
 
@@ -95,11 +73,6 @@ pub fn set_status() -> String {
 
 pub const DELETE_ENDPOINT: &str = "DELETE FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2";
 
-/// Deleting an endpoint cancels what it had not yet been sent.
-pub const CANCEL_ENDPOINT_DELIVERIES: &str = "UPDATE herald.deliveries \
-     SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $3 \
-     WHERE tenant_id = $1 AND endpoint_id = $2 AND state = 'pending'";
-
 pub const EVENT_EXISTS: &str = "SELECT 1 FROM herald.events WHERE tenant_id = $1 AND event_id = $2";
 
 pub const EVENT_ATTEMPTS: &str = "SELECT attempt_id, delivery_id, attempt, started_at, duration_ms, status_code, \
@@ -107,33 +80,9 @@ pub const EVENT_ATTEMPTS: &str = "SELECT attempt_id, delivery_id, attempt, start
      FROM herald.attempts WHERE tenant_id = $1 AND event_id = $2 AND attempt_id > $3 \
      ORDER BY attempt_id LIMIT $4";
 
-pub const DELIVERY_STATE: &str =
-    concat!("SELECT ", shown_state!("$3"), " FROM herald.deliveries WHERE tenant_id = $1 AND delivery_id = $2");
-
-/// A manual retry: due now, and a new round of the retry schedule.
-pub const RETRY_DELIVERY: &str = "UPDATE herald.deliveries \
-        SET state = 'pending', next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, \
-            schedule_offset = attempt_count, updated_at = $3 \
-      WHERE tenant_id = $1 AND delivery_id = $2 AND state IN ('pending', 'failed', 'delivered') \
-        AND NOT (state = 'pending' AND lease_until > $3) \
-     RETURNING delivery_id, endpoint_id, url, state, attempt_count, next_attempt_at, last_status_code, last_error";
-
-/// Wakes delivery-workers at COMMIT.
-pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
-
 /// Events in a replay window, by Herald's time-ordered key.
 pub const EVENTS_IN_WINDOW: &str = "SELECT event_id, event_type FROM herald.events \
       WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq, event_id LIMIT $4";
-
-/// Replay: a delivery for each event, new or made due again (not one being attempted now).
-pub const REPLAY_DELIVERIES: &str = "INSERT INTO herald.deliveries AS d (tenant_id, delivery_id, event_id, target, \
-        endpoint_id, url, state, next_attempt_at, created_at, updated_at) \
-     SELECT $1, u.delivery_id, u.event_id, $2, $2, $3, 'pending', $4, $4, $4 \
-       FROM unnest($5::text[], $6::text[]) AS u(delivery_id, event_id) \
-     ON CONFLICT (tenant_id, event_id, target) DO UPDATE \
-        SET state = 'pending', next_attempt_at = $4, lease_owner = NULL, lease_until = NULL, \
-            schedule_offset = d.attempt_count, url = EXCLUDED.url, updated_at = $4 \
-      WHERE d.state IN ('delivered', 'failed', 'cancelled')";
 
 pub const CREATE_OPERATION: &str = "SELECT herald.create_operation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 

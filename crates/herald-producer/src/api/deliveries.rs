@@ -50,9 +50,9 @@ pub async fn retry(
     let now = state.clock.now();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(row) = tx.query_opt(sql::RETRY_DELIVERY, &[&tenant, &id, &now]).await? else {
+    let Some(row) = tx.query_opt(herald_core::deliveries::RETRY, &[&tenant, &id, &now]).await? else {
         let current: Option<String> =
-            tx.query_opt(sql::DELIVERY_STATE, &[&tenant, &id, &now]).await?.map(|r| r.get("state"));
+            tx.query_opt(herald_core::deliveries::STATE, &[&tenant, &id, &now]).await?.map(|r| r.get("state"));
         return Err(match current.as_deref() {
             None => ApiError::not_found("delivery", &id),
             Some("delivering") => ApiError::new(
@@ -67,7 +67,7 @@ pub async fn retry(
             ),
         });
     };
-    tx.execute(sql::NOTIFY_WORKERS, &[&tenant]).await?;
+    tx.execute(herald_core::deliveries::NOTIFY_WORKERS, &[&tenant]).await?;
     tx.commit().await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -126,22 +126,20 @@ pub async fn replay(
             format!("the window holds more than {MAX_REPLAY} events; replay it in smaller windows"),
         ));
     }
-    let (mut ids, mut events) = (Vec::new(), Vec::new());
-    for r in &rows {
-        let event_type: String = r.get(1);
-        if type_matches(&patterns, &event_type) {
-            ids.push(herald_core::id::new_id(herald_core::id::DELIVERY, now));
-            events.push(r.get::<_, String>(0));
-        }
-    }
-    let scheduled = if events.is_empty() {
-        0
-    } else {
-        tx.execute(sql::REPLAY_DELIVERIES, &[&tenant, &endpoint, &url, &now, &ids, &events]).await?
+    let events: Vec<String> = rows
+        .iter()
+        .filter(|r| r.try_get::<_, String>(1).is_ok_and(|t| type_matches(&patterns, &t)))
+        .filter_map(|r| r.try_get(0).ok())
+        .collect();
+    // Fan-out's own insert: new deliveries, and finished ones made pending again.
+    let again = herald_core::deliveries::New {
+        ids: events.iter().map(|_| herald_core::id::new_id(herald_core::id::DELIVERY, now)).collect(),
+        event_ids: events.iter().map(String::as_str).collect(),
+        targets: vec![endpoint.as_str(); events.len()],
+        endpoint_ids: vec![Some(endpoint.as_str()); events.len()],
+        urls: vec![url.as_str(); events.len()],
     };
-    if scheduled > 0 {
-        tx.execute(sql::NOTIFY_WORKERS, &[&tenant]).await?;
-    }
+    let scheduled = herald_core::deliveries::insert(&tx, &tenant, &again, now, true).await?;
     tx.commit().await?;
     Ok(Json(json!({"scheduled": scheduled})))
 }

@@ -241,7 +241,7 @@ pub async fn delete(
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     // Deliveries first, then the endpoint: the order the recorder locks them in.
-    tx.execute(sql::CANCEL_ENDPOINT_DELIVERIES, &[&tenant, &id, &state.clock.now()]).await?;
+    tx.execute(herald_core::deliveries::CANCEL_FOR_ENDPOINT, &[&tenant, &id, &state.clock.now()]).await?;
     let deleted = tx.execute(sql::DELETE_ENDPOINT, &[&tenant, &id]).await?;
     if deleted == 0 {
         return Err(ApiError::not_found("endpoint", &id));

@@ -92,7 +92,7 @@ pub async fn get_one(
         return Err(ApiError::not_found("event", &id));
     };
     let mut deliveries = Vec::new();
-    for d in client.query(sql::EVENT_DELIVERIES, &[&tenant, &id, &state.clock.now()]).await? {
+    for d in client.query(herald_core::deliveries::FOR_EVENT, &[&tenant, &id, &state.clock.now()]).await? {
         let state: String = d.col("state")?;
         let next_attempt_at = match state.as_str() {
             "pending" | "delivering" => json!(d.col::<chrono::DateTime<chrono::Utc>>("next_attempt_at")?),

@@ -1,0 +1,326 @@
+//! herald.deliveries: every statement on it, in one place, and its states.
+//!
+//! A delivery is `pending` until it is `delivered`, `failed` or `cancelled`; replay and manual
+//! retry make a finished one `pending` again. While a worker attempts it, it stays `pending`
+//! with a live lease (`lease_until`, `lease_owner`, set by the claim without touching an indexed
+//! column: a HOT update), and the API shows it as `delivering`.
+//!
+//! Writers: fan-out (the outbox-poller for `herald.publish`, the API for its own events) and
+//! replay create deliveries through [`insert`]; the API retries and cancels; the worker claims,
+//! records and gives back. Every statement names one tenant (shared/scale-out.md, rule 2) and
+//! takes its time as a parameter (rule 4).
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+
+use crate::{id, validate};
+
+/// A delivery's state, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Delivered,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Delivered => "delivered",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Endpoints that take new deliveries: healthy or failing, not disabled. FOR KEY SHARE: an
+/// endpoint being deleted waits for this fan-out to commit (and then cancels the deliveries it
+/// made), and this one does not see it after its delete.
+const ENDPOINTS: &str = "SELECT endpoint_id, url, event_types FROM herald.endpoints \
+     WHERE tenant_id = $1 AND status IN ('healthy', 'failing') ORDER BY endpoint_id FOR KEY SHARE";
+
+/// New deliveries, due at `$6`. An (event, target) that has one already keeps it; with `$8`
+/// (replay) one that finished is made pending again, as a new round of the retry schedule
+/// (one being attempted is left alone).
+const INSERT: &str = "INSERT INTO herald.deliveries AS d (tenant_id, delivery_id, event_id, target, \
+       endpoint_id, url, state, next_attempt_at, created_at, updated_at) \
+     SELECT $1, u.delivery_id, u.event_id, u.target, u.endpoint_id, u.url, 'pending', $6, $6, $6 \
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $7::text[]) \
+            AS u(delivery_id, event_id, target, endpoint_id, url) \
+     ON CONFLICT (tenant_id, event_id, target) DO UPDATE \
+        SET state = 'pending', next_attempt_at = $6, lease_owner = NULL, lease_until = NULL, \
+            schedule_offset = d.attempt_count, url = EXCLUDED.url, updated_at = $6 \
+      WHERE $8 AND d.state IN ('delivered', 'failed', 'cancelled')";
+
+/// Wakes delivery-workers; sent from this session, delivered at COMMIT (a hint, rule 6).
+pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
+
+/// Rows to insert, column by column.
+#[derive(Debug, Default)]
+pub struct New<'a> {
+    pub ids: Vec<String>,
+    pub event_ids: Vec<&'a str>,
+    pub targets: Vec<&'a str>,
+    pub endpoint_ids: Vec<Option<&'a str>>,
+    pub urls: Vec<&'a str>,
+}
+
+/// Inserts `rows` (see [`INSERT`]; `again` for replay) and wakes the workers at COMMIT.
+/// Returns how many rows were inserted or made pending again.
+pub async fn insert(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    rows: &New<'_>,
+    now: DateTime<Utc>,
+    again: bool,
+) -> Result<u64, tokio_postgres::Error> {
+    if rows.ids.is_empty() {
+        return Ok(0);
+    }
+    let insert = tx.prepare_cached(INSERT).await?;
+    let n = tx
+        .execute(
+            &insert,
+            &[&tenant, &rows.ids, &rows.event_ids, &rows.targets, &rows.endpoint_ids, &now, &rows.urls, &again],
+        )
+        .await?;
+    if n > 0 {
+        tx.execute(&tx.prepare_cached(NOTIFY_WORKERS).await?, &[&tenant]).await?;
+    }
+    Ok(n)
+}
+
+/// What fan-out needs of an event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: String,
+    pub event_type: String,
+    pub callback_url: Option<String>,
+}
+
+/// Creates the deliveries of `events` (all of `tenant`) in `tx`, and wakes the workers when
+/// it commits. Returns how many deliveries it made.
+pub async fn fan_out(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    events: &[Event],
+    now: DateTime<Utc>,
+) -> Result<usize, tokio_postgres::Error> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    // An endpoint row that cannot be read gets nothing (and says so); the others go on.
+    let endpoints: Vec<(String, String, Vec<String>)> = tx
+        .query(&tx.prepare_cached(ENDPOINTS).await?, &[&tenant])
+        .await?
+        .iter()
+        .filter_map(|r| match (r.try_get(0), r.try_get(1), r.try_get(2)) {
+            (Ok(id), Ok(url), Ok(types)) => Some((id, url, types)),
+            (id, _, _) => {
+                tracing::error!(tenant, endpoint = ?id.ok(), "an endpoint row cannot be read; it gets no deliveries");
+                None
+            }
+        })
+        .collect();
+    let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls) =
+        (Vec::new(), Vec::<&str>::new(), Vec::<&str>::new(), Vec::new(), Vec::<&str>::new());
+    for event in events {
+        for (endpoint_id, url, patterns) in &endpoints {
+            if validate::type_matches(patterns, &event.event_type) {
+                ids.push(id::new_id(id::DELIVERY, now));
+                event_ids.push(event.id.as_str());
+                targets.push(endpoint_id.as_str());
+                endpoint_ids.push(Some(endpoint_id.as_str()));
+                urls.push(url.as_str());
+            }
+        }
+        if let Some(url) = &event.callback_url {
+            ids.push(id::new_id(id::DELIVERY, now));
+            event_ids.push(event.id.as_str());
+            targets.push("callback");
+            endpoint_ids.push(None);
+            urls.push(url.as_str());
+        }
+    }
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let made = ids.len();
+    insert(tx, tenant, &New { ids, event_ids, targets, endpoint_ids, urls }, now, false).await?;
+    Ok(made)
+}
+
+// What the API reads and changes.
+
+/// A delivery's state as the API shows it: a pending one with a live lease is `delivering`
+/// (being attempted; its next_attempt_at is then the lease's end). `$now` is the parameter.
+macro_rules! shown_state {
+    ($now:literal) => {
+        concat!(
+            "CASE WHEN state = 'pending' AND lease_until > ",
+            $now,
+            " THEN 'delivering' ELSE state END AS state, \
+             CASE WHEN state = 'pending' AND lease_until > ",
+            $now,
+            " THEN lease_until ELSE next_attempt_at END \
+               AS next_attempt_at"
+        )
+    };
+}
+
+pub const FOR_EVENT: &str = concat!(
+    "SELECT delivery_id, endpoint_id, url, attempt_count, last_status_code, last_error, ",
+    shown_state!("$3"),
+    " FROM herald.deliveries WHERE tenant_id = $1 AND event_id = $2 ORDER BY delivery_id"
+);
+
+/// Deleting an endpoint cancels what it had not yet been sent.
+pub const CANCEL_FOR_ENDPOINT: &str = "UPDATE herald.deliveries \
+     SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+     WHERE tenant_id = $1 AND endpoint_id = $2 AND state = 'pending'";
+
+pub const STATE: &str =
+    concat!("SELECT ", shown_state!("$3"), " FROM herald.deliveries WHERE tenant_id = $1 AND delivery_id = $2");
+
+/// A manual retry: due now, and a new round of the retry schedule.
+pub const RETRY: &str = "UPDATE herald.deliveries \
+        SET state = 'pending', next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, \
+            schedule_offset = attempt_count, updated_at = $3 \
+      WHERE tenant_id = $1 AND delivery_id = $2 AND state IN ('pending', 'failed', 'delivered') \
+        AND NOT (state = 'pending' AND lease_until > $3) \
+     RETURNING delivery_id, endpoint_id, url, state, attempt_count, next_attempt_at, last_status_code, last_error";
+
+// The worker's: due, claim, record, give back.
+
+/// "Due": pending, its time has come, and no live lease. (`d` is herald.deliveries, `$2` now.)
+macro_rules! due {
+    () => {
+        "d.state = 'pending' AND d.next_attempt_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $2)"
+    };
+}
+
+/// Whether tenant `$1` has a due delivery at `$2`, read without locks (rule 3: then claim per
+/// tenant): for its callbacks, or one of its endpoints that is not disabled. Asked per tenant
+/// (see `herald_core::db::tenants_where`): a few index probes each.
+pub const TENANT_HAS_DUE: &str = concat!(
+    "SELECT EXISTS (SELECT 1 FROM herald.deliveries d WHERE d.tenant_id = $1 AND d.target = 'callback' AND ",
+    due!(),
+    ") OR EXISTS (SELECT 1 FROM herald.endpoints e WHERE e.tenant_id = $1 AND e.status <> 'disabled' \
+       AND EXISTS (SELECT 1 FROM herald.deliveries d WHERE d.tenant_id = $1 AND d.target = e.endpoint_id AND ",
+    due!(),
+    "))"
+);
+
+/// A tenant's limited endpoints (`max_in_flight` or `rate_limit_per_s`) that have due
+/// deliveries, read without locks. Usually none: then this is one probe of the tenant's endpoints.
+pub const DUE_LIMITED: &str = concat!(
+    "SELECT e.endpoint_id FROM herald.endpoints e \
+      WHERE e.tenant_id = $1 AND e.status <> 'disabled' \
+        AND (e.max_in_flight IS NOT NULL OR e.rate_limit_per_s IS NOT NULL) \
+        AND EXISTS (SELECT 1 FROM herald.deliveries d WHERE d.tenant_id = $1 AND d.target = e.endpoint_id AND ",
+    due!(),
+    ") ORDER BY e.endpoint_id"
+);
+
+/// What a limited endpoint has in flight across all workers: live leases. A leased row was due
+/// when it was claimed, so only the due part of the endpoint's range is counted. A statement of
+/// its own, run after the lock is held: under READ COMMITTED it then sees every claim that the
+/// previous holder of the lock committed.
+pub const IN_FLIGHT: &str = "SELECT count(*) FROM herald.deliveries \
+     WHERE tenant_id = $1 AND target = $2 AND state = 'pending' AND next_attempt_at <= $3 AND lease_until > $3";
+
+/// The claim, in one statement: for each target in `targets` (rows of `target`, `room`, and
+/// the `after_at`, `after_id` where this worker's last claim of it ended), its oldest due
+/// deliveries after that mark, at most `room` each and `$3` in all, locked with SKIP LOCKED and
+/// leased to `$5` until `$4`; answered with what an attempt needs. A lease found expired counts
+/// as lost (`lost_leases`). Parameters: $1 tenant, $2 now, $3 limit, $4 lease deadline,
+/// $5 worker, then those of `targets`.
+fn claim(targets: &str) -> String {
+    format!(
+        "WITH room AS ({targets}), \
+         due AS ( \
+           SELECT x.delivery_id FROM room r CROSS JOIN LATERAL ( \
+             SELECT d.delivery_id FROM herald.deliveries d \
+              WHERE d.tenant_id = $1 AND d.target = r.target AND {due} \
+                AND (d.next_attempt_at, d.delivery_id) > (r.after_at, r.after_id) \
+              ORDER BY d.next_attempt_at, d.delivery_id \
+              LIMIT greatest(r.room, 0) \
+              FOR UPDATE OF d SKIP LOCKED) x \
+           LIMIT $3), \
+         claimed AS ( \
+           UPDATE herald.deliveries d \
+              SET lease_until = $4, lease_owner = $5, attempt_count = d.attempt_count + 1, updated_at = $2, \
+                  lost_leases = CASE WHEN d.lease_until IS NULL THEN 0 ELSE d.lost_leases + 1 END \
+             FROM due \
+            WHERE d.tenant_id = $1 AND d.delivery_id = due.delivery_id \
+           RETURNING d.delivery_id, d.event_id, d.endpoint_id, d.url, d.attempt_count, d.schedule_offset, \
+                     d.lost_leases, d.next_attempt_at) \
+         SELECT c.delivery_id, c.event_id, c.endpoint_id, c.next_attempt_at, coalesce(e.url, c.url) AS url, \
+                c.attempt_count, c.schedule_offset, c.lost_leases, ev.event_type, ev.created_at, \
+                ev.data::text AS data, ev.traceparent, \
+                coalesce(e.signature_scheme, 'standard-webhooks') AS signature_scheme, \
+                coalesce(e.secret, ev.callback_secret) AS secret, \
+                CASE WHEN e.previous_secret_until > $2 THEN e.previous_secret END AS previous_secret, \
+                CASE WHEN c.endpoint_id IS NULL THEN ev.retry_schedule_ms ELSE e.retry_schedule_ms END \
+                  AS retry_schedule_ms, \
+                e.status AS endpoint_status \
+           FROM claimed c \
+           JOIN herald.events ev ON ev.tenant_id = $1 AND ev.event_id = c.event_id \
+           LEFT JOIN herald.endpoints e ON e.tenant_id = $1 AND e.endpoint_id = c.endpoint_id",
+        due = due!()
+    )
+}
+
+/// The tenant's callbacks and its endpoints without limits, in an order rotated by `$9` (each
+/// gets its turn to go first), each with room for `$6` less what this worker has in flight to
+/// it (`$7` targets, `$8` counts), after this worker's mark on it (`$10` targets, `$11`
+/// next_attempt_at, `$12` delivery id).
+pub fn claim_open() -> String {
+    claim(
+        "SELECT t.target, $6::int - coalesce(l.n, 0) AS room, \
+                coalesce(m.at, '-infinity') AS after_at, coalesce(m.id, '') AS after_id FROM ( \
+            SELECT x.target, row_number() OVER (ORDER BY x.target) AS i, count(*) OVER () AS n FROM ( \
+              SELECT e.endpoint_id AS target FROM herald.endpoints e \
+               WHERE e.tenant_id = $1 AND e.status <> 'disabled' \
+                 AND e.max_in_flight IS NULL AND e.rate_limit_per_s IS NULL \
+              UNION ALL SELECT 'callback') x) t \
+          LEFT JOIN unnest($7::text[], $8::int[]) AS l(target, n) ON l.target = t.target \
+          LEFT JOIN unnest($10::text[], $11::timestamptz[], $12::text[]) AS m(target, at, id) \
+                 ON m.target = t.target \
+          ORDER BY (t.i + $9) % t.n",
+    )
+}
+
+/// One limited endpoint (`$6`), up to `$3`.
+pub fn claim_one() -> String {
+    claim("SELECT $6::text AS target, $3::bigint AS room, '-infinity'::timestamptz AS after_at, ''::text AS after_id")
+}
+
+/// Results of a batch, for one tenant, with their attempts, in one statement. Only a delivery
+/// still leased to this worker for this attempt changes: a result that comes back after its
+/// lease expired (and another worker took the delivery) is logged as an attempt but changes
+/// nothing else. Answers the deliveries whose result landed.
+pub const RECORD: &str = "WITH recorded AS ( \
+       UPDATE herald.deliveries d \
+          SET state = u.state, next_attempt_at = u.next_at, lease_until = NULL, lease_owner = NULL, \
+              lost_leases = 0, last_status_code = u.code, last_error = u.err, url = u.url, updated_at = $3 \
+         FROM unnest($2::text[], $4::int[], $5::text[], $6::timestamptz[], $7::int[], $8::text[], $10::text[]) \
+              AS u(delivery_id, attempt, state, next_at, code, err, url) \
+        WHERE d.tenant_id = $1 AND d.delivery_id = u.delivery_id AND d.lease_owner = $9 \
+          AND d.attempt_count = u.attempt AND d.state = 'pending' \
+       RETURNING d.delivery_id), \
+     logged AS ( \
+       INSERT INTO herald.attempts (tenant_id, attempt_id, delivery_id, event_id, attempt, started_at, \
+              duration_ms, status_code, error, response_excerpt) \
+       SELECT $1, * FROM unnest($11::text[], $2::text[], $12::text[], $4::int[], $13::timestamptz[], \
+              $14::int[], $7::int[], $15::text[], $16::text[]) \
+       ON CONFLICT DO NOTHING) \
+     SELECT delivery_id FROM recorded";
+
+/// Gives a lease back untouched (shutdown before the attempt completed): due again at once.
+pub const GIVE_BACK: &str = "UPDATE herald.deliveries \
+        SET lease_until = NULL, lease_owner = NULL, attempt_count = attempt_count - 1, updated_at = $4 \
+      WHERE tenant_id = $1 AND delivery_id = $2 AND lease_owner = $3 AND attempt_count = $5 \
+        AND state = 'pending'";
