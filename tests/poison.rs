@@ -180,6 +180,9 @@ async fn deliveries_that_cannot_be_prepared_are_failed_once_and_the_rest_go_on()
         .batch_execute(&format!(
             "UPDATE herald.endpoints SET url = 'http://exa mple/' WHERE endpoint_id = '{bad_url}';
              UPDATE herald.endpoints SET secret = 'whsec_!!not base64!!' WHERE endpoint_id = '{bad_secret}';
+             INSERT INTO herald.deliveries (tenant_id, delivery_id, event_id, target, endpoint_id, url,
+                                            next_attempt_at, created_at, updated_at)
+                  VALUES ('acme', 'dlv_ghost', 'evt_ghost', '{good}', '{good}', 'http://127.0.0.1:1/', now(), now(), now());
              BEGIN;
              SELECT herald.publish('acme', 'poison', '{{\"n\": 1}}'::jsonb, id => 'evt_unreadable');
              UPDATE herald.events SET created_at = 'infinity' WHERE tenant_id = 'acme' AND event_id = 'evt_unreadable';
@@ -214,6 +217,8 @@ async fn deliveries_that_cannot_be_prepared_are_failed_once_and_the_rest_go_on()
         ("evt_unreadable", good.clone(), "its stored created_at cannot be read"),
         ("evt_fine", bad_url.clone(), "its URL no longer parses"),
         ("evt_fine", bad_secret.clone(), "its secret is unusable"),
+        // A delivery whose event row is gone (deleted by hand): failed, not leased for ever.
+        ("evt_ghost", good.clone(), "its stored event_type cannot be read"),
     ] {
         let (attempts, last_error) = wait_failed(event, endpoint.clone()).await;
         assert_eq!(attempts, 1, "{event} to {endpoint}: failed at once, not retried");

@@ -179,7 +179,7 @@ pub const FOR_EVENT: &str = concat!(
 /// Deleting an endpoint cancels what it had not yet been sent.
 pub const CANCEL_FOR_ENDPOINT: &str = "UPDATE herald.deliveries \
      SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $3 \
-     WHERE tenant_id = $1 AND endpoint_id = $2 AND state = 'pending'";
+     WHERE tenant_id = $1 AND target = $2 AND state = 'pending'";
 
 pub const STATE: &str =
     concat!("SELECT ", shown_state!("$3"), " FROM herald.deliveries WHERE tenant_id = $1 AND delivery_id = $2");
@@ -267,7 +267,9 @@ fn claim(targets: &str) -> String {
                   AS retry_schedule_ms, \
                 e.status AS endpoint_status \
            FROM claimed c \
-           JOIN herald.events ev ON ev.tenant_id = $1 AND ev.event_id = c.event_id \
+           /* a delivery whose event is gone comes back with NULL event columns, and fails as \
+              invalid_delivery when prepared, instead of staying leased for ever */ \
+           LEFT JOIN herald.events ev ON ev.tenant_id = $1 AND ev.event_id = c.event_id \
            LEFT JOIN herald.endpoints e ON e.tenant_id = $1 AND e.endpoint_id = c.endpoint_id",
         due = due!()
     )

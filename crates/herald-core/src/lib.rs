@@ -2,8 +2,9 @@
 //!
 //! Owns: settings shared by all components ([`config`]), the database pool and the embedded
 //! migrations ([`db`]), time-ordered ids ([`id`]), the [`clock::Clock`] that every statement
-//! takes its time from, input validation ([`validate`]), the SSRF allow-list ([`targets`]),
-//! and webhook signing ([`signing`]).
+//! takes its time from, input validation ([`validate`]) and event data as sent ([`data`]),
+//! the SSRF allow-list ([`targets`]), webhook signing ([`signing`]), and every statement on
+//! herald.deliveries with its states and fan-out ([`deliveries`]).
 //!
 //! Must not: depend on any Herald service crate, on axum, or on an HTTP client. Its only loop
 //! is the LISTEN wake-up helper ([`listen`]); component loops live in their crates.

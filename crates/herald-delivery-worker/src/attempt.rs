@@ -10,8 +10,25 @@ use herald_core::id;
 use herald_core::signing::Secret;
 
 /// The `target` of a callback delivery in herald.deliveries (an endpoint's is its id, which
-/// never has this shape); also the key under which a worker counts its callbacks in flight.
+/// never has this shape).
 pub const CALLBACKS: &str = "callback";
+
+impl Claimed {
+    /// What a worker counts its attempts in flight under: the endpoint, or the tenant's
+    /// callbacks together (a callback has no endpoint row to hold a limit).
+    pub fn target_key(&self) -> String {
+        match &self.endpoint_id {
+            Some(endpoint) => endpoint.clone(),
+            None => callbacks_key(&self.tenant_id),
+        }
+    }
+}
+
+/// The key of a tenant's callbacks among a worker's attempts in flight (endpoint ids are
+/// `ep_...`, never this shape).
+pub fn callbacks_key(tenant: &str) -> String {
+    format!("{CALLBACKS}:{tenant}")
+}
 
 /// The class of an attempt refused before sending because the delivery cannot be prepared.
 pub const INVALID_DELIVERY: &str = "invalid_delivery";

@@ -10,7 +10,7 @@ use herald_core::deliveries::{self, State};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::attempt::{Claimed, Finished, CALLBACKS};
+use crate::attempt::{callbacks_key, Claimed, Finished, CALLBACKS};
 use crate::config::WorkerConfig;
 use crate::retry;
 use crate::sql;
@@ -129,8 +129,15 @@ impl Store {
         let worker = &self.config.worker_id;
         let room = self.config.endpoint_concurrency;
         let mut client = self.pool.get().await?;
-        let (targets, counts): (Vec<&str>, Vec<i32>) =
-            local.iter().map(|(t, n)| (t.as_str(), (*n).min(i32::MAX as usize) as i32)).unzip();
+        // What this worker has in flight to each of this tenant's targets (its callbacks are
+        // counted per tenant: see `Claimed::target_key`).
+        let callbacks = callbacks_key(tenant);
+        let in_flight = |key: &str| local.get(key).copied().unwrap_or(0);
+        let (targets, counts): (Vec<&str>, Vec<i32>) = local
+            .iter()
+            .filter(|(t, _)| !t.starts_with(CALLBACKS) || **t == callbacks)
+            .map(|(t, n)| (if *t == callbacks { CALLBACKS } else { t.as_str() }, (*n).min(i32::MAX as usize) as i32))
+            .unzip();
         let (marked, after_at, after_id) = {
             let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
             let mut v = (Vec::new(), Vec::new(), Vec::new());
@@ -183,15 +190,17 @@ impl Store {
             }
         }
         // More may be due if the claim filled up, or a target filled (or had no) room.
-        let mut per_target: HashMap<&str, usize> = HashMap::new();
+        let mut per_target: HashMap<String, usize> = HashMap::new();
         for r in &rows {
-            *per_target
-                .entry(r.try_get::<_, Option<&str>>("endpoint_id").ok().flatten().unwrap_or(CALLBACKS))
-                .or_default() += 1;
+            let key = match r.try_get::<_, Option<String>>("endpoint_id").ok().flatten() {
+                Some(endpoint) => endpoint,
+                None => callbacks.clone(),
+            };
+            *per_target.entry(key).or_default() += 1;
         }
         let mut more = rows.len() >= limit
-            || local.values().any(|n| *n >= room)
-            || per_target.iter().any(|(t, n)| *n + local.get(*t).copied().unwrap_or(0) >= room);
+            || local.iter().any(|(t, n)| (!t.starts_with(CALLBACKS) || *t == callbacks) && *n >= room)
+            || per_target.iter().any(|(t, n)| n + in_flight(t) >= room);
         drop(per_target);
         if rows.len() < limit {
             let limited =
@@ -202,7 +211,7 @@ impl Store {
                 limited.rotate_left(k);
             }
             for endpoint in limited {
-                let want = (limit - rows.len()).min(room.saturating_sub(local.get(&endpoint).copied().unwrap_or(0)));
+                let want = (limit - rows.len()).min(room.saturating_sub(in_flight(&endpoint)));
                 if want == 0 {
                     more = true;
                     continue;

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::attempt::{AttemptOutcome, Claimed, Finished, CALLBACKS, INTERNAL};
+use crate::attempt::{AttemptOutcome, Claimed, Finished, INTERNAL};
 use crate::config::WorkerConfig;
 use crate::send::Sender;
 use crate::store::{jittered, Claim, Store, StoreError};
@@ -282,7 +282,7 @@ impl InFlight {
     }
 
     fn start(&mut self, c: Claimed, sender: &Sender, clock: &SharedClock) {
-        *self.per_target.entry(target_key(&c)).or_default() += 1;
+        *self.per_target.entry(c.target_key()).or_default() += 1;
         let (sender, clock, task) = (sender.clone(), clock.clone(), c.clone());
         let handle = self.tasks.spawn(async move {
             crate::fault::at(crate::fault::Fault::PanicAttempt, &task.event_type);
@@ -300,7 +300,7 @@ impl InFlight {
             Err(e) => e.id(),
         };
         let claimed = self.held.remove(&id);
-        if let Some(key) = claimed.as_ref().map(target_key) {
+        if let Some(key) = claimed.as_ref().map(Claimed::target_key) {
             if let Some(n) = self.per_target.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
@@ -343,12 +343,6 @@ impl InFlight {
         self.per_target.clear();
         (done, left)
     }
-}
-
-/// The key under which a worker counts its attempts in flight: the endpoint, or all callbacks
-/// together (a callback has no endpoint row to hold a limit).
-fn target_key(c: &Claimed) -> String {
-    c.endpoint_id.clone().unwrap_or_else(|| CALLBACKS.to_string())
 }
 
 async fn record_loop(store: Store, clock: SharedClock, mut rx: mpsc::Receiver<Finished>) {

@@ -23,7 +23,7 @@ use crate::publish::{NewEvent, PublishError, Published};
 /// Events written in one transaction at most.
 pub const MAX_BATCH: usize = 256;
 /// Writers, each with its batch: while one waits for its COMMIT, another fills the next.
-const WRITERS: usize = 4;
+const WRITERS: usize = 2;
 
 /// Events of one tenant, straight into the outbox table; a duplicate id keeps the first.
 const INSERT_EVENTS: &str = "INSERT INTO herald.events AS e (tenant_id, event_id, seq, event_type, data, \
