@@ -26,7 +26,7 @@ bench:          ## figures: Herald as released, default settings, every load sha
 
 bench-large:    ## the claim's cost with 1,000,000 due deliveries against 10,000
 	cargo build --release -p herald -p herald-bench
-	BENCH_PHASES=large-backlog BENCH_TOPOLOGIES=all ./target/release/herald-bench
+	BENCH_PHASES=large-backlog BENCH_TOPOLOGIES=all BENCH_RESULTS=results-large.json ./target/release/herald-bench
 
 chaos:          ## the crash tests again, five times, with 3000 events: kill -9, SIGTERM, PostgreSQL restarts
 	for i in 1 2 3 4 5; do \

@@ -42,10 +42,10 @@ async fn claim_ms(ctx: &Ctx, n: usize) -> anyhow::Result<f64> {
                                         next_attempt_at, created_at, updated_at)
               SELECT 'bench', 'dlv_' || lpad(g::text, 9, '0'), 'e' || g, 'ep_1', 'ep_1', 'http://127.0.0.1:9/x',
                      'pending', now() - interval '1 hour' + g * interval '1 microsecond', now(), now()
-                FROM generate_series(1, {n}) g;
-         VACUUM ANALYZE;"
+                FROM generate_series(1, {n}) g;"
     ))
     .await?;
+    db.batch_execute("VACUUM ANALYZE").await?;
     let store = Store::new(pool.clone(), WorkerConfig::new("bench".into()), Metrics::new());
     let clock = herald_core::clock::system();
     let mut took = Vec::new();

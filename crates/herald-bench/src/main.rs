@@ -136,9 +136,11 @@ async fn main() -> anyhow::Result<()> {
     results.insert("seconds".into(), json!(started.elapsed().as_secs()));
     let out = format!("{root}/target/bench");
     std::fs::create_dir_all(&out)?;
-    std::fs::write(format!("{out}/results.json"), serde_json::to_string_pretty(&results)?)?;
+    // `make bench-large` writes results-large.json, so that it never replaces make bench's.
+    let file = std::env::var("BENCH_RESULTS").unwrap_or_else(|_| "results.json".into());
+    std::fs::write(format!("{out}/{file}"), serde_json::to_string_pretty(&results)?)?;
     print_table(&results, &topologies);
-    println!("(written to target/bench/results.json in {} s)", started.elapsed().as_secs());
+    println!("(written to target/bench/{file} in {} s)", started.elapsed().as_secs());
     Ok(())
 }
 

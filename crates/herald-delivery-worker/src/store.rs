@@ -44,13 +44,18 @@ pub struct Store {
     pub config: WorkerConfig,
     pub metrics: std::sync::Arc<herald_core::metrics::Metrics>,
     /// Per tenant and target, the last delivery this worker claimed (its next_attempt_at and
-    /// id): the next claim starts after it. Everything before it was claimed (by this worker or
-    /// another, or locked by one claiming right then), so the claim index's front, where the
-    /// entries of delivered rows wait for VACUUM, is never walked again. A lease that expires
-    /// behind the mark is found by [`Store::forget_marks`] (at each poll): the next claim
-    /// starts from the beginning.
+    /// id): the next claim starts [`MARK_MARGIN`] before it. Everything older was claimed (by
+    /// this worker or another, or locked by one claiming right then), so the claim index's
+    /// front, where the entries of delivered rows wait for VACUUM, is not walked again. The
+    /// margin is for deliveries that commit out of order (two writers, each with its own time);
+    /// whatever still falls behind (a lease that expired, a retry due a while ago, a commit
+    /// later than the margin) is found at the next poll, when [`Store::forget_marks`] makes
+    /// the claim start from the beginning.
     marks: std::sync::Arc<std::sync::Mutex<Marks>>,
 }
+
+/// How far before its mark a claim starts (see `Store::marks`).
+const MARK_MARGIN: chrono::Duration = chrono::Duration::milliseconds(250);
 
 /// (tenant, target) -> (next_attempt_at, delivery_id) of the last delivery claimed.
 type Marks = HashMap<(String, String), (DateTime<Utc>, String)>;
@@ -141,11 +146,11 @@ impl Store {
         let (marked, after_at, after_id) = {
             let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
             let mut v = (Vec::new(), Vec::new(), Vec::new());
-            for ((t, target), (at, id)) in marks.iter() {
+            for ((t, target), (at, _)) in marks.iter() {
                 if t == tenant {
                     v.0.push(target.clone());
-                    v.1.push(*at);
-                    v.2.push(id.clone());
+                    v.1.push(*at - MARK_MARGIN);
+                    v.2.push(String::new());
                 }
             }
             v
