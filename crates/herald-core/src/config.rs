@@ -26,6 +26,14 @@ impl Default for RetrySchedule {
     }
 }
 
+/// How often a loop looks for work when no notification woke it (HERALD_POLL_INTERVAL).
+pub const POLL_INTERVAL: &str = "1s";
+
+/// One of Herald's written defaults, as a duration.
+pub fn default_duration(s: &'static str) -> Duration {
+    parse_duration(s).expect("Herald's defaults are durations (a unit test reads each)")
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration like 500ms, 15s or 2m: {e}"))
 }

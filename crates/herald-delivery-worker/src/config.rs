@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use herald_core::config::RetrySchedule;
+use herald_core::config::{default_duration, RetrySchedule, POLL_INTERVAL};
 use herald_core::targets::AllowList;
 
 /// A worker's settings; the binary fills them from flags and `HERALD_*` variables.
@@ -36,19 +36,37 @@ impl WorkerConfig {
     /// Attempts in flight per worker to one endpoint: a quarter of the slots, so that a hanging
     /// endpoint holds at most that many while the others keep three quarters.
     pub const ENDPOINT_CONCURRENCY: usize = 64;
+    /// HERALD_ATTEMPT_TIMEOUT.
+    pub const ATTEMPT_TIMEOUT: &'static str = "15s";
+    /// HERALD_CONNECT_TIMEOUT.
+    pub const CONNECT_TIMEOUT: &'static str = "5s";
+    /// HERALD_SHUTDOWN_GRACE.
+    pub const SHUTDOWN_GRACE: &'static str = "20s";
+    /// Without HERALD_LEASE, a lease lasts the attempt timeout and this much more.
+    pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
     pub fn new(worker_id: String) -> Self {
+        let attempt_timeout = default_duration(Self::ATTEMPT_TIMEOUT);
         Self {
             worker_id,
             retry_schedule: RetrySchedule::default(),
-            lease: Duration::from_secs(45),
-            attempt_timeout: Duration::from_secs(15),
-            connect_timeout: Duration::from_secs(5),
+            lease: attempt_timeout + Self::LEASE_MARGIN,
+            attempt_timeout,
+            connect_timeout: default_duration(Self::CONNECT_TIMEOUT),
             allow: AllowList::none(),
             concurrency: Self::CONCURRENCY,
             endpoint_concurrency: Self::ENDPOINT_CONCURRENCY,
-            poll_interval: Duration::from_secs(1),
-            shutdown_grace: Duration::from_secs(20),
+            poll_interval: default_duration(POLL_INTERVAL),
+            shutdown_grace: default_duration(Self::SHUTDOWN_GRACE),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_written_defaults_are_durations() {
+        let c = super::WorkerConfig::new("w".into());
+        assert!(c.lease > c.attempt_timeout && c.connect_timeout <= c.attempt_timeout);
     }
 }

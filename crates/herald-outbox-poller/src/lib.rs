@@ -90,9 +90,15 @@ pub struct PollerConfig {
     pub poll_interval: Duration,
 }
 
+impl PollerConfig {
+    /// Events taken per transaction (HERALD_POLLER_BATCH).
+    pub const BATCH: usize = 500;
+}
+
 impl Default for PollerConfig {
     fn default() -> Self {
-        Self { batch: 500, poll_interval: Duration::from_secs(1) }
+        let poll_interval = herald_core::config::default_duration(herald_core::config::POLL_INTERVAL);
+        Self { batch: Self::BATCH, poll_interval }
     }
 }
 

@@ -79,11 +79,11 @@ pub struct ApiArgs {
 #[derive(Debug, Args, Clone)]
 pub struct PollArgs {
     /// How often to look for work when no notification arrives (jittered ±20 %).
-    #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = herald_core::config::POLL_INTERVAL, value_parser = parse_duration)]
     pub poll_interval: Duration,
 
     /// Events fanned out per transaction.
-    #[arg(long, env = "HERALD_POLLER_BATCH", default_value_t = 500)]
+    #[arg(long, env = "HERALD_POLLER_BATCH", default_value_t = herald_outbox_poller::PollerConfig::BATCH)]
     pub poller_batch: usize,
 }
 
@@ -99,11 +99,11 @@ pub struct DeliveryArgs {
     pub lease: Option<Duration>,
 
     /// Total time allowed for one HTTP attempt.
-    #[arg(long, env = "HERALD_ATTEMPT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "HERALD_ATTEMPT_TIMEOUT", default_value = WorkerConfig::ATTEMPT_TIMEOUT, value_parser = parse_duration)]
     pub attempt_timeout: Duration,
 
     /// Time allowed to connect (TCP and TLS) within an attempt.
-    #[arg(long, env = "HERALD_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "HERALD_CONNECT_TIMEOUT", default_value = WorkerConfig::CONNECT_TIMEOUT, value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
     /// Attempts in flight per worker process.
@@ -115,7 +115,7 @@ pub struct DeliveryArgs {
     pub endpoint_concurrency: usize,
 
     /// On SIGTERM, how long attempts in flight may take before their leases are given back.
-    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = WorkerConfig::SHUTDOWN_GRACE, value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
     /// Names this worker's leases; default: host name and process id.

@@ -113,7 +113,7 @@ fn app_state(
 }
 
 fn worker_config(d: &DeliveryArgs, targets: &TargetArgs, poll: &PollArgs) -> anyhow::Result<WorkerConfig> {
-    let lease = d.lease.unwrap_or(d.attempt_timeout + Duration::from_secs(30));
+    let lease = d.lease.unwrap_or(d.attempt_timeout + WorkerConfig::LEASE_MARGIN);
     if lease <= d.attempt_timeout {
         bail!(
             "HERALD_LEASE ({lease:?}) must be longer than HERALD_ATTEMPT_TIMEOUT ({:?}), or another worker would take a delivery still being attempted",
