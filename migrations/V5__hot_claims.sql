@@ -14,6 +14,12 @@ ALTER TABLE herald.deliveries ADD COLUMN lease_until timestamptz;
 
 UPDATE herald.deliveries SET state = 'pending', lease_until = next_attempt_at WHERE state = 'delivering';
 
+-- Nothing writes `delivering` any more; a worker of an earlier version that tried would leave a
+-- row that no claim, result or retry of this one takes: refused loudly instead.
+ALTER TABLE herald.deliveries DROP CONSTRAINT deliveries_state_check;
+ALTER TABLE herald.deliveries ADD CONSTRAINT deliveries_state_check
+    CHECK (state IN ('pending', 'delivered', 'failed', 'cancelled'));
+
 -- One index answers "does this target (an endpoint id, or 'callback') have due work" and "its
 -- oldest due deliveries", for endpoints and callbacks alike (callbacks had no range of their own
 -- and were found by scanning every due delivery of the tenant).

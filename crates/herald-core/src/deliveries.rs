@@ -323,6 +323,7 @@ pub const RECORD: &str = "WITH recorded AS ( \
 
 /// Gives a lease back untouched (shutdown before the attempt completed): due again at once.
 pub const GIVE_BACK: &str = "UPDATE herald.deliveries \
-        SET lease_until = NULL, lease_owner = NULL, attempt_count = attempt_count - 1, updated_at = $4 \
+        SET lease_until = NULL, lease_owner = NULL, attempt_count = attempt_count - 1, \
+            next_attempt_at = $4, updated_at = $4 \
       WHERE tenant_id = $1 AND delivery_id = $2 AND lease_owner = $3 AND attempt_count = $5 \
         AND state = 'pending'";

@@ -14,20 +14,18 @@ use herald_core::signing::Secret;
 pub const CALLBACKS: &str = "callback";
 
 impl Claimed {
-    /// What a worker counts its attempts in flight under: the endpoint, or the tenant's
-    /// callbacks together (a callback has no endpoint row to hold a limit).
+    /// What a worker counts its attempts in flight under: the tenant and the target (the
+    /// endpoint, or the tenant's callbacks together: a callback has no endpoint row to hold a
+    /// limit). See [`target_key`].
     pub fn target_key(&self) -> String {
-        match &self.endpoint_id {
-            Some(endpoint) => endpoint.clone(),
-            None => callbacks_key(&self.tenant_id),
-        }
+        target_key(&self.tenant_id, self.endpoint_id.as_deref().unwrap_or(CALLBACKS))
     }
 }
 
-/// The key of a tenant's callbacks among a worker's attempts in flight (endpoint ids are
-/// `ep_...`, never this shape).
-pub fn callbacks_key(tenant: &str) -> String {
-    format!("{CALLBACKS}:{tenant}")
+/// The key of `tenant`'s `target` among a worker's attempts in flight (a tenant name has no
+/// `/`), so that one tenant's targets are found by their prefix.
+pub fn target_key(tenant: &str, target: &str) -> String {
+    format!("{tenant}/{target}")
 }
 
 /// The class of an attempt refused before sending because the delivery cannot be prepared.

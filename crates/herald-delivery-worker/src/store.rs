@@ -10,7 +10,7 @@ use herald_core::deliveries::{self, State};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::attempt::{callbacks_key, Claimed, Finished, CALLBACKS};
+use crate::attempt::{target_key, Claimed, Finished, CALLBACKS};
 use crate::config::WorkerConfig;
 use crate::retry;
 use crate::sql;
@@ -134,14 +134,12 @@ impl Store {
         let worker = &self.config.worker_id;
         let room = self.config.endpoint_concurrency;
         let mut client = self.pool.get().await?;
-        // What this worker has in flight to each of this tenant's targets (its callbacks are
-        // counted per tenant: see `Claimed::target_key`).
-        let callbacks = callbacks_key(tenant);
-        let in_flight = |key: &str| local.get(key).copied().unwrap_or(0);
+        // What this worker has in flight to each of this tenant's targets.
+        let prefix = target_key(tenant, "");
+        let in_flight = |target: &str| local.get(&target_key(tenant, target)).copied().unwrap_or(0);
         let (targets, counts): (Vec<&str>, Vec<i32>) = local
             .iter()
-            .filter(|(t, _)| !t.starts_with(CALLBACKS) || **t == callbacks)
-            .map(|(t, n)| (if *t == callbacks { CALLBACKS } else { t.as_str() }, (*n).min(i32::MAX as usize) as i32))
+            .filter_map(|(k, n)| Some((k.strip_prefix(&prefix)?, (*n).min(i32::MAX as usize) as i32)))
             .unzip();
         let (marked, after_at, after_id) = {
             let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
@@ -197,14 +195,11 @@ impl Store {
         // More may be due if the claim filled up, or a target filled (or had no) room.
         let mut per_target: HashMap<String, usize> = HashMap::new();
         for r in &rows {
-            let key = match r.try_get::<_, Option<String>>("endpoint_id").ok().flatten() {
-                Some(endpoint) => endpoint,
-                None => callbacks.clone(),
-            };
+            let key = r.try_get::<_, Option<String>>("endpoint_id").ok().flatten().unwrap_or_else(|| CALLBACKS.into());
             *per_target.entry(key).or_default() += 1;
         }
         let mut more = rows.len() >= limit
-            || local.iter().any(|(t, n)| (!t.starts_with(CALLBACKS) || *t == callbacks) && *n >= room)
+            || counts.iter().any(|n| *n as usize >= room)
             || per_target.iter().any(|(t, n)| n + in_flight(t) >= room);
         drop(per_target);
         if rows.len() < limit {

@@ -176,7 +176,7 @@ async fn a_worker_never_claims_more_than_it_has_room_for() {
     w.config.endpoint_concurrency = 16;
     assert_eq!(w.claim("acme", 5, f.now(), &none(), 0).await.unwrap().ready.len(), 5, "limited by free slots");
     // endpoint_concurrency 16: with 14 already in flight here, 2 more at most.
-    let local: HashMap<String, usize> = [("ep_1".to_string(), 14)].into();
+    let local: HashMap<String, usize> = [("acme/ep_1".to_string(), 14)].into();
     assert_eq!(
         w.claim("acme", 50, f.now(), &local, 0).await.unwrap().ready.len(),
         2,

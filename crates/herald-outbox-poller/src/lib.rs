@@ -241,7 +241,6 @@ impl Poller {
     /// One transaction: take up to `batch` pending events of `tenant` (or just `only`), create
     /// their deliveries, wake the workers, commit. A crash before COMMIT leaves them pending.
     async fn fan_out(&self, tenant: &str, only: Option<&str>) -> Result<usize, PollerError> {
-        let now: DateTime<Utc> = self.clock.now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let taken = match only {
@@ -260,7 +259,9 @@ impl Poller {
                 Ok(deliveries::Event { id: r.try_get(0)?, event_type: r.try_get(1)?, callback_url: r.try_get(2)? })
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-        let made = deliveries::fan_out(&tx, tenant, &events, now).await?;
+        // Due from now, not from when the transaction began: claims start shortly before where
+        // they ended (see the worker's marks), and this row must not land behind them.
+        let made = deliveries::fan_out(&tx, tenant, &events, self.clock.now()).await?;
         tx.commit().await?;
         self.metrics.events_fanned_out.inc_by(taken.len() as u64);
         self.metrics.deliveries_created.inc_by(made as u64);

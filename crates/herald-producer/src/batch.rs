@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use herald_core::clock::SharedClock;
 use herald_core::deliveries;
 use herald_core::metrics::Metrics;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -58,14 +59,21 @@ impl std::fmt::Debug for Job {
 
 impl Publisher {
     /// Starts the writers; they stop when every `Publisher` clone is dropped.
-    pub fn start(pool: Pool, metrics: Arc<Metrics>) -> Self {
+    pub fn start(pool: Pool, clock: SharedClock, metrics: Arc<Metrics>) -> Self {
         let (jobs, rx) = mpsc::channel::<Job>(MAX_BATCH * WRITERS);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WRITERS {
-            let (rx, pool, metrics) = (rx.clone(), pool.clone(), metrics.clone());
+            let (rx, pool, clock, metrics) = (rx.clone(), pool.clone(), clock.clone(), metrics.clone());
             tokio::spawn(async move {
                 while let Some(batch) = next_batch(&rx).await {
-                    write(&pool, &metrics, batch).await;
+                    // One transaction per tenant (under Citus, a tenant's rows are on one node).
+                    let mut by_tenant: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+                    for job in batch {
+                        by_tenant.entry(job.tenant.clone()).or_default().push(job);
+                    }
+                    for (_, jobs) in by_tenant {
+                        write(&pool, &clock, &metrics, jobs).await;
+                    }
                 }
             });
         }
@@ -78,6 +86,12 @@ impl Publisher {
         let (answer, answered) = oneshot::channel();
         // PostgreSQL keeps microseconds: answer the time as it is stored.
         let at = chrono::SubsecRound::trunc_subsecs(at, 6);
+        // The id is made here, once: if a COMMIT's answer is lost and the event is written
+        // again alone, it is found as stored, not stored twice under a second id.
+        let mut event = event;
+        if event.id.is_none() {
+            event.id = Some(herald_core::id::new_id(herald_core::id::EVENT, at));
+        }
         let job = Job { tenant: tenant.to_string(), event, at, answer };
         self.jobs.send(job).await.map_err(|_| PublishError::Stopped)?;
         answered.await.map_err(|_| PublishError::Stopped)?
@@ -98,11 +112,11 @@ async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(batch)
 }
 
-async fn write(pool: &Pool, metrics: &Metrics, batch: Vec<Job>) {
+async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, batch: Vec<Job>) {
     let alone = batch.len() == 1;
     let (jobs, answers): (Vec<Entry>, Vec<_>) =
         batch.into_iter().map(|j| ((j.tenant, j.event, j.at), j.answer)).unzip();
-    match write_batch(pool, &jobs).await {
+    match write_batch(pool, clock, &jobs).await {
         Ok(published) => {
             for (answer, p) in answers.into_iter().zip(published) {
                 if !p.duplicate {
@@ -118,7 +132,7 @@ async fn write(pool: &Pool, metrics: &Metrics, batch: Vec<Job>) {
             // One event's trouble is its own: write each alone, in its own transaction.
             tracing::debug!(error = %e, count = jobs.len(), "a batch of publishes failed; writing them one by one");
             for (job, answer) in jobs.into_iter().zip(answers) {
-                let one = write_batch(pool, std::slice::from_ref(&job)).await.map(|mut p| p.remove(0));
+                let one = write_batch(pool, clock, std::slice::from_ref(&job)).await.map(|mut p| p.remove(0));
                 if one.as_ref().is_ok_and(|p| !p.duplicate) {
                     metrics.events_published.inc();
                 }
@@ -132,7 +146,7 @@ async fn write(pool: &Pool, metrics: &Metrics, batch: Vec<Job>) {
 /// An event to write: its tenant, itself, its time.
 type Entry = (String, NewEvent, DateTime<Utc>);
 
-async fn write_batch(pool: &Pool, jobs: &[Entry]) -> Result<Vec<Published>, PublishError> {
+async fn write_batch(pool: &Pool, clock: &SharedClock, jobs: &[Entry]) -> Result<Vec<Published>, PublishError> {
     let mut client = pool.get().await.map_err(PublishError::Pool)?;
     let tx = client.transaction().await?;
     let mut answers: Vec<Option<Published>> = vec![None; jobs.len()];
@@ -209,8 +223,9 @@ async fn write_batch(pool: &Pool, jobs: &[Entry]) -> Result<Vec<Published>, Publ
                 answers[i] = Some(Published { id, created_at, duplicate: true, generated_callback_secret: None });
             }
         }
-        let due = ats.iter().copied().max().unwrap_or(jobs[plain[0]].2);
-        deliveries::fan_out(&tx, tenant, &events, due).await?;
+        // Due from now, not from when the requests came: claims start shortly before where they
+        // ended (see the worker's marks), and these rows must not land behind them.
+        deliveries::fan_out(&tx, tenant, &events, clock.now()).await?;
     }
     tx.commit().await?;
     // Every job was answered above (it is plain or has a callback); a hole would be a bug,

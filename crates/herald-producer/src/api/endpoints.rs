@@ -246,6 +246,9 @@ pub async fn delete(
     if deleted == 0 {
         return Err(ApiError::not_found("endpoint", &id));
     }
+    // The DELETE waited for any fan-out that held the endpoint (FOR KEY SHARE) to commit; the
+    // first cancel could not see what it made. This one does (READ COMMITTED: a new snapshot).
+    tx.execute(herald_core::deliveries::CANCEL_FOR_ENDPOINT, &[&tenant, &id, &state.clock.now()]).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -74,7 +74,7 @@ impl AppState {
         max_payload_bytes: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let publisher = crate::Publisher::start(pool.clone(), metrics.clone());
+        let publisher = crate::Publisher::start(pool.clone(), clock.clone(), metrics.clone());
         let tokens = Arc::new(extract::TokenCache::default());
         Self { pool, clock, allow, max_payload_bytes, metrics, publisher, tokens }
     }
