@@ -158,6 +158,8 @@ mod tests {
         ("V1__initial.sql", "3dd12485ff2b761ce4f9fbdd4f48a54aacda353d9778d39d058746edfb3656e6"),
         ("V2__delivery.sql", "429cbe51628c25b4871ef7e1d1a9c3cf2a95220f98bcf69fada909a9c3f97b17"),
         ("V3__operations.sql", "269e33f7b360513f571bd891f1b83647832a01ff9acff0dc8f5e2dd51b637392"),
+        ("V4__event_data_as_sent.sql", "5c6f7739220523b6ee96aac18625de1470a0ee7e81a2f52cc012b8d19240b5b2"),
+        ("V5__hot_claims.sql", "a0b7e6e9eb333915de6db4203ee3539525cfe26f761018b30a53dd366f6be759"),
     ];
 
     #[test]
