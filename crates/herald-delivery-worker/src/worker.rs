@@ -76,9 +76,7 @@ impl Worker {
         let mut next: Option<BTreeSet<String>> = None;
         // Attempts in flight just after the last claim: with a backlog, claim again once half
         // of them have finished. Fewer, larger claims cost the database far less per delivery.
-        // Counted in attempts finished since, too: attempts hanging at one endpoint stay in
-        // flight, and must not hold back the claims of the others.
-        let (mut after_claim, mut finished_since) = (0usize, 0usize);
+        let mut after_claim = 0usize;
         // Where the rotation of tenants and endpoints starts: random, so that a worker started
         // again (after a panic, or a crash) does not always begin with the same tenant.
         let mut rotate = rand::Rng::random::<u32>(&mut rand::rng()) as usize;
@@ -108,7 +106,7 @@ impl Worker {
                             for f in claim.refused {
                                 recorder_lost |= !self.finish(&results, f).await;
                             }
-                            (after_claim, finished_since) = (inflight.len(), 0);
+                            after_claim = inflight.len();
                         }
                         Err(e) => tracing::warn!(error = %e, "claim failed; retrying at the next poll"),
                     }
@@ -151,8 +149,7 @@ impl Worker {
                     if let Some(f) = finished {
                         recorder_lost |= !self.finish(&results, f).await;
                     }
-                    finished_since += 1;
-                    if backlog && (inflight.len() * 2 <= after_claim || finished_since * 2 >= after_claim) {
+                    if backlog && inflight.len() * 2 <= after_claim {
                         want_claim = true;
                     }
                     if want_claim && next.as_ref().is_some_and(BTreeSet::is_empty) {
