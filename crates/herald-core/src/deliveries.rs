@@ -232,8 +232,8 @@ pub const IN_FLIGHT: &str = "SELECT count(*) FROM herald.deliveries \
      WHERE tenant_id = $1 AND target = $2 AND state = 'pending' AND next_attempt_at <= $3 AND lease_until > $3";
 
 /// The claim, in one statement: for each target in `targets` (rows of `target`, `room`, and
-/// the `after_at`, `after_id` where this worker's last claim of it ended), its oldest due
-/// deliveries after that mark, at most `room` each and `$3` in all, locked with SKIP LOCKED and
+/// `after_at`, a little before where this worker's last claim of it ended), its oldest due
+/// deliveries from there, at most `room` each and `$3` in all, locked with SKIP LOCKED and
 /// leased to `$5` until `$4`; answered with what an attempt needs. A lease found expired counts
 /// as lost (`lost_leases`). Parameters: $1 tenant, $2 now, $3 limit, $4 lease deadline,
 /// $5 worker, then those of `targets`.
@@ -244,7 +244,7 @@ fn claim(targets: &str) -> String {
            SELECT x.delivery_id FROM room r CROSS JOIN LATERAL ( \
              SELECT d.delivery_id FROM herald.deliveries d \
               WHERE d.tenant_id = $1 AND d.target = r.target AND {due} \
-                AND (d.next_attempt_at, d.delivery_id) > (r.after_at, r.after_id) \
+                AND d.next_attempt_at >= r.after_at \
               ORDER BY d.next_attempt_at, d.delivery_id \
               LIMIT greatest(r.room, 0) \
               FOR UPDATE OF d SKIP LOCKED) x \
@@ -277,19 +277,19 @@ fn claim(targets: &str) -> String {
 
 /// The tenant's callbacks and its endpoints without limits, in an order rotated by `$9` (each
 /// gets its turn to go first), each with room for `$6` less what this worker has in flight to
-/// it (`$7` targets, `$8` counts), after this worker's mark on it (`$10` targets, `$11`
-/// next_attempt_at, `$12` delivery id).
+/// it (`$7` targets, `$8` counts), from where this worker's claims of it start (`$10`
+/// targets, `$11` next_attempt_at).
 pub fn claim_open() -> String {
     claim(
         "SELECT t.target, $6::int - coalesce(l.n, 0) AS room, \
-                coalesce(m.at, '-infinity') AS after_at, coalesce(m.id, '') AS after_id FROM ( \
+                coalesce(m.at, '-infinity') AS after_at FROM ( \
             SELECT x.target, row_number() OVER (ORDER BY x.target) AS i, count(*) OVER () AS n FROM ( \
               SELECT e.endpoint_id AS target FROM herald.endpoints e \
                WHERE e.tenant_id = $1 AND e.status <> 'disabled' \
                  AND e.max_in_flight IS NULL AND e.rate_limit_per_s IS NULL \
               UNION ALL SELECT 'callback') x) t \
           LEFT JOIN unnest($7::text[], $8::int[]) AS l(target, n) ON l.target = t.target \
-          LEFT JOIN unnest($10::text[], $11::timestamptz[], $12::text[]) AS m(target, at, id) \
+          LEFT JOIN unnest($10::text[], $11::timestamptz[]) AS m(target, at) \
                  ON m.target = t.target \
           ORDER BY (t.i + $9) % t.n",
     )
@@ -297,7 +297,7 @@ pub fn claim_open() -> String {
 
 /// One limited endpoint (`$6`), up to `$3`.
 pub fn claim_one() -> String {
-    claim("SELECT $6::text AS target, $3::bigint AS room, '-infinity'::timestamptz AS after_at, ''::text AS after_id")
+    claim("SELECT $6::text AS target, $3::bigint AS room, '-infinity'::timestamptz AS after_at")
 }
 
 /// Results of a batch, for one tenant, with their attempts, in one statement. Only a delivery

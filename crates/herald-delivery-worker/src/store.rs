@@ -43,8 +43,8 @@ pub struct Store {
     pub pool: Pool,
     pub config: WorkerConfig,
     pub metrics: std::sync::Arc<herald_core::metrics::Metrics>,
-    /// Per tenant and target, the last delivery this worker claimed (its next_attempt_at and
-    /// id): the next claim starts [`MARK_MARGIN`] before it. Everything older was claimed (by
+    /// Per tenant and target, the latest next_attempt_at among the deliveries this worker
+    /// claimed there: the next claim starts [`MARK_MARGIN`] before it. Everything older was claimed (by
     /// this worker or another, or locked by one claiming right then), so the claim index's
     /// front, where the entries of delivered rows wait for VACUUM, is not walked again. The
     /// margin is for deliveries that commit out of order (two writers, each with its own time);
@@ -57,8 +57,8 @@ pub struct Store {
 /// How far before its mark a claim starts (see `Store::marks`).
 const MARK_MARGIN: chrono::Duration = chrono::Duration::milliseconds(250);
 
-/// (tenant, target) -> (next_attempt_at, delivery_id) of the last delivery claimed.
-type Marks = HashMap<(String, String), (DateTime<Utc>, String)>;
+/// (tenant, target) -> the latest next_attempt_at claimed there.
+type Marks = HashMap<(String, String), DateTime<Utc>>;
 
 /// What one claim leased: attempts to send, attempts already failed (deliveries that cannot
 /// be prepared, see [`crate::prepare`]), and whether more may be due right now.
@@ -141,17 +141,13 @@ impl Store {
             .iter()
             .filter_map(|(k, n)| Some((k.strip_prefix(&prefix)?, (*n).min(i32::MAX as usize) as i32)))
             .unzip();
-        let (marked, after_at, after_id) = {
+        let (marked, after): (Vec<String>, Vec<DateTime<Utc>>) = {
             let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-            let mut v = (Vec::new(), Vec::new(), Vec::new());
-            for ((t, target), (at, _)) in marks.iter() {
-                if t == tenant {
-                    v.0.push(target.clone());
-                    v.1.push(*at - MARK_MARGIN);
-                    v.2.push(String::new());
-                }
-            }
-            v
+            marks
+                .iter()
+                .filter(|((t, _), _)| t == tenant)
+                .map(|((_, target), at)| (target.clone(), *at - MARK_MARGIN))
+                .unzip()
         };
         // Planned for these values each time, never cached: a generic plan of this statement
         // (which PostgreSQL picks for a cached one after five runs, on the statistics of a table
@@ -171,33 +167,25 @@ impl Store {
                     &counts,
                     &(rotate as i64),
                     &marked,
-                    &after_at,
-                    &after_id,
+                    &after,
                 ],
             )
             .await?;
+        // Per target: how many were claimed, and the mark moved to the latest claimed.
+        let mut per_target: HashMap<String, usize> = HashMap::new();
         {
             let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
             for r in &rows {
-                let (Ok(target), Ok(at), Ok(id)) = (
-                    r.try_get::<_, Option<String>>("endpoint_id").map(|e| e.unwrap_or_else(|| CALLBACKS.to_string())),
-                    r.try_get::<_, DateTime<Utc>>("next_attempt_at"),
-                    r.try_get::<_, String>("delivery_id"),
-                ) else {
-                    continue;
-                };
-                let mark = marks.entry((tenant.to_string(), target)).or_insert((at, id.clone()));
-                if (at, &id) > (mark.0, &mark.1) {
-                    *mark = (at, id);
+                let target =
+                    r.try_get::<_, Option<String>>("endpoint_id").ok().flatten().unwrap_or_else(|| CALLBACKS.into());
+                if let Ok(at) = r.try_get::<_, DateTime<Utc>>("next_attempt_at") {
+                    let mark = marks.entry((tenant.to_string(), target.clone())).or_insert(at);
+                    *mark = (*mark).max(at);
                 }
+                *per_target.entry(target).or_default() += 1;
             }
         }
         // More may be due if the claim filled up, or a target filled (or had no) room.
-        let mut per_target: HashMap<String, usize> = HashMap::new();
-        for r in &rows {
-            let key = r.try_get::<_, Option<String>>("endpoint_id").ok().flatten().unwrap_or_else(|| CALLBACKS.into());
-            *per_target.entry(key).or_default() += 1;
-        }
         let mut more = rows.len() >= limit
             || counts.iter().any(|n| *n as usize >= room)
             || per_target.iter().any(|(t, n)| n + in_flight(t) >= room);
