@@ -40,9 +40,15 @@ const EXISTING: &str = "SELECT event_id, created_at FROM herald.events WHERE ten
 
 struct Job {
     tenant: String,
+    entry: Entry,
+    answer: oneshot::Sender<Result<Published, PublishError>>,
+}
+
+/// An event to write: its id (made when it was queued), itself, its time.
+struct Entry {
+    id: String,
     event: NewEvent,
     at: DateTime<Utc>,
-    answer: oneshot::Sender<Result<Published, PublishError>>,
 }
 
 /// The API's way into the outbox.
@@ -71,8 +77,8 @@ impl Publisher {
                     for job in batch {
                         by_tenant.entry(job.tenant.clone()).or_default().push(job);
                     }
-                    for (_, jobs) in by_tenant {
-                        write(&pool, &clock, &metrics, jobs).await;
+                    for (tenant, jobs) in by_tenant {
+                        write(&pool, &clock, &metrics, &tenant, jobs).await;
                     }
                 }
             });
@@ -88,11 +94,9 @@ impl Publisher {
         let at = chrono::SubsecRound::trunc_subsecs(at, 6);
         // The id is made here, once: if a COMMIT's answer is lost and the event is written
         // again alone, it is found as stored, not stored twice under a second id.
-        let mut event = event;
-        if event.id.is_none() {
-            event.id = Some(herald_core::id::new_id(herald_core::id::EVENT, at));
-        }
-        let job = Job { tenant: tenant.to_string(), event, at, answer };
+        let id = event.id.clone().unwrap_or_else(|| herald_core::id::new_id(herald_core::id::EVENT, at));
+        let event = NewEvent { id: Some(id.clone()), ..event };
+        let job = Job { tenant: tenant.to_string(), entry: Entry { id, event, at }, answer };
         self.jobs.send(job).await.map_err(|_| PublishError::Stopped)?;
         answered.await.map_err(|_| PublishError::Stopped)?
     }
@@ -112,11 +116,11 @@ async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(batch)
 }
 
-async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, batch: Vec<Job>) {
+/// Writes `batch`, all of `tenant`, and answers each job.
+async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, tenant: &str, batch: Vec<Job>) {
     let alone = batch.len() == 1;
-    let (jobs, answers): (Vec<Entry>, Vec<_>) =
-        batch.into_iter().map(|j| ((j.tenant, j.event, j.at), j.answer)).unzip();
-    match write_batch(pool, clock, &jobs).await {
+    let (jobs, answers): (Vec<Entry>, Vec<_>) = batch.into_iter().map(|j| (j.entry, j.answer)).unzip();
+    match write_batch(pool, clock, tenant, &jobs).await {
         Ok(published) => {
             for (answer, p) in answers.into_iter().zip(published) {
                 if !p.duplicate {
@@ -132,7 +136,7 @@ async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, batch: Vec<J
             // One event's trouble is its own: write each alone, in its own transaction.
             tracing::debug!(error = %e, count = jobs.len(), "a batch of publishes failed; writing them one by one");
             for (job, answer) in jobs.into_iter().zip(answers) {
-                let one = write_batch(pool, clock, std::slice::from_ref(&job)).await.map(|mut p| p.remove(0));
+                let one = write_batch(pool, clock, tenant, std::slice::from_ref(&job)).await.map(|mut p| p.remove(0));
                 if one.as_ref().is_ok_and(|p| !p.duplicate) {
                     metrics.events_published.inc();
                 }
@@ -142,39 +146,28 @@ async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, batch: Vec<J
     }
 }
 
-/// One transaction for `jobs`; the answers in their order.
-/// An event to write: its tenant, itself, its time.
-type Entry = (String, NewEvent, DateTime<Utc>);
-
-async fn write_batch(pool: &Pool, clock: &SharedClock, jobs: &[Entry]) -> Result<Vec<Published>, PublishError> {
+/// One transaction for `jobs`, all of `tenant`; the answers in their order.
+async fn write_batch(
+    pool: &Pool,
+    clock: &SharedClock,
+    tenant: &str,
+    jobs: &[Entry],
+) -> Result<Vec<Published>, PublishError> {
     let mut client = pool.get().await.map_err(PublishError::Pool)?;
     let tx = client.transaction().await?;
     let mut answers: Vec<Option<Published>> = vec![None; jobs.len()];
-    let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, (tenant, _, _)) in jobs.iter().enumerate() {
-        by_tenant.entry(tenant.as_str()).or_default().push(i);
+    let (plain, with_callback): (Vec<usize>, Vec<usize>) =
+        (0..jobs.len()).partition(|&i| jobs[i].event.callback_url.is_none());
+    for i in with_callback {
+        answers[i] = Some(crate::publish(&tx, tenant, &jobs[i].event, jobs[i].at).await?);
     }
-    for (tenant, idx) in by_tenant {
-        let (plain, with_callback): (Vec<usize>, Vec<usize>) =
-            idx.into_iter().partition(|&i| jobs[i].1.callback_url.is_none());
-        for i in with_callback {
-            let (_, event, at) = &jobs[i];
-            answers[i] = Some(crate::publish(&tx, tenant, event, *at).await?);
-        }
-        if plain.is_empty() {
-            continue;
-        }
-        let ids: Vec<String> = plain
-            .iter()
-            .map(|&i| {
-                jobs[i].1.id.clone().unwrap_or_else(|| herald_core::id::new_id(herald_core::id::EVENT, jobs[i].2))
-            })
-            .collect();
-        let seqs: Vec<i64> = plain.iter().map(|&i| herald_core::id::seq_at(jobs[i].2)).collect();
-        let types: Vec<&str> = plain.iter().map(|&i| jobs[i].1.event_type.as_str()).collect();
-        let data: Vec<&str> = plain.iter().map(|&i| jobs[i].1.data.as_str()).collect();
-        let ats: Vec<DateTime<Utc>> = plain.iter().map(|&i| jobs[i].2).collect();
-        let traceparents: Vec<Option<&str>> = plain.iter().map(|&i| jobs[i].1.traceparent.as_deref()).collect();
+    if !plain.is_empty() {
+        let ids: Vec<&str> = plain.iter().map(|&i| jobs[i].id.as_str()).collect();
+        let seqs: Vec<i64> = plain.iter().map(|&i| herald_core::id::seq_at(jobs[i].at)).collect();
+        let types: Vec<&str> = plain.iter().map(|&i| jobs[i].event.event_type.as_str()).collect();
+        let data: Vec<&str> = plain.iter().map(|&i| jobs[i].event.data.as_str()).collect();
+        let ats: Vec<DateTime<Utc>> = plain.iter().map(|&i| jobs[i].at).collect();
+        let traceparents: Vec<Option<&str>> = plain.iter().map(|&i| jobs[i].event.traceparent.as_deref()).collect();
         let insert = tx.prepare_cached(INSERT_EVENTS).await?;
         let inserted: Vec<String> = tx
             .query(&insert, &[&tenant, &ids, &seqs, &types, &data, &ats, &traceparents])
@@ -188,25 +181,25 @@ async fn write_batch(pool: &Pool, clock: &SharedClock, jobs: &[Entry]) -> Result
         let mut events = Vec::new();
         let mut old = Vec::new();
         for (k, &i) in plain.iter().enumerate() {
-            let made_here = fresh.get_mut(ids[k].as_str()).map(std::mem::take).unwrap_or(false);
+            let made_here = fresh.get_mut(ids[k]).map(std::mem::take).unwrap_or(false);
             if made_here {
                 events.push(deliveries::Event {
-                    id: ids[k].clone(),
+                    id: ids[k].to_string(),
                     event_type: types[k].to_string(),
                     callback_url: None,
                 });
                 answers[i] = Some(Published {
-                    id: ids[k].clone(),
+                    id: ids[k].to_string(),
                     created_at: ats[k],
                     duplicate: false,
                     generated_callback_secret: None,
                 });
             } else {
-                old.push((i, ids[k].clone()));
+                old.push((i, ids[k]));
             }
         }
         if !old.is_empty() {
-            let wanted: Vec<&str> = old.iter().map(|(_, id)| id.as_str()).collect();
+            let wanted: Vec<&str> = old.iter().map(|(_, id)| *id).collect();
             let stored: HashMap<String, DateTime<Utc>> = tx
                 .query(EXISTING, &[&tenant, &wanted])
                 .await?
@@ -216,10 +209,11 @@ async fn write_batch(pool: &Pool, clock: &SharedClock, jobs: &[Entry]) -> Result
             for (i, id) in old {
                 // Inserted by this very batch (the same id twice): its time is the first's.
                 let created_at = stored
-                    .get(&id)
+                    .get(id)
                     .copied()
                     .or_else(|| answers.iter().flatten().find(|p| p.id == id && !p.duplicate).map(|p| p.created_at));
-                let created_at = created_at.unwrap_or(jobs[i].2);
+                let created_at = created_at.unwrap_or(jobs[i].at);
+                let id = id.to_string();
                 answers[i] = Some(Published { id, created_at, duplicate: true, generated_callback_secret: None });
             }
         }
