@@ -44,12 +44,8 @@ impl Worker {
         Ok(Self { store: Store::new(pool, config, metrics), sender, clock, wake: Wake::new() })
     }
 
-    /// Woken on `herald_deliveries` notifications (see `herald_core::listen`).
-    pub fn waker(&self) -> Arc<Wake> {
-        self.wake.clone()
-    }
-
-    /// Woken by `wake` instead of a new one (a worker started again after a panic keeps the
+    /// Woken by `wake`, which the binary's listener on its channel wakes, instead of a wake-up
+    /// of its own that nothing wakes but polls (a worker started again after a panic keeps the
     /// listener of the one before).
     pub fn woken_by(mut self, wake: Arc<Wake>) -> Self {
         self.wake = wake;

@@ -115,12 +115,8 @@ impl Poller {
         Self { pool, clock, config, wake: Wake::new(), metrics }
     }
 
-    /// Woken on `herald_outbox` notifications (see `herald_core::listen`).
-    pub fn waker(&self) -> Arc<Wake> {
-        self.wake.clone()
-    }
-
-    /// Woken by `wake` instead of a new one (a poller started again after a panic keeps the
+    /// Woken by `wake`, which the binary's listener on its channel wakes, instead of a wake-up
+    /// of its own that nothing wakes but polls (a poller started again after a panic keeps the
     /// listener of the one before).
     pub fn woken_by(mut self, wake: Arc<Wake>) -> Self {
         self.wake = wake;
