@@ -176,15 +176,23 @@ fn spawn_worker(
     config: WorkerConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    // Built once here so that a client that cannot be built stops the process at start.
-    Worker::new(pool.clone(), clock.clone(), config.clone(), metrics.clone()).context("building the HTTP client")?;
     let wake = herald_core::listen::Wake::new();
+    // The first is built here, so that a client that cannot be built stops the process at
+    // start; the supervisor builds another only after a panic.
+    let mut first = Some(
+        Worker::new(pool.clone(), clock.clone(), config.clone(), metrics.clone())
+            .context("building the HTTP client")?
+            .woken_by(wake.clone()),
+    );
     tasks.spawn(listen(url, "herald_deliveries", wake.clone(), metrics, shutdown));
     let (pool, clock, m, s) = (pool.clone(), clock.clone(), metrics.clone(), shutdown.clone());
     tasks.spawn(supervise("worker", metrics.clone(), shutdown.clone(), move || {
-        let worker = Worker::new(pool.clone(), clock.clone(), config.clone(), m.clone())
-            .context("building the HTTP client")?
-            .woken_by(wake.clone());
+        let worker = match first.take() {
+            Some(worker) => worker,
+            None => Worker::new(pool.clone(), clock.clone(), config.clone(), m.clone())
+                .context("building the HTTP client")?
+                .woken_by(wake.clone()),
+        };
         let s = s.clone();
         Ok(async move { worker.run(s).await.map_err(anyhow::Error::from) })
     }));
