@@ -20,8 +20,6 @@ impl Invalid {
 }
 
 pub const MAX_URL_LEN: usize = 2048;
-pub const MAX_RETRY_STEPS: usize = 20;
-pub const MAX_RETRY_STEP: Duration = Duration::from_secs(7 * 86_400);
 
 fn all_chars(s: &str, extra: &[u8]) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
@@ -148,40 +146,11 @@ pub fn target_url(field: &str, raw: &str, allow: &AllowList) -> Result<url::Url,
     Ok(url)
 }
 
-/// A retry schedule given as duration strings (`["3s", "6s"]`, `1m,5m`).
-pub fn retry_schedule<S: AsRef<str>>(steps: &[S]) -> Result<Vec<Duration>, Invalid> {
-    let bad = |why: String| {
-        Invalid::new(
-            "invalid_retry_schedule",
-            format!("{why}: a retry schedule is 1 to {MAX_RETRY_STEPS} delays like \"200ms\", \"3s\", \"1m\", \"2h\", each above 0 and at most 7 days"),
-        )
-    };
-    if steps.is_empty() || steps.len() > MAX_RETRY_STEPS {
-        return Err(bad(format!("{} steps given", steps.len())));
-    }
-    steps
-        .iter()
-        .map(|s| {
-            let s = s.as_ref().trim();
-            let d = humantime::parse_duration(s).map_err(|_| bad(format!("{} is not a duration", shown(s))))?;
-            if d < Duration::from_millis(1) || d > MAX_RETRY_STEP {
-                return Err(bad(format!("{} is out of range", shown(s))));
-            }
-            Ok(d)
-        })
-        .collect()
-}
-
 /// A W3C traceparent: `00-<32 hex>-<16 hex>-<2 hex>`, lowercase.
 pub fn traceparent(v: &str) -> bool {
     let parts: Vec<&str> = v.split('-').collect();
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2)
-}
-
-/// A retry schedule as it is stored: milliseconds per step.
-pub fn retry_schedule_ms<S: AsRef<str>>(steps: &[S]) -> Result<Vec<i64>, Invalid> {
-    Ok(retry_schedule(steps)?.iter().map(|d| d.as_millis() as i64).collect())
 }
 
 /// A client-given signing secret (`field` names it in the message).
@@ -268,15 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_schedules_parse() {
-        let s = retry_schedule(&["1m", "5m", "30m", "2h", "12h"]).unwrap();
-        assert_eq!(s[4], Duration::from_secs(12 * 3600));
-        assert_eq!(retry_schedule(&["200ms"]).unwrap()[0], Duration::from_millis(200));
-        assert!(retry_schedule::<&str>(&[]).is_err());
-        assert!(retry_schedule(&["0s"]).is_err());
-        assert!(retry_schedule(&["500us"]).is_err(), "below a millisecond");
-        assert!(retry_schedule(&["8d"]).is_err());
-        assert!(retry_schedule(&["soon"]).is_err());
+    fn durations_are_written_back() {
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_millis(200)), "200ms");
     }

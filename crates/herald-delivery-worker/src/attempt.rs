@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use herald_core::config::RetrySchedule;
 use herald_core::id;
 use herald_core::signing::Secret;
 
@@ -56,7 +57,7 @@ pub struct Claimed {
     pub signature_scheme: String,
     pub secret: Option<Secret>,
     pub previous_secret: Option<Secret>,
-    pub retry_schedule: Option<Vec<Duration>>,
+    pub retry_schedule: Option<RetrySchedule>,
     /// The endpoint was `failing` when this was claimed (a success then means it recovered).
     pub endpoint_failing: bool,
 }

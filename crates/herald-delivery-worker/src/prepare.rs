@@ -7,9 +7,8 @@
 //! crashed or hung while holding it) as `abandoned`. A panic while preparing one row fails
 //! that row alone (class `internal`, retried on the schedule). None stops the rest of the claim.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
+use herald_core::config::RetrySchedule;
 use herald_core::signing::Secret;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
@@ -90,7 +89,7 @@ fn fill(c: &mut Claimed, row: &Row) -> Result<(), String> {
     c.signature_scheme = col(row, "signature_scheme")?;
     c.endpoint_failing = col::<Option<String>>(row, "endpoint_status")?.as_deref() == Some("failing");
     let schedule: Option<Vec<i64>> = col(row, "retry_schedule_ms")?;
-    c.retry_schedule = schedule.map(|s| s.into_iter().map(|ms| Duration::from_millis(ms.max(0) as u64)).collect());
+    c.retry_schedule = schedule.as_deref().map(RetrySchedule::from_stored);
     match url::Url::parse(&c.url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
         Ok(u) => return Err(format!("its URL is not an http or https URL with a host (scheme {:?})", u.scheme())),

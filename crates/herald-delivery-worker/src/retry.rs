@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
+use herald_core::config::RetrySchedule;
 use herald_core::deliveries::State;
 
 use crate::attempt::{AttemptOutcome, Claimed};
@@ -33,7 +34,13 @@ pub struct Next {
 
 /// What follows attempt `c` that came to `o`, recorded at `now`; `schedule` is the global one
 /// (an endpoint's or callback's own, if it has one, is in `c`).
-pub fn after(c: &Claimed, o: &AttemptOutcome, schedule: &[Duration], now: DateTime<Utc>, rng: &mut impl Rng) -> Next {
+pub fn after(
+    c: &Claimed,
+    o: &AttemptOutcome,
+    schedule: &RetrySchedule,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> Next {
     let endpoint = c.endpoint_id.is_some() && o.reached_endpoint();
     if o.delivered() {
         let transition = (endpoint && c.endpoint_failing).then_some(Transition::Recovered);
@@ -44,7 +51,7 @@ pub fn after(c: &Claimed, o: &AttemptOutcome, schedule: &[Duration], now: DateTi
         return Next { state: State::Failed, at: now, transition };
     }
     let ended = o.started_at + chrono::Duration::from_std(o.duration).unwrap_or_default();
-    let schedule = c.retry_schedule.as_deref().unwrap_or(schedule);
+    let schedule = c.retry_schedule.as_ref().unwrap_or(schedule);
     match next_attempt_at(schedule, c.round_attempt.max(0) as u32, ended, o.retry_after, rng) {
         Some(at) => Next { state: State::Pending, at, transition: None },
         None => Next { state: State::Failed, at: now, transition: endpoint.then_some(Transition::Failing) },
@@ -57,17 +64,17 @@ pub fn after(c: &Claimed, o: &AttemptOutcome, schedule: &[Duration], now: DateTi
 /// Each step gets ±10 % jitter. A Retry-After longer than the step replaces it, capped at the
 /// schedule's longest step.
 pub fn next_attempt_at(
-    schedule: &[Duration],
+    schedule: &RetrySchedule,
     attempt: u32,
     ended: DateTime<Utc>,
     retry_after: Option<Duration>,
     rng: &mut impl Rng,
 ) -> Option<DateTime<Utc>> {
-    let step = *schedule.get(attempt.checked_sub(1)? as usize)?;
+    let step = schedule.after_attempt(attempt)?;
     let jitter = rng.random_range(0.9..=1.1);
     let mut delay = step.mul_f64(jitter);
     if let Some(after) = retry_after {
-        let longest = schedule.iter().max().copied().unwrap_or(step);
+        let longest = schedule.longest();
         // Never sooner than the schedule's own step, never later than its longest step.
         delay = delay.max(after.min(longest));
     }
@@ -90,17 +97,18 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    fn contract() -> Vec<Duration> {
-        herald_core::config::RetrySchedule::default().0
+    fn contract() -> RetrySchedule {
+        RetrySchedule::default()
     }
 
     #[test]
     fn follows_the_schedule_with_ten_percent_jitter() {
         let mut rng = StdRng::seed_from_u64(7);
         let t0 = Utc::now();
-        for (attempt, step) in contract().iter().enumerate() {
+        for attempt in 1..=5 {
+            let step = contract().after_attempt(attempt).unwrap();
             for _ in 0..200 {
-                let at = next_attempt_at(&contract(), attempt as u32 + 1, t0, None, &mut rng).unwrap();
+                let at = next_attempt_at(&contract(), attempt, t0, None, &mut rng).unwrap();
                 let d = (at - t0).to_std().unwrap();
                 assert!(d >= step.mul_f64(0.9) && d <= step.mul_f64(1.1), "attempt {attempt}: {d:?} vs {step:?}");
             }
@@ -123,7 +131,7 @@ mod tests {
     fn retry_after_replaces_a_shorter_step_up_to_the_longest() {
         let mut rng = StdRng::seed_from_u64(3);
         let t0 = Utc::now();
-        let s = vec![Duration::from_secs(3), Duration::from_secs(6)];
+        let s = RetrySchedule::parse(&["3s", "6s"]).unwrap();
         let at = next_attempt_at(&s, 1, t0, Some(Duration::from_secs(5)), &mut rng).unwrap();
         assert_eq!(at - t0, chrono::Duration::seconds(5));
         let at = next_attempt_at(&s, 1, t0, Some(Duration::from_secs(3600)), &mut rng).unwrap();

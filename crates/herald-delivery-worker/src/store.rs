@@ -290,7 +290,7 @@ impl Store {
         let mut rng = rand::rngs::StdRng::from_os_rng();
         let nexts: Vec<retry::Next> = batch
             .iter()
-            .map(|f| retry::after(&f.claimed, &f.outcome, &self.config.retry_schedule.0, now, &mut rng))
+            .map(|f| retry::after(&f.claimed, &f.outcome, &self.config.retry_schedule, now, &mut rng))
             .collect();
         let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, f) in batch.iter().enumerate() {

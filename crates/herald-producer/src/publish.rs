@@ -1,8 +1,7 @@
 //! Publishing an event into the outbox inside the caller's transaction.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
+use herald_core::config::RetrySchedule;
 use herald_core::data::EventData;
 use herald_core::signing::Secret;
 use herald_core::validate::{self, Invalid};
@@ -20,7 +19,7 @@ pub struct NewEvent {
     pub data: EventData,
     pub callback_url: Option<String>,
     pub callback_secret: Option<Secret>,
-    pub retry_schedule: Option<Vec<Duration>>,
+    pub retry_schedule: Option<RetrySchedule>,
     pub traceparent: Option<String>,
 }
 
@@ -44,10 +43,6 @@ impl NewEvent {
             self.retry_schedule.is_some(),
             "event",
         )?;
-        if let Some(steps) = &self.retry_schedule {
-            let written: Vec<String> = steps.iter().map(|d| format!("{}ms", d.as_millis())).collect();
-            validate::retry_schedule(&written)?;
-        }
         if self.traceparent.as_deref().is_some_and(|t| !validate::traceparent(t)) {
             return Err(Invalid::new(
                 "invalid_traceparent",
@@ -96,10 +91,7 @@ pub async fn publish(
     at: DateTime<Utc>,
 ) -> Result<Published, PublishError> {
     let callback_url = event.check()?;
-    let schedule: Option<Vec<String>> = event
-        .retry_schedule
-        .as_ref()
-        .map(|steps| steps.iter().map(|d| format!("{} milliseconds", d.as_millis())).collect());
+    let schedule_ms = event.retry_schedule.as_ref().map(RetrySchedule::stored);
     let row = tx
         .query_one(
             sql::PUBLISH_EVENT,
@@ -110,7 +102,7 @@ pub async fn publish(
                 &event.id,
                 &callback_url,
                 &event.callback_secret.as_ref().map(Secret::expose),
-                &schedule,
+                &schedule_ms,
                 &event.traceparent,
                 &at,
             ],

@@ -1,10 +1,9 @@
 //! The endpoint routes of contract section 4.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use herald_core::config::RetrySchedule;
 use herald_core::signing::Secret;
 use herald_core::validate::{self, Invalid};
 use serde::{Deserialize, Deserializer};
@@ -96,7 +95,7 @@ fn endpoint_json(row: &Row, with_secret: bool) -> Value {
         "status": row.get::<_, String>("status"),
         "disabled_reason": row.get::<_, Option<String>>("disabled_reason"),
         "signature_scheme": row.get::<_, String>("signature_scheme"),
-        "retry_schedule": schedule.map(|s| s.iter().map(|ms| validate::format_duration(Duration::from_millis(*ms as u64))).collect::<Vec<_>>()),
+        "retry_schedule": schedule.map(|ms| RetrySchedule::from_stored(&ms).written()),
         "max_in_flight": row.get::<_, Option<i32>>("max_in_flight"),
         "rate_limit_per_s": row.get::<_, Option<i32>>("rate_limit_per_s"),
         "created_at": row.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
@@ -124,7 +123,7 @@ pub async fn create(
     };
     let scheme = body.signature_scheme.unwrap_or_else(|| SCHEMES[0].to_string());
     check_scheme(&scheme)?;
-    let schedule = body.retry_schedule.as_deref().map(validate::retry_schedule_ms).transpose()?;
+    let schedule = body.retry_schedule.as_deref().map(RetrySchedule::parse).transpose()?.map(|s| s.stored());
     if let Some(v) = body.max_in_flight {
         check_limit("max_in_flight", v, 10_000)?;
     }
@@ -195,7 +194,7 @@ pub async fn update(
         check_scheme(s)?;
     }
     let schedule = match &body.retry_schedule {
-        Some(Some(steps)) => Some(Some(validate::retry_schedule_ms(steps)?)),
+        Some(Some(steps)) => Some(Some(RetrySchedule::parse(steps)?.stored())),
         Some(None) => Some(None),
         None => None,
     };

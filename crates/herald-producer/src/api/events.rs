@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use herald_core::config::RetrySchedule;
 use herald_core::data::EventData;
 use herald_core::validate::{self, Invalid};
 use serde::{Deserialize, Serialize};
@@ -62,7 +63,7 @@ pub async fn publish(
     }
     let callback_secret =
         body.callback_secret.as_deref().map(|s| validate::secret("callback_secret", s)).transpose()?;
-    let retry_schedule = body.retry_schedule.as_deref().map(validate::retry_schedule).transpose()?;
+    let retry_schedule = body.retry_schedule.as_deref().map(RetrySchedule::parse).transpose()?;
     let event = NewEvent {
         id,
         event_type: body.event_type,

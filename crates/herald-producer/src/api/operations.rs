@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Datelike, Utc};
+use herald_core::config::RetrySchedule;
 use herald_core::signing::Secret;
 use herald_core::validate::{self, Invalid};
 use serde::Deserialize;
@@ -183,7 +184,8 @@ async fn create(
     if let Some(s) = &op.callback_secret {
         validate::secret("callback_secret", s)?;
     }
-    let schedule_ms: Option<Vec<i64>> = op.retry_schedule.as_deref().map(validate::retry_schedule_ms).transpose()?;
+    let schedule_ms: Option<Vec<i64>> =
+        op.retry_schedule.as_deref().map(RetrySchedule::parse).transpose()?.as_ref().map(RetrySchedule::stored);
     if op.expires_at.is_some_and(|t| t.year() > 9999) {
         return Err(Invalid::new(
             "invalid_expires_at",

@@ -93,7 +93,7 @@ async fn rust_publish_on_a_transaction_and_duplicates() {
         event_type: "meeting.completed".into(),
         data: json!({"meeting": 7}).into(),
         callback_url: Some("https://agents.example.com/runs/7".into()),
-        retry_schedule: Some(vec![Duration::from_secs(3), Duration::from_secs(6)]),
+        retry_schedule: Some(herald_core::config::RetrySchedule::parse(&["3s", "6s"]).unwrap()),
         ..Default::default()
     };
     let now = chrono::Utc::now();
