@@ -51,7 +51,7 @@ async fn claim_ms(ctx: &Ctx, n: usize) -> anyhow::Result<f64> {
     let mut took = Vec::new();
     for _ in 0..50 {
         let t0 = Instant::now();
-        let claim = store.claim("bench", 100, clock.now(), &HashMap::new(), 0).await?;
+        let claim = store.claim(&"bench".parse()?, 100, clock.now(), &HashMap::new(), 0).await?;
         took.push(t0.elapsed().as_secs_f64() * 1e3);
         let done: Vec<_> = claim
             .ready

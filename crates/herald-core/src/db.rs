@@ -129,8 +129,8 @@ pub async fn tenants_where(
     client: &tokio_postgres::Client,
     probe: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Vec<String>, DbError> {
-    let tenants: Vec<String> = client
+) -> Result<Vec<crate::id::TenantId>, DbError> {
+    let tenants: Vec<crate::id::TenantId> = client
         .query("SELECT tenant_id FROM herald.tenants ORDER BY tenant_id", &[])
         .await?
         .iter()

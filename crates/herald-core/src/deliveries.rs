@@ -13,7 +13,8 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 
-use crate::{id, validate};
+use crate::id::{DeliveryId, EndpointId, EventId, TenantId};
+use crate::validate;
 
 /// A delivery's state, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,18 +61,27 @@ pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
 /// Rows to insert, column by column.
 #[derive(Debug, Default)]
 pub struct New<'a> {
-    pub ids: Vec<String>,
-    pub event_ids: Vec<&'a str>,
+    pub ids: Vec<DeliveryId>,
+    pub event_ids: Vec<&'a EventId>,
+    /// The endpoint's id, or `callback` (see [`target_of`]).
     pub targets: Vec<&'a str>,
-    pub endpoint_ids: Vec<Option<&'a str>>,
+    pub endpoint_ids: Vec<Option<&'a EndpointId>>,
     pub urls: Vec<&'a str>,
 }
+
+/// What a delivery is sent to, for claims and limits: its endpoint, or its event's callback.
+pub fn target_of(endpoint: Option<&EndpointId>) -> &str {
+    endpoint.map_or(CALLBACK, EndpointId::as_str)
+}
+
+/// The target of every callback delivery.
+pub const CALLBACK: &str = "callback";
 
 /// Inserts `rows` (see [`INSERT`]; `again` for replay) and wakes the workers at COMMIT.
 /// Returns how many rows were inserted or made pending again.
 pub async fn insert(
     tx: &Transaction<'_>,
-    tenant: &str,
+    tenant: &TenantId,
     rows: &New<'_>,
     now: DateTime<Utc>,
     again: bool,
@@ -95,7 +105,7 @@ pub async fn insert(
 /// What fan-out needs of an event.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub id: String,
+    pub id: EventId,
     pub event_type: String,
     pub callback_url: Option<String>,
 }
@@ -104,7 +114,7 @@ pub struct Event {
 /// it commits. Returns how many deliveries it made.
 pub async fn fan_out(
     tx: &Transaction<'_>,
-    tenant: &str,
+    tenant: &TenantId,
     events: &[Event],
     now: DateTime<Utc>,
 ) -> Result<usize, tokio_postgres::Error> {
@@ -112,34 +122,34 @@ pub async fn fan_out(
         return Ok(0);
     }
     // An endpoint row that cannot be read gets nothing (and says so); the others go on.
-    let endpoints: Vec<(String, String, Vec<String>)> = tx
+    let endpoints: Vec<(EndpointId, String, Vec<String>)> = tx
         .query(&tx.prepare_cached(ENDPOINTS).await?, &[&tenant])
         .await?
         .iter()
         .filter_map(|r| match (r.try_get(0), r.try_get(1), r.try_get(2)) {
             (Ok(id), Ok(url), Ok(types)) => Some((id, url, types)),
             (id, _, _) => {
-                tracing::error!(tenant, endpoint = ?id.ok(), "an endpoint row cannot be read; it gets no deliveries");
+                tracing::error!(%tenant, endpoint = ?id.ok(), "an endpoint row cannot be read; it gets no deliveries");
                 None
             }
         })
         .collect();
     let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls) =
-        (Vec::new(), Vec::<&str>::new(), Vec::<&str>::new(), Vec::new(), Vec::<&str>::new());
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<&str>::new());
     for event in events {
         for (endpoint_id, url, patterns) in &endpoints {
             if validate::type_matches(patterns, &event.event_type) {
-                ids.push(id::new_id(id::DELIVERY, now));
-                event_ids.push(event.id.as_str());
-                targets.push(endpoint_id.as_str());
-                endpoint_ids.push(Some(endpoint_id.as_str()));
+                ids.push(DeliveryId::generate(now));
+                event_ids.push(&event.id);
+                targets.push(target_of(Some(endpoint_id)));
+                endpoint_ids.push(Some(endpoint_id));
                 urls.push(url.as_str());
             }
         }
         if let Some(url) = &event.callback_url {
-            ids.push(id::new_id(id::DELIVERY, now));
-            event_ids.push(event.id.as_str());
-            targets.push("callback");
+            ids.push(DeliveryId::generate(now));
+            event_ids.push(&event.id);
+            targets.push(CALLBACK);
             endpoint_ids.push(None);
             urls.push(url.as_str());
         }

@@ -51,7 +51,9 @@ pub trait Id: Sized {
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $check:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+        ///
+        /// `Default` is empty: only for a stored row whose id cannot be read.
+        #[derive(Debug, Default, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -67,11 +69,34 @@ macro_rules! typed_id {
         }
 
         impl $name {
+            /// Checks `s` (see the type's rule) where it enters Herald.
+            pub fn parse(s: &str) -> Result<Self, Invalid> {
+                <Self as Id>::parse(s)
+            }
             pub fn as_str(&self) -> &str {
                 &self.0
             }
             pub fn into_string(self) -> String {
                 self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
             }
         }
 
@@ -84,7 +109,7 @@ macro_rules! typed_id {
         impl std::str::FromStr for $name {
             type Err = Invalid;
             fn from_str(s: &str) -> Result<Self, Invalid> {
-                <Self as Id>::parse(s)
+                Self::parse(s)
             }
         }
 
@@ -124,6 +149,10 @@ typed_id!(
     EventId, "event", validate::event_id
 );
 typed_id!(
+    /// An operation's `call_id`: the caller's own (1 to 100 of A-Z a-z 0-9 _ - . :) or a generated `call_` one.
+    CallId, "operation", validate::call_id
+);
+typed_id!(
     /// An endpoint's id: `ep_` and a ULID, always made by Herald.
     EndpointId, "endpoint", |s| issued(ENDPOINT, "endpoint", s)
 );
@@ -136,6 +165,12 @@ impl EventId {
     /// A new time-ordered `evt_` id.
     pub fn generate(at: DateTime<Utc>) -> Self {
         Self(new_id(EVENT, at))
+    }
+}
+
+impl CallId {
+    pub fn generate(at: DateTime<Utc>) -> Self {
+        Self(new_id(CALL, at))
     }
 }
 

@@ -14,12 +14,14 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
+use crate::id::TenantId;
+
 /// A wake-up, and which tenants it is for (a notification's payload is its tenant), so that a
 /// woken loop can go straight to them instead of asking every tenant.
 #[derive(Debug, Default)]
 pub struct Wake {
     notify: Notify,
-    tenants: Mutex<(BTreeSet<String>, bool)>,
+    tenants: Mutex<(BTreeSet<TenantId>, bool)>,
 }
 
 impl Wake {
@@ -30,13 +32,14 @@ impl Wake {
         Arc::new(Self::default())
     }
 
-    /// Wakes the loop for `tenant`, or for everyone (`None`).
+    /// Wakes the loop for `tenant`, or for everyone (`None`, or a payload that names no tenant).
     pub fn hint(&self, tenant: Option<&str>) {
+        let tenant = tenant.and_then(|t| TenantId::parse(t).ok());
         {
             let mut t = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
             match tenant {
                 Some(name) if !t.1 && t.0.len() < Self::MAX_TENANTS => {
-                    t.0.insert(name.to_string());
+                    t.0.insert(name);
                 }
                 _ => t.1 = true,
             }
@@ -49,7 +52,7 @@ impl Wake {
     }
 
     /// The tenants woken since the last call, or `None` for everyone.
-    pub fn take(&self) -> Option<Vec<String>> {
+    pub fn take(&self) -> Option<Vec<TenantId>> {
         let mut t = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
         let (tenants, everyone) = std::mem::take(&mut *t);
         (!everyone).then(|| tenants.into_iter().collect())

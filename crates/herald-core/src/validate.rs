@@ -53,6 +53,20 @@ pub fn event_type(t: &str) -> Result<(), Invalid> {
     }
 }
 
+pub fn call_id(id: &str) -> Result<(), Invalid> {
+    if (1..=100).contains(&id.len()) && event_id(id).is_ok() {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "invalid_call_id",
+            format!(
+                "call_id {} is not allowed: use 1 to 100 characters of A-Z a-z 0-9 _ - . : (or leave it out to get one)",
+                shown(id)
+            ),
+        ))
+    }
+}
+
 /// An endpoint's filter: exact types, or prefixes ending in `.*` (`meeting.*`).
 pub fn event_type_patterns(patterns: &[String]) -> Result<(), Invalid> {
     if patterns.len() > 100 {

@@ -7,25 +7,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use herald_core::config::RetrySchedule;
-use herald_core::id;
+use herald_core::deliveries;
+use herald_core::id::{self, DeliveryId, EndpointId, EventId, TenantId};
 use herald_core::signing::Secret;
-
-/// The `target` of a callback delivery in herald.deliveries (an endpoint's is its id, which
-/// never has this shape).
-pub const CALLBACKS: &str = "callback";
 
 impl Claimed {
     /// What a worker counts its attempts in flight under: the tenant and the target (the
     /// endpoint, or the tenant's callbacks together: a callback has no endpoint row to hold a
     /// limit). See [`target_key`].
     pub fn target_key(&self) -> String {
-        target_key(&self.tenant_id, self.endpoint_id.as_deref().unwrap_or(CALLBACKS))
+        target_key(&self.tenant_id, deliveries::target_of(self.endpoint_id.as_ref()))
     }
 }
 
 /// The key of `tenant`'s `target` among a worker's attempts in flight (a tenant name has no
 /// `/`), so that one tenant's targets are found by their prefix.
-pub fn target_key(tenant: &str, target: &str) -> String {
+pub fn target_key(tenant: &TenantId, target: &str) -> String {
     format!("{tenant}/{target}")
 }
 
@@ -40,10 +37,10 @@ pub const INTERNAL: &str = "internal";
 /// A delivery as the worker holds it while its lease lasts.
 #[derive(Debug, Clone)]
 pub struct Claimed {
-    pub tenant_id: String,
-    pub delivery_id: String,
-    pub event_id: String,
-    pub endpoint_id: Option<String>,
+    pub tenant_id: TenantId,
+    pub delivery_id: DeliveryId,
+    pub event_id: EventId,
+    pub endpoint_id: Option<EndpointId>,
     pub url: String,
     /// The attempt number of this attempt, from 1, counted over the delivery's life.
     pub attempt: i32,

@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use herald_core::config::RetrySchedule;
+use herald_core::id::{DeliveryId, TenantId};
 use herald_core::signing::Secret;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
@@ -23,16 +24,16 @@ pub const MAX_LOST_LEASES: i16 = 3;
 /// A claimed row as an attempt to send, or as a finished (failed) attempt to record.
 /// `None` when not even the delivery's id and attempt number can be read (it would take a
 /// column of another type): nothing can be recorded, and it is logged each time its lease expires.
-pub fn prepare(tenant: &str, row: &Row, now: DateTime<Utc>) -> Option<Result<Claimed, Finished>> {
-    let (delivery_id, attempt): (String, i32) = match (row.try_get("delivery_id"), row.try_get("attempt_count")) {
+pub fn prepare(tenant: &TenantId, row: &Row, now: DateTime<Utc>) -> Option<Result<Claimed, Finished>> {
+    let (delivery_id, attempt): (DeliveryId, i32) = match (row.try_get("delivery_id"), row.try_get("attempt_count")) {
         (Ok(d), Ok(a)) => (d, a),
         (d, _) => {
-            tracing::error!(tenant, delivery = ?d.ok(), "a claimed row without a readable id or attempt number; its lease will expire");
+            tracing::error!(%tenant, delivery = ?d.ok(), "a claimed row without a readable id or attempt number; its lease will expire");
             return None;
         }
     };
     let mut shell = Claimed {
-        tenant_id: tenant.to_string(),
+        tenant_id: tenant.clone(),
         delivery_id,
         event_id: row.try_get("event_id").unwrap_or_default(),
         endpoint_id: row.try_get("endpoint_id").unwrap_or_default(),
@@ -50,7 +51,7 @@ pub fn prepare(tenant: &str, row: &Row, now: DateTime<Utc>) -> Option<Result<Cla
         endpoint_failing: false,
     };
     let refuse = |c: Claimed, class: &'static str, why: String| {
-        tracing::warn!(tenant, delivery = %c.delivery_id, class, why, "a delivery that cannot be sent is failed");
+        tracing::warn!(%tenant, delivery = %c.delivery_id, class, why, "a delivery that cannot be sent is failed");
         Some(Err(Finished::new(c, AttemptOutcome::refused(now, class, why))))
     };
     let lost: i16 = row.try_get("lost_leases").unwrap_or(0);

@@ -94,6 +94,7 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_core::id::{DeliveryId, EndpointId};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
@@ -142,10 +143,10 @@ mod tests {
 
     fn claimed(endpoint: bool, failing: bool, round: i32) -> Claimed {
         Claimed {
-            tenant_id: "t".into(),
-            delivery_id: "d".into(),
-            event_id: "e".into(),
-            endpoint_id: endpoint.then(|| "ep".to_string()),
+            tenant_id: "t".parse().unwrap(),
+            delivery_id: DeliveryId::generate(Utc::now()),
+            event_id: "e".parse().unwrap(),
+            endpoint_id: endpoint.then(|| EndpointId::generate(Utc::now())),
             url: "https://example.com/".into(),
             attempt: round,
             round_attempt: round,

@@ -124,7 +124,7 @@ impl Sender {
             .client
             .post(&c.url)
             .header("content-type", "application/json")
-            .header("webhook-id", &c.event_id)
+            .header("webhook-id", c.event_id.as_str())
             .header("webhook-timestamp", ts.to_string());
         if let Some(secret) = &c.secret {
             if c.signature_scheme == "hmac-sha256-hex" {

@@ -7,10 +7,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use herald_core::deliveries::{self, State};
+use herald_core::id::{DeliveryId, EndpointId, TenantId};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::attempt::{target_key, Claimed, Finished, CALLBACKS};
+use crate::attempt::{target_key, Claimed, Finished};
 use crate::config::WorkerConfig;
 use crate::retry;
 use crate::sql;
@@ -58,7 +59,7 @@ pub struct Store {
 const MARK_MARGIN: chrono::Duration = chrono::Duration::milliseconds(250);
 
 /// (tenant, target) -> the latest next_attempt_at claimed there.
-type Marks = HashMap<(String, String), DateTime<Utc>>;
+type Marks = HashMap<(TenantId, String), DateTime<Utc>>;
 
 /// What one claim leased: attempts to send, attempts already failed (deliveries that cannot
 /// be prepared, see [`crate::prepare`]), and whether more may be due right now.
@@ -68,7 +69,7 @@ pub struct Claim {
     pub refused: Vec<Finished>,
     pub more: bool,
     /// Tenants that may have more due right now.
-    pub busy: Vec<String>,
+    pub busy: Vec<TenantId>,
 }
 
 impl Claim {
@@ -81,7 +82,7 @@ impl Claim {
     }
 
     /// Adds the rows of a committed claim, each prepared on its own.
-    fn take(&mut self, tenant: &str, rows: Vec<tokio_postgres::Row>, now: DateTime<Utc>) {
+    fn take(&mut self, tenant: &TenantId, rows: Vec<tokio_postgres::Row>, now: DateTime<Utc>) {
         for row in &rows {
             match crate::prepare::prepare(tenant, row, now) {
                 Some(Ok(c)) => self.ready.push(c),
@@ -103,7 +104,7 @@ impl Store {
     }
 
     /// Tenants with due deliveries.
-    pub async fn due_tenants(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    pub async fn due_tenants(&self, now: DateTime<Utc>) -> Result<Vec<TenantId>, StoreError> {
         let client = self.pool.get().await?;
         Ok(herald_core::db::tenants_where(&client, deliveries::TENANT_HAS_DUE, &[&now]).await?)
     }
@@ -121,7 +122,7 @@ impl Store {
     /// whole claim full), so the worker claims again as its attempts finish.
     pub async fn claim(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         limit: usize,
         now: DateTime<Utc>,
         local: &HashMap<String, usize>,
@@ -177,9 +178,10 @@ impl Store {
             let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
             for r in &rows {
                 let target =
-                    r.try_get::<_, Option<String>>("endpoint_id").ok().flatten().unwrap_or_else(|| CALLBACKS.into());
+                    deliveries::target_of(r.try_get::<_, Option<EndpointId>>("endpoint_id").ok().flatten().as_ref())
+                        .to_string();
                 if let Ok(at) = r.try_get::<_, DateTime<Utc>>("next_attempt_at") {
-                    let mark = marks.entry((tenant.to_string(), target.clone())).or_insert(at);
+                    let mark = marks.entry((tenant.clone(), target.clone())).or_insert(at);
                     *mark = (*mark).max(at);
                 }
                 *per_target.entry(target).or_default() += 1;
@@ -193,7 +195,7 @@ impl Store {
         if rows.len() < limit {
             let limited =
                 client.query(&client.prepare_cached(deliveries::DUE_LIMITED).await?, &[&tenant, &now]).await?;
-            let mut limited: Vec<String> = limited.iter().filter_map(|r| r.try_get(0).ok()).collect();
+            let mut limited: Vec<EndpointId> = limited.iter().filter_map(|r| r.try_get(0).ok()).collect();
             if !limited.is_empty() {
                 let k = rotate % limited.len();
                 limited.rotate_left(k);
@@ -227,8 +229,8 @@ impl Store {
     async fn claim_limited(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
-        tenant: &str,
-        endpoint: &str,
+        tenant: &TenantId,
+        endpoint: &EndpointId,
         want: usize,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
@@ -249,7 +251,7 @@ impl Store {
             Ok(x) => x,
             // An endpoint row that cannot be read holds up its own deliveries only.
             Err(e) => {
-                tracing::error!(tenant, endpoint, error = %herald_core::db::describe(&e), "an endpoint row cannot be read; its deliveries wait");
+                tracing::error!(%tenant, %endpoint, error = %herald_core::db::describe(&e), "an endpoint row cannot be read; its deliveries wait");
                 return Ok((Vec::new(), false));
             }
         };
@@ -292,16 +294,16 @@ impl Store {
             .iter()
             .map(|f| retry::after(&f.claimed, &f.outcome, &self.config.retry_schedule, now, &mut rng))
             .collect();
-        let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut by_tenant: BTreeMap<&TenantId, Vec<usize>> = BTreeMap::new();
         for (i, f) in batch.iter().enumerate() {
-            by_tenant.entry(f.claimed.tenant_id.as_str()).or_default().push(i);
+            by_tenant.entry(&f.claimed.tenant_id).or_default().push(i);
         }
         let mut client = self.pool.get().await?;
         // Planned for these values each time, as the claim is: a cached generic plan of this
         // join with an array (PostgreSQL's choice after five runs) scanned the whole table, 43 ms
         // for 125 results with 50,000 deliveries (make bench), where the custom plan takes 2.
         let statement = client.prepare(deliveries::RECORD).await?;
-        let mut landed: HashSet<String> = HashSet::new();
+        let mut landed: HashSet<DeliveryId> = HashSet::new();
         if nexts.iter().all(|n| n.transition.is_none()) {
             // Nothing but results: each tenant's statement commits on its own.
             for (tenant, idx) in &by_tenant {
@@ -314,10 +316,10 @@ impl Store {
                 let items: Vec<_> = idx.iter().map(|&i| (&batch[i], &nexts[i])).collect();
                 let here = self.record_tenant(&*tx, &statement, tenant, &items, now).await?;
                 // The strongest change per endpoint wins: disabled over failing over recovered.
-                let mut transitions: BTreeMap<&str, (retry::Transition, &Finished)> = BTreeMap::new();
+                let mut transitions: BTreeMap<&EndpointId, (retry::Transition, &Finished)> = BTreeMap::new();
                 for &i in idx {
                     let (f, t) = (&batch[i], nexts[i].transition);
-                    let (Some(t), Some(endpoint)) = (t, f.claimed.endpoint_id.as_deref()) else { continue };
+                    let (Some(t), Some(endpoint)) = (t, f.claimed.endpoint_id.as_ref()) else { continue };
                     if !here.contains(&f.claimed.delivery_id) {
                         continue;
                     }
@@ -352,10 +354,10 @@ impl Store {
         &self,
         db: &impl tokio_postgres::GenericClient,
         statement: &tokio_postgres::Statement,
-        tenant: &str,
+        tenant: &TenantId,
         results: &[(&Finished, &retry::Next)],
         now: DateTime<Utc>,
-    ) -> Result<HashSet<String>, StoreError> {
+    ) -> Result<HashSet<DeliveryId>, StoreError> {
         let items: Vec<&Finished> = results.iter().map(|(f, _)| *f).collect();
         let ids: Vec<&str> = items.iter().map(|f| f.claimed.delivery_id.as_str()).collect();
         let attempts: Vec<i32> = items.iter().map(|f| f.claimed.attempt).collect();
@@ -403,8 +405,8 @@ impl Store {
     async fn transition(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
-        tenant: &str,
-        endpoint: &str,
+        tenant: &TenantId,
+        endpoint: &EndpointId,
         transition: retry::Transition,
         f: &Finished,
         now: DateTime<Utc>,
@@ -434,7 +436,7 @@ impl Store {
         if let Some(row) = row {
             data["url"] = json!(row.try_get::<_, String>(0).unwrap_or_default());
             tx.query_one(sql::PUBLISH, &[&tenant, &event_type, &data, &now]).await?;
-            tracing::info!(tenant, endpoint, event_type, "endpoint status changed");
+            tracing::info!(%tenant, %endpoint, event_type, "endpoint status changed");
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use deadpool_postgres::Pool;
 use herald_core::clock::SharedClock;
+use herald_core::id::TenantId;
 use herald_core::listen::Wake;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -69,7 +70,7 @@ impl Worker {
         let (mut want_claim, mut backlog, mut stopping) = (true, false, false);
         // Whom the next claim is for: the tenants a notification named and those whose last
         // claim filled up, or everyone (`None`: ask each tenant whether it has due work).
-        let mut next: Option<BTreeSet<String>> = None;
+        let mut next: Option<BTreeSet<TenantId>> = None;
         // Attempts in flight just after the last claim: with a backlog, claim again once half
         // of them have finished. Fewer, larger claims cost the database far less per delivery.
         let mut after_claim = 0usize;
@@ -209,7 +210,7 @@ impl Worker {
         free: usize,
         local: &HashMap<String, usize>,
         rotate: usize,
-        only: Option<Vec<String>>,
+        only: Option<Vec<TenantId>>,
     ) -> Result<Claim, crate::store::StoreError> {
         let now = self.clock.now();
         let mut tenants = match only {
@@ -241,7 +242,7 @@ impl Worker {
                 }
                 // Each tenant's claim commits on its own: keep what earlier ones leased.
                 Err(e) if !out.is_empty() => {
-                    tracing::warn!(error = %e, tenant, "claim failed; sending what was already leased");
+                    tracing::warn!(error = %e, %tenant, "claim failed; sending what was already leased");
                     break;
                 }
                 Err(e) => return Err(e),

@@ -75,6 +75,10 @@ fn outcome(at: DateTime<Utc>, status: Option<u16>) -> AttemptOutcome {
     }
 }
 
+fn acme() -> herald_core::id::TenantId {
+    "acme".parse().unwrap()
+}
+
 fn none() -> HashMap<String, usize> {
     HashMap::new()
 }
@@ -83,16 +87,16 @@ fn none() -> HashMap<String, usize> {
 async fn an_expired_lease_is_taken_over_and_the_late_result_changes_nothing() {
     let f = Fixture::new().await;
     let (a, b) = (f.store("worker-a"), f.store("worker-b"));
-    let claimed = a.claim("acme", 10, f.now(), &none(), 0).await.unwrap().ready;
+    let claimed = a.claim(&acme(), 10, f.now(), &none(), 0).await.unwrap().ready;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].attempt, 1);
-    assert_eq!(b.claim("acme", 10, f.now(), &none(), 0).await.unwrap().ready.len(), 0, "leased: not claimable");
+    assert_eq!(b.claim(&acme(), 10, f.now(), &none(), 0).await.unwrap().ready.len(), 0, "leased: not claimable");
     let (state, _, until, owner) = f.delivery().await;
     assert_eq!((state.as_str(), owner.as_deref()), ("delivering", Some("worker-a")));
     assert_eq!(until, f.now() + chrono::Duration::seconds(30), "the lease deadline comes from the clock");
 
     f.clock.advance(chrono::Duration::seconds(31));
-    let again = b.claim("acme", 10, f.now(), &none(), 0).await.unwrap().ready;
+    let again = b.claim(&acme(), 10, f.now(), &none(), 0).await.unwrap().ready;
     assert_eq!(again.len(), 1, "an expired lease makes the delivery claimable");
     assert_eq!(again[0].attempt, 2);
 
@@ -115,7 +119,7 @@ async fn failures_follow_the_schedule_then_fail_and_mark_the_endpoint() {
     let w = f.store("w");
     // The endpoint's schedule is 1m, 5m: three attempts.
     for (attempt, step) in [(1, Some(60)), (2, Some(300)), (3, None)] {
-        let c = w.claim("acme", 10, f.now(), &none(), 0).await.unwrap().ready;
+        let c = w.claim(&acme(), 10, f.now(), &none(), 0).await.unwrap().ready;
         assert_eq!(c.len(), 1, "attempt {attempt} is due");
         let fin = herald_delivery_worker::store_finished(c[0].clone(), outcome(f.now(), Some(500)));
         w.record(&[fin], f.now()).await.unwrap();
@@ -128,7 +132,7 @@ async fn failures_follow_the_schedule_then_fail_and_mark_the_endpoint() {
                 assert!(delay >= secs as f64 * 0.9 && delay <= secs as f64 * 1.1 + 0.1, "attempt {attempt}: {delay}s");
                 f.clock.advance(chrono::Duration::seconds(secs / 2));
                 assert!(
-                    w.claim("acme", 10, f.now(), &none(), 0).await.unwrap().ready.is_empty(),
+                    w.claim(&acme(), 10, f.now(), &none(), 0).await.unwrap().ready.is_empty(),
                     "not before its time"
                 );
                 f.clock.advance(chrono::Duration::seconds(secs));
@@ -154,10 +158,10 @@ async fn a_disabled_endpoints_deliveries_wait() {
     let w = f.store("w");
     let c = f.db.client().await;
     c.batch_execute("UPDATE herald.endpoints SET status = 'disabled'").await.unwrap();
-    assert!(w.claim("acme", 10, f.now(), &none(), 0).await.unwrap().ready.is_empty());
+    assert!(w.claim(&acme(), 10, f.now(), &none(), 0).await.unwrap().ready.is_empty());
     assert_eq!(f.delivery().await.0, "pending", "still there, waiting");
     c.batch_execute("UPDATE herald.endpoints SET status = 'healthy'").await.unwrap();
-    assert_eq!(w.claim("acme", 10, f.now(), &none(), 0).await.unwrap().ready.len(), 1);
+    assert_eq!(w.claim(&acme(), 10, f.now(), &none(), 0).await.unwrap().ready.len(), 1);
 }
 
 #[tokio::test]
@@ -174,11 +178,11 @@ async fn a_worker_never_claims_more_than_it_has_room_for() {
     .unwrap();
     let mut w = f.store("w");
     w.config.endpoint_concurrency = 16;
-    assert_eq!(w.claim("acme", 5, f.now(), &none(), 0).await.unwrap().ready.len(), 5, "limited by free slots");
+    assert_eq!(w.claim(&acme(), 5, f.now(), &none(), 0).await.unwrap().ready.len(), 5, "limited by free slots");
     // endpoint_concurrency 16: with 14 already in flight here, 2 more at most.
     let local: HashMap<String, usize> = [("acme/ep_1".to_string(), 14)].into();
     assert_eq!(
-        w.claim("acme", 50, f.now(), &local, 0).await.unwrap().ready.len(),
+        w.claim(&acme(), 50, f.now(), &local, 0).await.unwrap().ready.len(),
         2,
         "limited by the per-endpoint room"
     );

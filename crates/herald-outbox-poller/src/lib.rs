@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use herald_core::clock::SharedClock;
 use herald_core::deliveries;
+use herald_core::id::{EventId, TenantId};
 use herald_core::listen::Wake;
 use herald_core::metrics::Metrics;
 use rand::Rng;
@@ -134,7 +135,7 @@ impl Poller {
             match client.query_one(sql::EXPIRE, &[&tenant, &now]).await {
                 Ok(row) => n += row.try_get::<_, i32>(0).unwrap_or(0) as usize,
                 Err(e) => {
-                    tracing::warn!(error = %e, tenant, "expiring operations failed for this tenant; the others go on")
+                    tracing::warn!(error = %e, %tenant, "expiring operations failed for this tenant; the others go on")
                 }
             }
         }
@@ -147,7 +148,7 @@ impl Poller {
     }
 
     /// Fans out what is pending for `only` these tenants, or for every tenant that has some.
-    async fn tick_for(&self, only: Option<Vec<String>>) -> Result<usize, PollerError> {
+    async fn tick_for(&self, only: Option<Vec<TenantId>>) -> Result<usize, PollerError> {
         let tenants = match only {
             Some(t) => t,
             None => {
@@ -168,7 +169,7 @@ impl Poller {
                     }
                     // One tenant's trouble must not hold up the others.
                     Err(e) => {
-                        tracing::warn!(error = %e, tenant, "fan-out failed for this tenant; the others go on");
+                        tracing::warn!(error = %e, %tenant, "fan-out failed for this tenant; the others go on");
                         break;
                     }
                 }
@@ -181,18 +182,18 @@ impl Poller {
     /// When that fails because of the rows themselves (a value that cannot be read or written),
     /// the events go one at a time, and one that fails alone is set aside with its error, so
     /// that the tenant's other events go on. Returns the number of events taken.
-    pub async fn fan_out_batch(&self, tenant: &str) -> Result<usize, PollerError> {
+    pub async fn fan_out_batch(&self, tenant: &TenantId) -> Result<usize, PollerError> {
         match self.fan_out(tenant, None).await {
             Err(e) if e.is_about_the_rows() => {
-                tracing::warn!(error = %e, tenant, "fan-out of a batch failed on its rows; going one event at a time");
+                tracing::warn!(error = %e, %tenant, "fan-out of a batch failed on its rows; going one event at a time");
                 self.fan_out_one_by_one(tenant).await
             }
             other => other,
         }
     }
 
-    async fn fan_out_one_by_one(&self, tenant: &str) -> Result<usize, PollerError> {
-        let pending: Vec<String> = {
+    async fn fan_out_one_by_one(&self, tenant: &TenantId) -> Result<usize, PollerError> {
+        let pending: Vec<EventId> = {
             let client = self.pool.get().await?;
             let rows = client.query(sql::PENDING, &[&tenant, &(self.config.batch as i64)]).await?;
             rows.iter().filter_map(|r| r.try_get(0).ok()).collect()
@@ -209,7 +210,7 @@ impl Poller {
         // or trigger that refuses all): keep them queued, and let the operator see why.
         if n == 0 && refused.len() > 1 {
             let (_, e) = refused.swap_remove(0);
-            tracing::error!(tenant, error = %e, count = refused.len() + 1, "every pending event of this tenant fails to fan out; keeping them queued");
+            tracing::error!(%tenant, error = %e, count = refused.len() + 1, "every pending event of this tenant fails to fan out; keeping them queued");
             return Err(e);
         }
         for (event_id, e) in refused {
@@ -220,7 +221,7 @@ impl Poller {
 
     /// Takes `event_id` off the outbox queue, if it is still there and no other poller holds
     /// it, and records why it cannot be fanned out. Returns 1 if it did.
-    async fn set_aside(&self, tenant: &str, event_id: &str, error: &str) -> Result<usize, PollerError> {
+    async fn set_aside(&self, tenant: &TenantId, event_id: &EventId, error: &str) -> Result<usize, PollerError> {
         let now = self.clock.now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -230,20 +231,20 @@ impl Poller {
         tx.execute(sql::SET_ASIDE, &[&tenant, &event_id, &now, &error]).await?;
         tx.commit().await?;
         self.metrics.fanout_failures.inc();
-        tracing::error!(tenant, event = event_id, error, "an event could not be fanned out; set aside (GET /v1/events/{{id}} shows why, herald.refan(tenant) queues it again)");
+        tracing::error!(%tenant, event = %event_id, error, "an event could not be fanned out; set aside (GET /v1/events/{{id}} shows why, herald.refan(tenant) queues it again)");
         Ok(1)
     }
 
     /// One transaction: take up to `batch` pending events of `tenant` (or just `only`), create
     /// their deliveries, wake the workers, commit. A crash before COMMIT leaves them pending.
-    async fn fan_out(&self, tenant: &str, only: Option<&str>) -> Result<usize, PollerError> {
+    async fn fan_out(&self, tenant: &TenantId, only: Option<&EventId>) -> Result<usize, PollerError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let taken = match only {
             None => tx.query(sql::TAKE, &[&tenant, &(self.config.batch as i64)]).await?,
             Some(id) => tx.query(sql::TAKE_ONE, &[&tenant, &id]).await?,
         };
-        let taken: Vec<String> = taken.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+        let taken: Vec<EventId> = taken.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
         if taken.is_empty() {
             return Ok(0);
         }
@@ -261,7 +262,7 @@ impl Poller {
         tx.commit().await?;
         self.metrics.events_fanned_out.inc_by(taken.len() as u64);
         self.metrics.deliveries_created.inc_by(made as u64);
-        tracing::debug!(tenant, events = taken.len(), deliveries = made, "fanned out");
+        tracing::debug!(%tenant, events = taken.len(), deliveries = made, "fanned out");
         Ok(taken.len())
     }
 
@@ -271,7 +272,7 @@ impl Poller {
         let mut last_upkeep: Option<DateTime<Utc>> = None;
         // A notification names its tenant: fan out just those. A poll (`None`) looks at every
         // tenant, and is also when operations expire and partitions are kept ahead.
-        let mut woken: Option<Vec<String>> = None;
+        let mut woken: Option<Vec<TenantId>> = None;
         let mut last_poll = tokio::time::Instant::now();
         loop {
             let now = self.clock.now();

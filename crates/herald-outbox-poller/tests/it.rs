@@ -57,8 +57,8 @@ async fn three_pollers_fan_each_event_out_exactly_once() {
         let tenant_batches = async move {
             let mut mine = 0;
             loop {
-                let a = p.fan_out_batch("acme").await.unwrap();
-                let b = p.fan_out_batch("globex").await.unwrap();
+                let a = p.fan_out_batch(&"acme".parse().unwrap()).await.unwrap();
+                let b = p.fan_out_batch(&"globex".parse().unwrap()).await.unwrap();
                 mine += a + b;
                 if a + b == 0 {
                     return mine;
@@ -110,8 +110,16 @@ async fn a_rolled_back_fan_out_leaves_the_event_pending() {
     tx.batch_execute("DELETE FROM herald.pending_events WHERE tenant_id = 'acme'").await.unwrap();
     let poller =
         Poller::new(db.pool.clone(), clock::system(), PollerConfig::default(), herald_core::metrics::Metrics::new());
-    assert_eq!(poller.fan_out_batch("acme").await.unwrap(), 0, "a locked pending event is skipped, not waited for");
+    assert_eq!(
+        poller.fan_out_batch(&"acme".parse().unwrap()).await.unwrap(),
+        0,
+        "a locked pending event is skipped, not waited for"
+    );
     tx.rollback().await.unwrap();
-    assert_eq!(poller.fan_out_batch("acme").await.unwrap(), 1, "after the rollback it is there again");
+    assert_eq!(
+        poller.fan_out_batch(&"acme".parse().unwrap()).await.unwrap(),
+        1,
+        "after the rollback it is there again"
+    );
     assert_eq!(poller.tick().await.unwrap(), 0);
 }

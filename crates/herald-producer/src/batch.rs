@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use herald_core::clock::SharedClock;
 use herald_core::deliveries;
+use herald_core::id::{EventId, TenantId};
 use herald_core::metrics::Metrics;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -39,14 +40,14 @@ const INSERT_EVENTS: &str = "INSERT INTO herald.events AS e (tenant_id, event_id
 const EXISTING: &str = "SELECT event_id, created_at FROM herald.events WHERE tenant_id = $1 AND event_id = ANY($2)";
 
 struct Job {
-    tenant: String,
+    tenant: TenantId,
     entry: Entry,
     answer: oneshot::Sender<Result<Published, PublishError>>,
 }
 
 /// An event to write: its id (made when it was queued), itself, its time.
 struct Entry {
-    id: String,
+    id: EventId,
     event: NewEvent,
     at: DateTime<Utc>,
 }
@@ -73,7 +74,7 @@ impl Publisher {
             tokio::spawn(async move {
                 while let Some(batch) = next_batch(&rx).await {
                     // One transaction per tenant (under Citus, a tenant's rows are on one node).
-                    let mut by_tenant: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+                    let mut by_tenant: BTreeMap<TenantId, Vec<Job>> = BTreeMap::new();
                     for job in batch {
                         by_tenant.entry(job.tenant.clone()).or_default().push(job);
                     }
@@ -88,15 +89,20 @@ impl Publisher {
 
     /// Publishes `event` (already checked with [`NewEvent::check`]) for `tenant`: answered once
     /// it is committed, with its deliveries.
-    pub async fn publish(&self, tenant: &str, event: NewEvent, at: DateTime<Utc>) -> Result<Published, PublishError> {
+    pub async fn publish(
+        &self,
+        tenant: &TenantId,
+        event: NewEvent,
+        at: DateTime<Utc>,
+    ) -> Result<Published, PublishError> {
         let (answer, answered) = oneshot::channel();
         // PostgreSQL keeps microseconds: answer the time as it is stored.
         let at = chrono::SubsecRound::trunc_subsecs(at, 6);
         // The id is made here, once: if a COMMIT's answer is lost and the event is written
         // again alone, it is found as stored, not stored twice under a second id.
-        let id = event.id.clone().unwrap_or_else(|| herald_core::id::new_id(herald_core::id::EVENT, at));
+        let id = event.id.clone().unwrap_or_else(|| EventId::generate(at));
         let event = NewEvent { id: Some(id.clone()), ..event };
-        let job = Job { tenant: tenant.to_string(), entry: Entry { id, event, at }, answer };
+        let job = Job { tenant: tenant.clone(), entry: Entry { id, event, at }, answer };
         self.jobs.send(job).await.map_err(|_| PublishError::Stopped)?;
         answered.await.map_err(|_| PublishError::Stopped)?
     }
@@ -117,7 +123,7 @@ async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
 }
 
 /// Writes `batch`, all of `tenant`, and answers each job.
-async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, tenant: &str, batch: Vec<Job>) {
+async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, tenant: &TenantId, batch: Vec<Job>) {
     let alone = batch.len() == 1;
     let (jobs, answers): (Vec<Entry>, Vec<_>) = batch.into_iter().map(|j| (j.entry, j.answer)).unzip();
     match write_batch(pool, clock, tenant, &jobs).await {
@@ -150,7 +156,7 @@ async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, tenant: &str
 async fn write_batch(
     pool: &Pool,
     clock: &SharedClock,
-    tenant: &str,
+    tenant: &TenantId,
     jobs: &[Entry],
 ) -> Result<Vec<Published>, PublishError> {
     let mut client = pool.get().await.map_err(PublishError::Pool)?;
@@ -162,14 +168,14 @@ async fn write_batch(
         answers[i] = Some(crate::publish(&tx, tenant, &jobs[i].event, jobs[i].at).await?);
     }
     if !plain.is_empty() {
-        let ids: Vec<&str> = plain.iter().map(|&i| jobs[i].id.as_str()).collect();
+        let ids: Vec<&EventId> = plain.iter().map(|&i| &jobs[i].id).collect();
         let seqs: Vec<i64> = plain.iter().map(|&i| herald_core::id::seq_at(jobs[i].at)).collect();
         let types: Vec<&str> = plain.iter().map(|&i| jobs[i].event.event_type.as_str()).collect();
         let data: Vec<&str> = plain.iter().map(|&i| jobs[i].event.data.as_str()).collect();
         let ats: Vec<DateTime<Utc>> = plain.iter().map(|&i| jobs[i].at).collect();
         let traceparents: Vec<Option<&str>> = plain.iter().map(|&i| jobs[i].event.traceparent.as_deref()).collect();
         let insert = tx.prepare_cached(INSERT_EVENTS).await?;
-        let inserted: Vec<String> = tx
+        let inserted: Vec<EventId> = tx
             .query(&insert, &[&tenant, &ids, &seqs, &types, &data, &ats, &traceparents])
             .await
             .map_err(publish_error)?
@@ -181,15 +187,15 @@ async fn write_batch(
         let mut events = Vec::new();
         let mut old = Vec::new();
         for (k, &i) in plain.iter().enumerate() {
-            let made_here = fresh.get_mut(ids[k]).map(std::mem::take).unwrap_or(false);
+            let made_here = fresh.get_mut(ids[k].as_str()).map(std::mem::take).unwrap_or(false);
             if made_here {
                 events.push(deliveries::Event {
-                    id: ids[k].to_string(),
+                    id: ids[k].clone(),
                     event_type: types[k].to_string(),
                     callback_url: None,
                 });
                 answers[i] = Some(Published {
-                    id: ids[k].to_string(),
+                    id: ids[k].clone(),
                     created_at: ats[k],
                     duplicate: false,
                     generated_callback_secret: None,
@@ -199,7 +205,7 @@ async fn write_batch(
             }
         }
         if !old.is_empty() {
-            let wanted: Vec<&str> = old.iter().map(|(_, id)| *id).collect();
+            let wanted: Vec<&EventId> = old.iter().map(|(_, id)| *id).collect();
             let stored: HashMap<String, DateTime<Utc>> = tx
                 .query(EXISTING, &[&tenant, &wanted])
                 .await?
@@ -209,11 +215,11 @@ async fn write_batch(
             for (i, id) in old {
                 // Inserted by this very batch (the same id twice): its time is the first's.
                 let created_at = stored
-                    .get(id)
+                    .get(id.as_str())
                     .copied()
-                    .or_else(|| answers.iter().flatten().find(|p| p.id == id && !p.duplicate).map(|p| p.created_at));
+                    .or_else(|| answers.iter().flatten().find(|p| p.id == *id && !p.duplicate).map(|p| p.created_at));
                 let created_at = created_at.unwrap_or(jobs[i].at);
-                let id = id.to_string();
+                let id = id.clone();
                 answers[i] = Some(Published { id, created_at, duplicate: true, generated_callback_secret: None });
             }
         }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use herald_core::config::RetrySchedule;
 use herald_core::data::EventData;
+use herald_core::id::{EventId, TenantId};
 use herald_core::signing::Secret;
 use herald_core::validate::{self, Invalid};
 use tokio_postgres::Transaction;
@@ -12,7 +13,7 @@ use crate::sql;
 /// An event to publish. `id: None` lets Herald generate a time-ordered `evt_` id.
 #[derive(Debug, Clone, Default)]
 pub struct NewEvent {
-    pub id: Option<String>,
+    pub id: Option<EventId>,
     pub event_type: String,
     /// Delivered as this text: `EventData::parse` checks text from outside, and a
     /// `serde_json::Value` converts with `.into()`.
@@ -27,9 +28,6 @@ impl NewEvent {
     /// The rules every door applies (contract section 8); returns the callback URL as it is
     /// stored (parsed: lower-case scheme and host, percent-encoded, as endpoint URLs are).
     pub fn check(&self) -> Result<Option<String>, Invalid> {
-        if let Some(id) = &self.id {
-            validate::event_id(id)?;
-        }
         validate::event_type(&self.event_type)?;
         let callback_url = match &self.callback_url {
             Some(url) => {
@@ -55,7 +53,7 @@ impl NewEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
-    pub id: String,
+    pub id: EventId,
     pub created_at: DateTime<Utc>,
     /// The tenant had already published this id: nothing new was stored.
     pub duplicate: bool,
@@ -86,7 +84,7 @@ pub enum PublishError {
 /// delivery, on the address actually connected to.
 pub async fn publish(
     tx: &Transaction<'_>,
-    tenant: &str,
+    tenant: &TenantId,
     event: &NewEvent,
     at: DateTime<Utc>,
 ) -> Result<Published, PublishError> {

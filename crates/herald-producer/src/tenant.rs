@@ -1,7 +1,8 @@
 //! Tenants and their API tokens, for the `herald tenant` commands.
 
 use chrono::{DateTime, Utc};
-use herald_core::validate::{self, Invalid};
+use herald_core::id::TenantId;
+use herald_core::validate::Invalid;
 
 use crate::sql;
 
@@ -36,10 +37,9 @@ impl From<tokio_postgres::Error> for TenantError {
 /// Creates tenant `name` and returns its first API token (shown once; only its hash is kept).
 pub async fn create(
     client: &mut tokio_postgres::Client,
-    name: &str,
+    name: &TenantId,
     now: DateTime<Utc>,
 ) -> Result<String, TenantError> {
-    validate::tenant_name(name)?;
     let tx = client.transaction().await?;
     if tx.execute(sql::CREATE_TENANT, &[&name, &now]).await? == 0 {
         return Err(TenantError::Exists(name.to_string()));
@@ -52,7 +52,7 @@ pub async fn create(
 /// Issues another API token for an existing tenant.
 pub async fn issue_token(
     client: &mut tokio_postgres::Client,
-    name: &str,
+    name: &TenantId,
     now: DateTime<Utc>,
 ) -> Result<String, TenantError> {
     let tx = client.transaction().await?;
@@ -67,7 +67,7 @@ pub async fn issue_token(
 
 async fn insert_token(
     tx: &tokio_postgres::Transaction<'_>,
-    name: &str,
+    name: &TenantId,
     now: DateTime<Utc>,
 ) -> Result<String, TenantError> {
     let token = herald_core::token::generate(name);

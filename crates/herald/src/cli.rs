@@ -43,7 +43,7 @@ pub enum TenantCommand {
 #[derive(Debug, Args)]
 pub struct TenantArgs {
     /// The tenant's name: 1 to 63 characters of a-z 0-9 _ -.
-    pub name: String,
+    pub name: herald_core::id::TenantId,
     #[command(flatten)]
     pub db: DatabaseArgs,
 }

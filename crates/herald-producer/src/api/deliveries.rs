@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use herald_core::id::{DeliveryId, EndpointId, EventId};
 use herald_core::validate::type_matches;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -19,7 +20,7 @@ const MAX_REPLAY: i64 = 10_000;
 pub async fn attempts(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(id): ApiPath,
+    ApiPath(id): ApiPath<EventId>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Value>, ApiError> {
     let (limit, cursor) = page.checked()?;
@@ -45,7 +46,7 @@ pub async fn attempts(
 pub async fn retry(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(id): ApiPath,
+    ApiPath(id): ApiPath<DeliveryId>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let now = state.clock.now();
     let mut client = state.pool.get().await?;
@@ -99,7 +100,7 @@ fn seq_floor(at: DateTime<Utc>) -> i64 {
 pub async fn replay(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(endpoint): ApiPath,
+    ApiPath(endpoint): ApiPath<EndpointId>,
     ApiJson(body): ApiJson<ReplayBody>,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
@@ -126,17 +127,17 @@ pub async fn replay(
             format!("the window holds more than {MAX_REPLAY} events; replay it in smaller windows"),
         ));
     }
-    let events: Vec<String> = rows
+    let events: Vec<EventId> = rows
         .iter()
         .filter(|r| r.try_get::<_, String>(1).is_ok_and(|t| type_matches(&patterns, &t)))
         .filter_map(|r| r.try_get(0).ok())
         .collect();
     // Fan-out's own insert: new deliveries, and finished ones made pending again.
     let again = herald_core::deliveries::New {
-        ids: events.iter().map(|_| herald_core::id::new_id(herald_core::id::DELIVERY, now)).collect(),
-        event_ids: events.iter().map(String::as_str).collect(),
-        targets: vec![endpoint.as_str(); events.len()],
-        endpoint_ids: vec![Some(endpoint.as_str()); events.len()],
+        ids: events.iter().map(|_| DeliveryId::generate(now)).collect(),
+        event_ids: events.iter().collect(),
+        targets: vec![herald_core::deliveries::target_of(Some(&endpoint)); events.len()],
+        endpoint_ids: vec![Some(&endpoint); events.len()],
         urls: vec![url.as_str(); events.len()],
     };
     let scheduled = herald_core::deliveries::insert(&tx, &tenant, &again, now, true).await?;

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use herald_core::config::RetrySchedule;
+use herald_core::id::{EndpointId, TenantId};
 use herald_core::signing::Secret;
 use herald_core::validate::{self, Invalid};
 use serde::{Deserialize, Deserializer};
@@ -131,7 +132,7 @@ pub async fn create(
         check_limit("rate_limit_per_s", v, 100_000)?;
     }
     let now = state.clock.now();
-    let id = herald_core::id::new_id(herald_core::id::ENDPOINT, now);
+    let id = EndpointId::generate(now);
     let client = state.pool.get().await?;
     let row = client
         .query_one(
@@ -168,7 +169,7 @@ pub async fn list(
 pub async fn get_one(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(id): ApiPath,
+    ApiPath(id): ApiPath<EndpointId>,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.pool.get().await?;
     match client.query_opt(&sql::get_endpoint(), &[&tenant, &id]).await? {
@@ -180,7 +181,7 @@ pub async fn get_one(
 pub async fn update(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(id): ApiPath,
+    ApiPath(id): ApiPath<EndpointId>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<Value>, ApiError> {
     let url = body.url.as_deref().map(|u| validate::target_url("url", u, &state.allow)).transpose()?;
@@ -235,7 +236,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(id): ApiPath,
+    ApiPath(id): ApiPath<EndpointId>,
 ) -> Result<StatusCode, ApiError> {
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
@@ -255,7 +256,7 @@ pub async fn delete(
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(id): ApiPath,
+    ApiPath(id): ApiPath<EndpointId>,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
     let secret = Secret::generate();
@@ -268,8 +269,8 @@ pub async fn rotate_secret(
 
 async fn set_status(
     state: AppState,
-    tenant: String,
-    id: String,
+    tenant: TenantId,
+    id: EndpointId,
     status: &str,
     reason: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
@@ -281,7 +282,7 @@ async fn set_status(
 pub async fn enable(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(id): ApiPath,
+    ApiPath(id): ApiPath<EndpointId>,
 ) -> Result<Json<Value>, ApiError> {
     set_status(state, tenant, id, "healthy", None).await
 }
@@ -289,7 +290,7 @@ pub async fn enable(
 pub async fn disable(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(id): ApiPath,
+    ApiPath(id): ApiPath<EndpointId>,
 ) -> Result<Json<Value>, ApiError> {
     set_status(state, tenant, id, "disabled", Some("disabled through the API")).await
 }

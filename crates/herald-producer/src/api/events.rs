@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::config::RetrySchedule;
 use herald_core::data::EventData;
+use herald_core::id::EventId;
 use herald_core::validate::{self, Invalid};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -58,6 +59,7 @@ pub async fn publish(
         }
         (a, b) => a.or(b),
     };
+    let id = id.as_deref().map(EventId::parse).transpose()?;
     if let Some(url) = &body.callback_url {
         validate::target_url("callback_url", url, &state.allow)?;
     }
@@ -86,7 +88,7 @@ pub async fn publish(
 pub async fn get_one(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(id): ApiPath,
+    ApiPath(id): ApiPath<EventId>,
 ) -> Result<Json<EventAnswer>, ApiError> {
     let client = state.pool.get().await?;
     let Some(event) = client.query_opt(sql::GET_EVENT, &[&tenant, &id]).await? else {

@@ -8,13 +8,15 @@ use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
+use herald_core::id::{Id, TenantId};
+
 use super::error::ApiError;
 use super::AppState;
 use crate::sql;
 
 /// The tenant that the request's bearer token belongs to.
 #[derive(Debug, Clone)]
-pub struct Tenant(pub String);
+pub struct Tenant(pub TenantId);
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -37,17 +39,17 @@ impl FromRequestParts<AppState> for Tenant {
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let unknown =
             || unauthorized("unknown API token: check it, or make a new one with `herald tenant create NAME`");
-        let tenant = herald_core::token::tenant_of(token).ok_or_else(unknown)?;
+        let tenant: TenantId = herald_core::token::tenant_of(token).and_then(|t| t.parse().ok()).ok_or_else(unknown)?;
         let hash = herald_core::token::hash(token);
         let now = std::time::Instant::now();
         if state.tokens.knows(&hash, now) {
-            return Ok(Tenant(tenant.to_string()));
+            return Ok(Tenant(tenant));
         }
         let client = state.pool.get().await?;
         let found = client.query_opt(sql::TOKEN_EXISTS, &[&tenant, &hash]).await?.is_some();
         if found {
             state.tokens.remember(hash, now);
-            Ok(Tenant(tenant.to_string()))
+            Ok(Tenant(tenant))
         } else {
             Err(unknown())
         }
@@ -196,16 +198,16 @@ pub fn page_of(
     axum::Json(serde_json::json!({"data": data, "next_cursor": next}))
 }
 
-/// One id from the path. A path that is not valid UTF-8 names nothing Herald issued: 404 with
-/// the contract's error shape, like any unknown id.
-pub struct ApiPath(pub String);
+/// One id from the path, parsed as its type. An id that is not of its type's shape (or not
+/// UTF-8) names nothing Herald issued: 404 with the contract's error shape, like any unknown id.
+pub struct ApiPath<T>(pub T);
 
-impl FromRequestParts<AppState> for ApiPath {
+impl<T: Id + Send> FromRequestParts<AppState> for ApiPath<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(id)) => Ok(Self(id)),
+            Ok(Path(id)) => T::parse(&id).map(Self).map_err(|_| ApiError::not_found(T::KIND, &id)),
             Err(_) => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

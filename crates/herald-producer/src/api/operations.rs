@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Datelike, Utc};
 use herald_core::config::RetrySchedule;
+use herald_core::id::CallId;
 use herald_core::signing::Secret;
 use herald_core::validate::{self, Invalid};
 use serde::Deserialize;
@@ -94,17 +95,6 @@ fn check_text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn check_call_id(id: &str) -> Result<(), Invalid> {
-    if (1..=100).contains(&id.len()) && validate::event_id(id).is_ok() {
-        Ok(())
-    } else {
-        Err(Invalid::new(
-            "invalid_call_id",
-            format!("call_id {id:?} is not allowed: use 1 to 100 characters of A-Z a-z 0-9 _ - . : (or leave it out to get one)"),
-        ))
-    }
-}
-
 pub async fn create_approval(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -163,9 +153,7 @@ async fn create(
     op: NewOperation,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let now = state.clock.now();
-    if let Some(id) = &op.call_id {
-        check_call_id(id)?;
-    }
+    let call_id = op.call_id.as_deref().map(CallId::parse).transpose()?;
     if let Some(r) = &op.run_id {
         check_text("run_id", r, 200)?;
     }
@@ -207,7 +195,7 @@ async fn create(
     // answers it once, on creation.
     let generated = (callback_url.is_some() && op.callback_secret.is_none()).then(Secret::generate);
     let secret = op.callback_secret.clone().or_else(|| generated.as_ref().map(|s| s.expose().to_string()));
-    let call_id = op.call_id.clone().unwrap_or_else(|| herald_core::id::new_id(herald_core::id::CALL, now));
+    let call_id = call_id.unwrap_or_else(|| CallId::generate(now));
 
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
@@ -270,18 +258,18 @@ async fn create(
     ))
 }
 
-pub async fn get_approval(s: State<AppState>, t: Tenant, p: ApiPath) -> Result<Json<Value>, ApiError> {
+pub async fn get_approval(s: State<AppState>, t: Tenant, p: ApiPath<CallId>) -> Result<Json<Value>, ApiError> {
     get_one(s, t, p, Kind::Approval).await
 }
 
-pub async fn get_human_contact(s: State<AppState>, t: Tenant, p: ApiPath) -> Result<Json<Value>, ApiError> {
+pub async fn get_human_contact(s: State<AppState>, t: Tenant, p: ApiPath<CallId>) -> Result<Json<Value>, ApiError> {
     get_one(s, t, p, Kind::HumanContact).await
 }
 
 async fn get_one(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(call_id): ApiPath,
+    ApiPath(call_id): ApiPath<CallId>,
     kind: Kind,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.pool.get().await?;
@@ -350,7 +338,7 @@ pub struct HumanContactAnswer {
 pub async fn respond_approval(
     s: State<AppState>,
     t: Tenant,
-    p: ApiPath,
+    p: ApiPath<CallId>,
     ApiJson(b): ApiJson<ApprovalAnswer>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(c) = &b.comment {
@@ -370,7 +358,7 @@ pub async fn respond_approval(
 pub async fn respond_human_contact(
     s: State<AppState>,
     t: Tenant,
-    p: ApiPath,
+    p: ApiPath<CallId>,
     ApiJson(b): ApiJson<HumanContactAnswer>,
 ) -> Result<Json<Value>, ApiError> {
     check_text("response", &b.response, MAX_TEXT)?;
@@ -401,7 +389,7 @@ struct Answer {
 async fn respond(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiPath(call_id): ApiPath,
+    ApiPath(call_id): ApiPath<CallId>,
     kind: Kind,
     answer: Answer,
 ) -> Result<Json<Value>, ApiError> {

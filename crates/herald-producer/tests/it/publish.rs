@@ -89,7 +89,7 @@ async fn rust_publish_on_a_transaction_and_duplicates() {
     db.tenant("acme").await;
     let mut client = herald_core::db::connect(&db.url).await.unwrap();
     let event = NewEvent {
-        id: Some("evt_rust_1".into()),
+        id: Some("evt_rust_1".parse().unwrap()),
         event_type: "meeting.completed".into(),
         data: json!({"meeting": 7}).into(),
         callback_url: Some("https://agents.example.com/runs/7".into()),
@@ -98,20 +98,20 @@ async fn rust_publish_on_a_transaction_and_duplicates() {
     };
     let now = chrono::Utc::now();
     let tx = client.transaction().await.unwrap();
-    let first = publish(&tx, "acme", &event, now).await.unwrap();
+    let first = publish(&tx, &"acme".parse().unwrap(), &event, now).await.unwrap();
     tx.rollback().await.unwrap();
     assert!(!first.duplicate);
     assert_eq!(count_events(&db, "acme").await, 0);
 
     let tx = client.transaction().await.unwrap();
-    let first = publish(&tx, "acme", &event, now).await.unwrap();
+    let first = publish(&tx, &"acme".parse().unwrap(), &event, now).await.unwrap();
     tx.commit().await.unwrap();
     assert!(!first.duplicate);
     let secret = first.generated_callback_secret.expect("a callback without a secret gets one");
     assert!(herald_core::signing::Secret::parse(&secret).is_ok(), "{secret}");
 
     let tx = client.transaction().await.unwrap();
-    let second = publish(&tx, "acme", &event, now + chrono::Duration::seconds(5)).await.unwrap();
+    let second = publish(&tx, &"acme".parse().unwrap(), &event, now + chrono::Duration::seconds(5)).await.unwrap();
     tx.commit().await.unwrap();
     assert!(second.duplicate);
     assert_eq!(second.created_at, first.created_at, "a duplicate answers the original");
@@ -123,7 +123,7 @@ async fn rust_publish_on_a_transaction_and_duplicates() {
 
     let err = {
         let tx = client.transaction().await.unwrap();
-        publish(&tx, "nobody", &event, now).await.unwrap_err()
+        publish(&tx, &"nobody".parse().unwrap(), &event, now).await.unwrap_err()
     };
     assert!(matches!(err, herald_producer::PublishError::UnknownTenant(_)), "{err}");
 }
