@@ -44,6 +44,40 @@ impl Ctx {
         self.meter.snapshot(stack, &self.admin).await
     }
 
+    /// The database's WAL position now, for [`Ctx::wal_stats`].
+    async fn lsn(&self) -> anyhow::Result<String> {
+        Ok(self.admin.query_one("SELECT pg_current_wal_lsn()::text", &[]).await?.get(0))
+    }
+
+    /// With `BENCH_WAL_STATS=1`, prints what the WAL written since `from` is made of
+    /// (`pg_waldump --stats=record`): which record types, full-page images, how many bytes.
+    async fn wal_stats(&self, from: &str, phase: &str) -> anyhow::Result<()> {
+        if std::env::var_os("BENCH_WAL_STATS").is_none() {
+            return Ok(());
+        }
+        let to = self.lsn().await?;
+        self.admin.batch_execute("SELECT pg_switch_wal()").await?;
+        let wal = self.pg.data_dir().join("pg_wal");
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(concat!(
+                ". '",
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../scripts/pg.sh' && pg_find_bin && \"$PG_BIN/pg_waldump\" --stats=record -p \"$1\" -s \"$2\" -e \"$3\""
+            ))
+            .arg("bash")
+            .arg(&wal)
+            .arg(from)
+            .arg(&to)
+            .output()?;
+        eprintln!(
+            "WAL of {phase}, {from} to {to}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
     /// Starts a measured window: statement counts from zero.
     async fn window(&self, stack: &Stack) -> anyhow::Result<Snapshot> {
         self.admin.batch_execute("SELECT pg_stat_statements_reset()").await?;
@@ -159,6 +193,7 @@ async fn http_1(ctx: &Ctx, t: Topology) -> anyhow::Result<Value> {
     anyhow::ensure!(rx.wait(&paths, warm, Duration::from_secs(300)).await, "warm-up not delivered");
     load::recorded(&stack, warm).await?;
     let before = ctx.window(&stack).await?;
+    let lsn = ctx.lsn().await?;
     let t0 = Instant::now();
     load::closed(&stack, "m", n, 64).await?;
     let accepted = Instant::now();
@@ -166,6 +201,7 @@ async fn http_1(ctx: &Ctx, t: Topology) -> anyhow::Result<Value> {
     let last = *rx.arrivals("/hook").last().unwrap();
     load::recorded(&stack, warm + n).await?;
     let cost = (ctx.snapshot(&stack).await? - before).per(n);
+    ctx.wal_stats(&lsn, "http-1").await?;
     Ok(json!({
         "top_statements": ctx.top_statements(&format!("b_http1_{}", t.name())).await?,
         "accepted_per_s": n as f64 / secs(t0, accepted),
@@ -211,6 +247,7 @@ async fn sql_backlog(ctx: &Ctx, t: Topology) -> anyhow::Result<Value> {
     stack.endpoint(&rx, "/hook").await?;
     let n = ctx.n(50_000).max(1_000);
     let before = ctx.window(&stack).await?;
+    let lsn = ctx.lsn().await?;
     let t0 = Instant::now();
     load::sql(&stack, n, 500, 2).await?;
     let published = Instant::now();
@@ -221,6 +258,7 @@ async fn sql_backlog(ctx: &Ctx, t: Topology) -> anyhow::Result<Value> {
     );
     load::recorded(&stack, n).await?;
     let cost = (ctx.snapshot(&stack).await? - before).per(n);
+    ctx.wal_stats(&lsn, "sql-backlog").await?;
     let arrivals = rx.arrivals("/hook");
     let tenth = n / 5;
     let first = tenth as f64 / secs(t0, arrivals[tenth - 1]);

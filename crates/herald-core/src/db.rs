@@ -160,6 +160,7 @@ mod tests {
         ("V3__operations.sql", "269e33f7b360513f571bd891f1b83647832a01ff9acff0dc8f5e2dd51b637392"),
         ("V4__event_data_as_sent.sql", "5c6f7739220523b6ee96aac18625de1470a0ee7e81a2f52cc012b8d19240b5b2"),
         ("V5__hot_claims.sql", "a0b7e6e9eb333915de6db4203ee3539525cfe26f761018b30a53dd366f6be759"),
+        ("V6__fewer_index_entries.sql", "5d2e258d157b176f11eca65d30c533358e49b779380491b1ddb085b1e89ed996"),
     ];
 
     #[test]

@@ -42,18 +42,31 @@ impl State {
 const ENDPOINTS: &str = "SELECT endpoint_id, url, event_types FROM herald.endpoints \
      WHERE tenant_id = $1 AND status IN ('healthy', 'failing') ORDER BY endpoint_id FOR KEY SHARE";
 
-/// New deliveries, due at `$6`. An (event, target) that has one already keeps it; with `$8`
-/// (replay) one that finished is made pending again, as a new round of the retry schedule
-/// (one being attempted is left alone).
-const INSERT: &str = "INSERT INTO herald.deliveries AS d (tenant_id, delivery_id, event_id, target, \
-       endpoint_id, url, state, next_attempt_at, created_at, updated_at) \
-     SELECT $1, u.delivery_id, u.event_id, u.target, u.endpoint_id, u.url, 'pending', $6, $6, $6 \
-       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $7::text[]) \
-            AS u(delivery_id, event_id, target, endpoint_id, url) \
-     ON CONFLICT (tenant_id, event_id, target) DO UPDATE \
+/// The insert of new deliveries, due at `$6`, shared by fan-out and replay.
+macro_rules! insert_deliveries {
+    () => {
+        "INSERT INTO herald.deliveries AS d (tenant_id, delivery_id, event_id, target, \
+           endpoint_id, url, state, next_attempt_at, created_at, updated_at) \
+         SELECT $1, u.delivery_id, u.event_id, u.target, u.endpoint_id, u.url, 'pending', $6, $6, $6 \
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $7::text[]) \
+                AS u(delivery_id, event_id, target, endpoint_id, url)"
+    };
+}
+
+/// Fan-out's: deliveries of events that have none yet (fan-out runs in the transaction that
+/// inserted its events or took them off the outbox queue). A plain insert: an ON CONFLICT
+/// clause would cost a speculative insertion, and its WAL record, for every row.
+const INSERT: &str = insert_deliveries!();
+
+/// Replay's: an (event, target) that has a delivery keeps it, and one that finished is made
+/// pending again, as a new round of the retry schedule (one being attempted is left alone).
+const INSERT_AGAIN: &str = concat!(
+    insert_deliveries!(),
+    " ON CONFLICT (tenant_id, event_id, target) DO UPDATE \
         SET state = 'pending', next_attempt_at = $6, lease_owner = NULL, lease_until = NULL, \
             schedule_offset = d.attempt_count, url = EXCLUDED.url, updated_at = $6 \
-      WHERE $8 AND d.state IN ('delivered', 'failed', 'cancelled')";
+      WHERE d.state IN ('delivered', 'failed', 'cancelled')"
+);
 
 /// Wakes delivery-workers; sent from this session, delivered at COMMIT (a hint, rule 6).
 pub const NOTIFY_WORKERS: &str = "SELECT pg_notify('herald_deliveries', $1)";
@@ -89,12 +102,9 @@ pub async fn insert(
     if rows.ids.is_empty() {
         return Ok(0);
     }
-    let insert = tx.prepare_cached(INSERT).await?;
+    let insert = tx.prepare_cached(if again { INSERT_AGAIN } else { INSERT }).await?;
     let n = tx
-        .execute(
-            &insert,
-            &[&tenant, &rows.ids, &rows.event_ids, &rows.targets, &rows.endpoint_ids, &now, &rows.urls, &again],
-        )
+        .execute(&insert, &[&tenant, &rows.ids, &rows.event_ids, &rows.targets, &rows.endpoint_ids, &now, &rows.urls])
         .await?;
     if n > 0 {
         tx.execute(&tx.prepare_cached(NOTIFY_WORKERS).await?, &[&tenant]).await?;

@@ -25,6 +25,11 @@ fn script(args: &[&str], body: &str) -> bool {
 }
 
 impl PrivateCluster {
+    /// The cluster's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     pub fn start() -> Self {
         Self::start_with("-c fsync=off")
     }
