@@ -114,10 +114,20 @@ pub async fn open_loop(ctx: &Ctx, stack: &Stack, rx: &Receiver, rate: usize) -> 
     }
     anyhow::ensure!(sent.len() == n, "{} of {n} publishes were refused or failed", n - sent.len());
     anyhow::ensure!(rx.wait(&["/hook".to_string()], warm + n, Duration::from_secs(120)).await, "not all delivered");
-    let mut ms: Vec<f64> = sent
+    let timed: Vec<(usize, f64)> = sent
         .iter()
-        .filter_map(|(id, answered)| rx.first("/hook", id).map(|at| at.saturating_duration_since(*answered)))
-        .map(|d| d.as_secs_f64() * 1e3)
+        .enumerate()
+        .filter_map(|(k, (id, answered))| {
+            rx.first("/hook", id).map(|at| (k / rate, at.saturating_duration_since(*answered).as_secs_f64() * 1e3))
+        })
         .collect();
-    Ok(percentiles(&mut ms))
+    // When the slow ones came: the worst latency of each second of the run.
+    let mut worst = vec![0.0f64; n.div_ceil(rate)];
+    for &(sec, ms) in &timed {
+        worst[sec] = worst[sec].max(ms);
+    }
+    let mut ms: Vec<f64> = timed.iter().map(|&(_, ms)| ms).collect();
+    let mut out = percentiles(&mut ms);
+    out["worst_by_second_ms"] = json!(worst);
+    Ok(out)
 }
