@@ -355,3 +355,32 @@ async fn redirects_are_not_followed_answers_are_cut_at_4_kib_and_silence_times_o
     let ms = a["duration_ms"].as_i64().unwrap();
     assert!((900..3000).contains(&ms), "the attempt ends at HERALD_ATTEMPT_TIMEOUT (1s here), took {ms} ms");
 }
+
+#[tokio::test]
+async fn a_manual_retry_says_why_it_is_refused() {
+    let env = support::fast_with(&[("HERALD_ATTEMPT_TIMEOUT", "30s"), ("HERALD_LEASE", "60s")]);
+    let (_db, _herald, api) = setup(&env).await;
+    let rx = Receiver::start().await;
+    rx.set("/hang", Behaviour::Hang);
+    let (ep, _) = api.endpoint(json!({"url": rx.url("/hang")})).await;
+    let id = api.publish(json!({"type": "t", "data": 1})).await;
+    let d = api.wait_delivery(&id, Some(&ep), "delivering", WAIT).await;
+    let retry = format!("/v1/deliveries/{}/retry", d["id"].as_str().unwrap());
+
+    let (s, v) = api.post(&retry, json!({})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("delivery_in_flight")), "{v}");
+
+    // Deleting the endpoint cancels its deliveries, the one being attempted too.
+    let r = api.http.delete(format!("{}/v1/endpoints/{ep}", api.base)).bearer_auth(&api.token).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    api.wait_delivery(&id, Some(&ep), "cancelled", WAIT).await;
+    let (s, v) = api.post(&retry, json!({})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("delivery_not_retryable")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("cancelled"), "{v}");
+
+    // An id Herald never issued, well-formed or not, is unknown.
+    for unknown in ["dlv_01ARZ3NDEKTSV4RRFFQ69G5FAV", "dlv_nope", "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV"] {
+        let (s, v) = api.post(&format!("/v1/deliveries/{unknown}/retry"), json!({})).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")), "{unknown}: {v}");
+    }
+}

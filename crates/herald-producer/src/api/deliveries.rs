@@ -51,20 +51,29 @@ pub async fn retry(
     let now = state.clock.now();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(row) = tx.query_opt(herald_core::deliveries::RETRY, &[&tenant, &id, &now]).await? else {
+    // Each statement sees the row as it is when it runs: an attempt that ends between the two
+    // (in flight for the first, pending, delivered or failed for the second) is retried again,
+    // so that the answer never names a state the delivery was not refused for.
+    let mut tries = 0;
+    let row = loop {
+        if let Some(row) = tx.query_opt(herald_core::deliveries::RETRY, &[&tenant, &id, &now]).await? {
+            break row;
+        }
         let current: Option<String> =
             tx.query_opt(herald_core::deliveries::STATE, &[&tenant, &id, &now]).await?.map(|r| r.get("state"));
+        tries += 1;
         return Err(match current.as_deref() {
             None => ApiError::not_found("delivery", &id),
-            Some("delivering") => ApiError::new(
+            Some("pending" | "failed" | "delivered") if tries < 3 => continue,
+            Some("cancelled") => ApiError::new(
+                StatusCode::CONFLICT,
+                "delivery_not_retryable",
+                "the delivery is cancelled (its endpoint was deleted); it cannot be retried",
+            ),
+            Some(_) => ApiError::new(
                 StatusCode::CONFLICT,
                 "delivery_in_flight",
                 "the delivery is being attempted right now; wait for the attempt to finish, then retry",
-            ),
-            Some(other) => ApiError::new(
-                StatusCode::CONFLICT,
-                "delivery_not_retryable",
-                format!("the delivery is {other} (its endpoint was deleted); it cannot be retried"),
             ),
         });
     };
