@@ -83,7 +83,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_documentation()
         || o[0] == 0 // "this network"
         || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10 shared address space
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24 protocol assignments
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0 && o[3] != 9 && o[3] != 10) // 192.0.0.0/24 protocol assignments, but for the PCP and TURN anycast addresses
         || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15 benchmarking
         || o[0] >= 240) // reserved
 }
@@ -96,11 +96,27 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
         || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
         || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated) fec0::/10
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 can reach private IPv4
-        || (s[0] == 0x2002) // 6to4 can embed private IPv4
-        || (s[0] == 0x2001 && s[1] == 0) // Teredo
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+        || (s[0] & 0xfff0) == 0x3ff0 // documentation 3fff::/20
+        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 64:ff9b::/96 and 64:ff9b:1::/48: can reach private IPv4
+        || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0) // discard-only 100::/64
+        || (s[0] == 0x2002) // 6to4 2002::/16 can embed private IPv4
+        || (s[0] == 0x2001 && s[1] < 0x0200 && !ietf_global(ip)) // IETF protocol assignments 2001::/23: Teredo, benchmarking, ORCHID
+        || s[0] == 0x5f00 // segment routing SIDs 5f00::/16
         || s[0] == 0) // ::/16 other reserved, IPv4-compatible
+}
+
+/// The globally reachable blocks inside 2001::/23 (IANA's IPv6 special-purpose registry): the
+/// PCP, TURN and DNS-SD SRP anycast addresses, AMT, AS112-v6 and Drone Remote ID. ORCHIDv2
+/// (2001:20::/28), which the registry also marks reachable, names identifiers, not hosts: refused.
+fn ietf_global(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    ip == Ipv6Addr::new(0x2001, 1, 0, 0, 0, 0, 0, 1)
+        || ip == Ipv6Addr::new(0x2001, 1, 0, 0, 0, 0, 0, 2)
+        || ip == Ipv6Addr::new(0x2001, 1, 0, 0, 0, 0, 0, 3)
+        || s[1] == 3 // AMT 2001:3::/32
+        || (s[1] == 4 && s[2] == 0x0112) // AS112-v6 2001:4:112::/48
+        || (s[1] & 0xfff0) == 0x0030 // Drone Remote ID 2001:30::/28
 }
 
 #[cfg(test)]
@@ -133,10 +149,32 @@ mod tests {
             "64:ff9b::a00:1",
             "198.18.0.1",
             "240.0.0.1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "0.1.2.3",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b:1::a00:1",
+            "100::1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:20::1",
+            "2001:db8::1",
+            "3fff::1",
+            "2002:a00:1::1",
+            "5f00::1",
+            "fec0::1",
+            "ff0e::1",
         ] {
             assert!(!none.permits(ip(bad)), "{bad} must be refused");
         }
-        for good in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for good in
+            ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "2001:4:112::1", "2001:1::1", "192.0.0.9"]
+        {
             assert!(none.permits(ip(good)), "{good} must be allowed");
         }
     }

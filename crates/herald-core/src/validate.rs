@@ -128,7 +128,24 @@ pub fn target_url(field: &str, raw: &str, allow: &AllowList) -> Result<url::Url,
     if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("contains white space or control characters"));
     }
+    // The URL parser repairs what it is given (`http:/x`, `http:x`, `http:///x` and `http:\\x`
+    // all become `http://x/`): what is stored must be what the caller wrote, so the scheme and
+    // the `//` before the host are checked on the text itself.
+    let after_scheme = ["http://", "https://"]
+        .iter()
+        .find(|p| raw.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+        .map(|p| &raw[p.len()..]);
+    match after_scheme {
+        None if raw.contains(':') => return Err(bad("does not start with http:// or https://")),
+        None => return Err(bad("is not a URL")),
+        Some(rest) if rest.starts_with(['/', '\\']) || rest.is_empty() => return Err(bad("has no host")),
+        Some(_) if raw.contains('\\') => return Err(bad("contains a backslash")),
+        Some(_) => {}
+    }
     let url = url::Url::parse(raw).map_err(|e| bad(&format!("does not parse ({e})")))?;
+    if url.port() == Some(0) {
+        return Err(bad("has port 0"));
+    }
     // Parsing normalises (a trailing `/`, percent-encoding): what is stored must fit too.
     if url.as_str().len() > MAX_URL_LEN {
         return Err(bad("is too long once normalised"));
@@ -148,6 +165,10 @@ pub fn target_url(field: &str, raw: &str, allow: &AllowList) -> Result<url::Url,
     match url.host() {
         None => return Err(bad("has no host")),
         Some(url::Host::Domain(d)) => {
+            // One trailing dot names the same host; an empty label anywhere else is no host.
+            if d.strip_suffix('.').unwrap_or(d).split('.').any(str::is_empty) {
+                return Err(bad("has an empty label in its host name"));
+            }
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             if (d == "localhost" || d.ends_with(".localhost")) && !allow.permits(IpAddr::from([127, 0, 0, 1])) {
                 return Err(blocked("localhost"));
@@ -229,6 +250,18 @@ mod tests {
             "https://exa mple.com",
             "mailto:a@b.c",
             "http://",
+            "http:///x",
+            "http:/x",
+            "http:x",
+            "http:\\\\x/",
+            "http://x\\y/",
+            "https:example.com",
+            "HTTP:/example.com",
+            "http://example.com../",
+            "http://.example.com/",
+            "http://a..b/",
+            "http://example.com:0/",
+            "example.com/hook",
         ] {
             assert_eq!(target_url("url", bad, &none).unwrap_err().code, "invalid_url", "{bad}");
         }
@@ -246,6 +279,9 @@ mod tests {
         ] {
             assert_eq!(target_url("url", blocked, &none).unwrap_err().code, "blocked_target", "{blocked}");
         }
+        // Stored as parsed: lower-case scheme and host, a path of at least `/`.
+        let ok = target_url("url", "HTTPS://Example.COM.:8443", &none).unwrap();
+        assert_eq!(ok.as_str(), "https://example.com.:8443/");
         assert!(target_url("url", "http://127.0.0.1:9/", &AllowList::loopback()).is_ok());
         assert!(target_url("url", "http://localhost:9/", &AllowList::loopback()).is_ok());
     }

@@ -7,7 +7,6 @@
 
 mod cli;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
             let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
-            tasks.spawn(serve(args.listen.listen, app, shutdown.clone()));
+            tasks.spawn(serve(args.listen.clone(), app, shutdown.clone()));
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
@@ -72,14 +71,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Producer(args) => {
             let pool = db::pool(&args.db.database_url.0, args.db.database_pool_size)?;
             let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
-            serve(args.listen.listen, app, shutdown_signal()).await
+            serve(args.listen.clone(), app, shutdown_signal()).await
         }
         Command::Poller(args) => {
             let url = args.db.database_url.0.clone();
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            tasks.spawn(serve(args.listen.listen, api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
+            tasks.spawn(serve(args.listen.clone(), api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             join(tasks, shutdown).await
         }
@@ -89,7 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            tasks.spawn(serve(args.listen.listen, api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
+            tasks.spawn(serve(args.listen.clone(), api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
             spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
         }
@@ -311,11 +310,68 @@ fn shutdown_signal() -> CancellationToken {
     token
 }
 
-async fn serve(addr: SocketAddr, app: axum::Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Serves `app` on `listen` until `shutdown`, then lets the requests in progress finish.
+///
+/// Hyper's HTTP/1 server directly rather than `axum::serve`, which sets no timer: without one,
+/// a client that sends its headers a byte at a time, or opens connections and sends nothing,
+/// holds them for ever. Here headers must arrive within `http_read_timeout` (which also closes
+/// idle keep-alive connections), and a whole request, body included, within `request_timeout`.
+async fn serve(listen: cli::ListenArgs, app: axum::Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = listen.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, "Herald listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serving HTTP")
+    let app = app.layer(axum::middleware::from_fn_with_state(listen.request_timeout, request_timeout));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(listen.http_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(listen.request_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still running at shutdown were cut off");
+    }
+    Ok(())
+}
+
+/// Answers 408 in the contract's shape when a request (reading its body included) takes longer
+/// than `limit`. What it had already committed stays committed: a client that retries an event
+/// with its id gets `duplicate`.
+async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => herald_producer::api::error::ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request took longer than {} (HERALD_REQUEST_TIMEOUT); send the body at once, and retry with the same event id if unsure",
+                herald_core::validate::format_duration(limit)
+            ),
+        )
+        .into_response(),
+    }
 }

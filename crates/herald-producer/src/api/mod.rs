@@ -2,7 +2,7 @@
 
 mod deliveries;
 mod endpoints;
-mod error;
+pub mod error;
 mod events;
 pub mod extract;
 mod health;
