@@ -36,6 +36,9 @@ async fn a_postgres_restart_is_survived_without_help() {
     pg.stop();
     let (status, _) = api.get("/readyz").await;
     assert_eq!(status, 503, "not ready without a database");
+    // A publish meanwhile is answered, and says to retry: not a 500, not a hang.
+    let (status, v) = api.post("/v1/events", json!({"id": "during", "type": "t", "data": 0})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (503, Some("database_unavailable")), "{v}");
     pg.start_again();
 
     eventually("Herald to be ready again", WAIT, || async { (api.get("/readyz").await.0 == 200).then_some(()) }).await;

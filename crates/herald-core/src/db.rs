@@ -62,14 +62,29 @@ pub fn is_data_error(e: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// The longest Herald waits for a pooled connection, for a new one to be made (unless the URL
+/// sets `connect_timeout`), or for an idle one to be checked.
+pub const POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A pool of at most `size` connections to `url`.
 pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
     let mut config: tokio_postgres::Config = url.parse()?;
     if config.get_application_name().is_none() {
         config.application_name("herald");
     }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(POOL_TIMEOUT);
+    }
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Ok(Pool::builder(manager).max_size(size).build()?)
+    // Bounded waits: with the database unreachable a request is answered (503) instead of
+    // waiting for a connection, or for TCP to give up, for minutes.
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(POOL_TIMEOUT))
+        .recycle_timeout(Some(POOL_TIMEOUT))
+        .build()?)
 }
 
 /// One connection outside any pool (migrations, LISTEN).

@@ -42,6 +42,16 @@ impl ApiError {
             "Herald could not complete the request; nothing was written. Try again; if it persists, the operator's logs say why",
         )
     }
+
+    /// The database could not be reached (refused, timed out, or the connection broke).
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "the database is unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "Herald cannot reach its database right now; retry in a few seconds (an event retried with the same id is stored once)",
+        )
+    }
 }
 
 /// Reads a column, answering a value it cannot decode as a 500 with the cause logged (never a
@@ -74,13 +84,23 @@ impl From<tokio_postgres::Error> for ApiError {
                 "a value holds a \\u0000 character, which Herald cannot store; remove it or encode the value",
             );
         }
+        // The connection broke, or the server is shutting down or starting: not the request's fault.
+        let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+        let going =
+            e.code().is_some_and(|c| c.code().starts_with("08") || ["57P01", "57P02", "57P03"].contains(&c.code()));
+        if e.is_closed() || io || going {
+            return Self::unavailable(e);
+        }
         Self::internal(e)
     }
 }
 
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::internal(e)
+        match e {
+            deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Backend(_) => Self::unavailable(e),
+            _ => Self::internal(e),
+        }
     }
 }
 
@@ -90,7 +110,8 @@ impl From<crate::PublishError> for ApiError {
             crate::PublishError::Invalid(i) => i.into(),
             crate::PublishError::UnknownTenant(_) => Self::internal(e),
             crate::PublishError::Database(d) => d.into(),
-            crate::PublishError::Pool(_) | crate::PublishError::Stopped => Self::internal(e),
+            crate::PublishError::Pool(p) => p.into(),
+            crate::PublishError::Stopped => Self::internal(e),
         }
     }
 }
