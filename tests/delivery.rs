@@ -384,3 +384,51 @@ async fn a_manual_retry_says_why_it_is_refused() {
         assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")), "{unknown}: {v}");
     }
 }
+
+/// A receiver that answers `200` with a `content-length` of 1,000 and closes after 5 bytes.
+async fn cut_off_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cut", listener.local_addr().unwrap());
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            // The whole request first (headers, then content-length bytes), so the answer is read.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = s.read(&mut buf).await {
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"ok\"").await;
+            let _ = s.shutdown().await;
+        }
+    });
+    (url, served)
+}
+
+#[tokio::test]
+async fn a_2xx_whose_body_breaks_off_is_delivered_once() {
+    let (_db, _herald, api) = setup(FAST).await;
+    let (url, served) = cut_off_receiver().await;
+    let (ep, _) = api.endpoint(json!({"url": url})).await;
+    let id = api.publish(json!({"type": "t", "data": 1})).await;
+    let d = api.wait_delivery(&id, Some(&ep), "delivered", WAIT).await;
+    assert_eq!((d["attempt_count"].as_i64(), d["last_status_code"].as_i64()), (Some(1), Some(200)), "{d}");
+    let (_, attempts) = api.get(&format!("/v1/events/{id}/attempts")).await;
+    let a = &attempts["data"][0];
+    assert_eq!((a["error"].is_null(), a["response_excerpt"].as_str()), (true, Some("{\"ok\"")), "{a}");
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1, "not sent again");
+}

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Row;
 
 use super::error::ApiError;
-use super::extract::{page_of, ApiJson, ApiPath, ApiQuery, Page, Tenant};
+use super::extract::{page_of, ApiJson, ApiPath, ApiQuery, Page, Tenant, Whole};
 use super::AppState;
 use crate::sql;
 
@@ -30,8 +30,8 @@ pub struct CreateBody {
     secret: Option<String>,
     signature_scheme: Option<String>,
     retry_schedule: Option<Vec<String>>,
-    max_in_flight: Option<i32>,
-    rate_limit_per_s: Option<i32>,
+    max_in_flight: Option<Whole>,
+    rate_limit_per_s: Option<Whole>,
 }
 
 /// Distinguishes a field that is absent (`None`) from one set to null (`Some(None)`).
@@ -49,9 +49,9 @@ pub struct UpdateBody {
     #[serde(default, deserialize_with = "nullable")]
     retry_schedule: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
-    max_in_flight: Option<Option<i32>>,
+    max_in_flight: Option<Option<Whole>>,
     #[serde(default, deserialize_with = "nullable")]
-    rate_limit_per_s: Option<Option<i32>>,
+    rate_limit_per_s: Option<Option<Whole>>,
 }
 
 fn check_description(d: &str) -> Result<(), Invalid> {
@@ -77,9 +77,10 @@ fn check_scheme(s: &str) -> Result<(), Invalid> {
     }
 }
 
-fn check_limit(field: &'static str, v: i32, max: i32) -> Result<(), Invalid> {
-    if (1..=max).contains(&v) {
-        Ok(())
+/// A limit from 1 to `max`, as it is stored.
+fn check_limit(field: &'static str, Whole(v): Whole, max: i32) -> Result<i32, Invalid> {
+    if (1..=i64::from(max)).contains(&v) {
+        Ok(v as i32)
     } else {
         Err(Invalid::new("invalid_limit", format!("{field} {v} is out of range: use 1 to {max}, or null for no limit")))
     }
@@ -125,12 +126,8 @@ pub async fn create(
     let scheme = body.signature_scheme.unwrap_or_else(|| SCHEMES[0].to_string());
     check_scheme(&scheme)?;
     let schedule = body.retry_schedule.as_deref().map(RetrySchedule::parse).transpose()?.map(|s| s.stored());
-    if let Some(v) = body.max_in_flight {
-        check_limit("max_in_flight", v, 10_000)?;
-    }
-    if let Some(v) = body.rate_limit_per_s {
-        check_limit("rate_limit_per_s", v, 100_000)?;
-    }
+    let max_in_flight = body.max_in_flight.map(|v| check_limit("max_in_flight", v, 10_000)).transpose()?;
+    let rate_limit_per_s = body.rate_limit_per_s.map(|v| check_limit("rate_limit_per_s", v, 100_000)).transpose()?;
     let now = state.clock.now();
     let id = EndpointId::generate(now);
     let client = state.pool.get().await?;
@@ -146,8 +143,8 @@ pub async fn create(
                 &scheme,
                 &secret.expose(),
                 &schedule,
-                &body.max_in_flight,
-                &body.rate_limit_per_s,
+                &max_in_flight,
+                &rate_limit_per_s,
                 &now,
             ],
         )
@@ -199,12 +196,12 @@ pub async fn update(
         Some(None) => Some(None),
         None => None,
     };
-    if let Some(Some(v)) = body.max_in_flight {
-        check_limit("max_in_flight", v, 10_000)?;
-    }
-    if let Some(Some(v)) = body.rate_limit_per_s {
-        check_limit("rate_limit_per_s", v, 100_000)?;
-    }
+    let max_in_flight =
+        body.max_in_flight.map(|v| v.map(|v| check_limit("max_in_flight", v, 10_000)).transpose()).transpose()?;
+    let rate_limit_per_s = body
+        .rate_limit_per_s
+        .map(|v| v.map(|v| check_limit("rate_limit_per_s", v, 100_000)).transpose())
+        .transpose()?;
     let client = state.pool.get().await?;
     let row = client
         .query_opt(
@@ -222,10 +219,10 @@ pub async fn update(
                 &body.signature_scheme,
                 &schedule.is_some(),
                 &schedule.flatten(),
-                &body.max_in_flight.is_some(),
-                &body.max_in_flight.flatten(),
-                &body.rate_limit_per_s.is_some(),
-                &body.rate_limit_per_s.flatten(),
+                &max_in_flight.is_some(),
+                &max_in_flight.flatten(),
+                &rate_limit_per_s.is_some(),
+                &rate_limit_per_s.flatten(),
                 &state.clock.now(),
             ],
         )

@@ -153,6 +153,37 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
     }
 }
 
+/// An integer in a JSON body as JSON Schema's `integer` means it: `47` and `47.0` alike. A
+/// fraction, a string, or a number past i64 is refused as the wrong type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Whole(pub i64);
+
+impl<'de> serde::Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Whole;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Whole, E> {
+                i64::try_from(v).map(Whole).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Whole, E> {
+                if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                    Ok(Whole(v as i64))
+                } else {
+                    Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `limit` and `cursor` of a list request.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,5 +245,20 @@ impl<T: Id + Send> FromRequestParts<AppState> for ApiPath<T> {
                 "no such object: the id in the path is not one Herald issued (ids are ASCII and case-sensitive)",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Whole;
+
+    #[test]
+    fn whole_numbers_as_json_schema_has_them() {
+        let w = |s: &str| serde_json::from_str::<Whole>(s).ok();
+        assert_eq!(
+            (w("47"), w("47.0"), w("-3"), w("1e3")),
+            (Some(Whole(47)), Some(Whole(47)), Some(Whole(-3)), Some(Whole(1000)))
+        );
+        assert_eq!((w("47.5"), w("\"47\""), w("1e300"), w("true")), (None, None, None, None));
     }
 }
