@@ -32,6 +32,21 @@ impl Herald {
     }
 
     pub async fn start_url(db_url: &str, command: &str, env: &[(&str, &str)], allow_loopback: bool) -> Self {
+        Self::spawn(db_url, command, env, allow_loopback, None).await
+    }
+
+    /// Starts `herald <command>` with its standard output and error written to `log`.
+    pub async fn start_logged(db: &TestDb, command: &str, env: &[(&str, &str)], log: &std::path::Path) -> Self {
+        Self::spawn(&db.url, command, env, true, Some(log)).await
+    }
+
+    async fn spawn(
+        db_url: &str,
+        command: &str,
+        env: &[(&str, &str)],
+        allow_loopback: bool,
+        log: Option<&std::path::Path>,
+    ) -> Self {
         let port = free_port();
         let mut cmd = Command::new(BIN);
         cmd.arg(command)
@@ -41,6 +56,10 @@ impl Herald {
             .env("HERALD_LOG", "info")
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("HERALD_TEST_SHOW_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() });
+        if let Some(path) = log {
+            let file = std::fs::File::create(path).expect("create the log file");
+            cmd.stdout(file.try_clone().unwrap()).stderr(file);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -227,3 +227,125 @@ async fn loopback_targets_need_the_allow_list() {
     let (s, v) = open.call(Method::POST, "/v1/endpoints", Some(&token), Some(json!({"url": "http://10.0.0.8/"}))).await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("blocked_target")));
 }
+
+/// Every `(method, path)` of docs/openapi.yaml, read from its `paths:` section.
+fn spec_routes() -> Vec<(Method, String)> {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.yaml")).unwrap();
+    let mut routes = Vec::new();
+    let mut path = None;
+    let mut in_paths = false;
+    for line in spec.lines() {
+        if !line.is_empty() && !line.starts_with(' ') {
+            in_paths = line == "paths:";
+            continue;
+        }
+        if !in_paths {
+            continue;
+        }
+        if let Some(p) = line.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
+            path = Some(format!("/{p}"));
+        } else if let (Some(p), Some(m)) = (&path, line.strip_prefix("    ").and_then(|m| m.strip_suffix(':'))) {
+            if let Ok(method) = m.to_ascii_uppercase().parse::<Method>() {
+                if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                    routes.push((method, p.clone()));
+                }
+            }
+        }
+    }
+    routes
+}
+
+/// Walks every route of the OpenAPI document with one tenant's token against another tenant's
+/// objects: nothing is read, listed, changed, retried, replayed, rotated or answered, and
+/// nothing is written. A route the walk does not know how to classify fails the test, so a new
+/// route cannot be left out.
+#[tokio::test]
+async fn no_route_of_the_spec_reaches_another_tenants_objects() {
+    let app = App::new().await;
+    let acme = app.db.tenant("acme").await;
+    let globex = app.db.tenant("globex").await;
+    let call = |m: Method, p: String, t: &str, b: Option<serde_json::Value>| {
+        let (app, t) = (&app, t.to_string());
+        async move { app.call(m, &p, Some(&t), b).await }
+    };
+    // Acme's objects: an endpoint, an event with a delivery to it, an approval, a human contact.
+    let (_, ep) =
+        call(Method::POST, "/v1/endpoints".into(), &acme, Some(json!({"url": "https://a.example.com/"}))).await;
+    let endpoint = ep["id"].as_str().unwrap().to_string();
+    let (s, _) =
+        call(Method::POST, "/v1/events".into(), &acme, Some(json!({"id": "acme-ev", "type": "t", "data": 1}))).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (_, ev) = call(Method::GET, "/v1/events/acme-ev".into(), &acme, None).await;
+    let delivery = ev["deliveries"][0]["id"].as_str().expect("the event has a delivery").to_string();
+    for (route, body) in [
+        ("/v1/approvals", json!({"call_id": "acme-call", "fn": "f", "kwargs": {}})),
+        ("/v1/human_contacts", json!({"call_id": "acme-hc", "msg": "?"})),
+    ] {
+        let (s, v) = call(Method::POST, route.into(), &acme, Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "{route}: {v}");
+    }
+
+    let before = app.db.row_counts().await;
+    let public = ["/healthz", "/readyz", "/metrics", "/favicon.ico", "/inbox", "/inbox/inbox.css", "/inbox/inbox.js"];
+    let creates = ["/v1/events", "/v1/endpoints", "/v1/approvals", "/v1/human_contacts"];
+    let mut walked = 0;
+    for (method, template) in spec_routes() {
+        if public.contains(&template.as_str()) {
+            continue;
+        }
+        let path = template
+            .replace("/v1/events/{id}", "/v1/events/acme-ev")
+            .replace("/v1/endpoints/{id}", &format!("/v1/endpoints/{endpoint}"))
+            .replace("/v1/deliveries/{id}", &format!("/v1/deliveries/{delivery}"))
+            .replace("/v1/approvals/{call_id}", "/v1/approvals/acme-call")
+            .replace("/v1/human_contacts/{call_id}", "/v1/human_contacts/acme-hc");
+        assert!(!path.contains('{'), "{method} {template}: the walk does not know this path's parameter");
+        if path == template {
+            // No object in the path: a list, which must not show acme's, or a create, which
+            // makes globex's own (checked below).
+            if method == Method::GET {
+                let (s, v) = call(method.clone(), path.clone(), &globex, None).await;
+                assert_eq!((s, v["data"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{method} {path}: {v}");
+            } else {
+                assert!(
+                    method == Method::POST && creates.contains(&path.as_str()),
+                    "{method} {template}: not classified"
+                );
+            }
+            walked += 1;
+            continue;
+        }
+        let body = if path.starts_with("/v1/approvals/") && path.ends_with("/respond") {
+            Some(json!({"approved": true}))
+        } else if path.ends_with("/respond") {
+            Some(json!({"response": "x"}))
+        } else if path.ends_with("/replay") {
+            Some(json!({"since": "2000-01-01T00:00:00Z"}))
+        } else if method == Method::PATCH {
+            Some(json!({"description": "mine now"}))
+        } else if method == Method::POST {
+            Some(json!({}))
+        } else {
+            None
+        };
+        let (s, v) = call(method.clone(), path.clone(), &globex, body).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found")),
+            "{method} {path}: {v}"
+        );
+        walked += 1;
+    }
+    assert!(walked >= 18, "only {walked} routes walked: is docs/openapi.yaml read right?");
+    assert_eq!(app.db.row_counts().await, before, "globex changed nothing of acme's");
+
+    // The same call id is globex's own: created, not acme's answered back.
+    let (s, v) = call(
+        Method::POST,
+        "/v1/approvals".into(),
+        &globex,
+        Some(json!({"call_id": "acme-call", "fn": "g", "kwargs": 1})),
+    )
+    .await;
+    assert_eq!((s, v["spec"]["fn"].as_str()), (StatusCode::CREATED, Some("g")), "{v}");
+}
