@@ -28,8 +28,15 @@ fi
 # The inbox test drives headless Chromium: install it (and its driver) before the tests start.
 ./scripts/browser-deps.sh >/dev/null
 
+status=0
 if command -v cargo-nextest >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
+    cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-    cargo test --workspace --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+
+# The whole suite (no filter given) also runs schemathesis against a live Herald.
+if [ $# -eq 0 ]; then
+    ./scripts/schemathesis.sh || status=1
+fi
+exit $status

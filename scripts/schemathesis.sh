@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Bad input by a tool no one here wrote: schemathesis (PyPI, pinned) generates requests from
+# docs/openapi.yaml, valid and invalid, including stateful sequences through the spec's links,
+# against a live `herald all`. Fails on any 5xx, any answer outside the documented schema, status
+# or content type, or any schema-invalid request accepted. (Tenant isolation is walked over every
+# route of the same document by crates/herald-producer/tests/it/api.rs.)
+#
+# Not checked: `positive_data_acceptance` (a schema-valid request refused). The spec cannot say
+# everything the server checks (an `expires_at` in the past, a URL with an empty host label, a
+# callback field without `callback_url`), and those are refused with a 422 that says why.
+#
+# Needs HERALD_TEST_DATABASE_URL (scripts/test.sh sets it) and target/debug/herald.
+# ST_EXAMPLES (default 100 per operation, over 2,000 cases in all) and ST_SEED narrow or repeat a run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/pg.sh
+
+venv=target/schemathesis
+if [ ! -x "$venv/bin/st" ]; then
+    echo "installing schemathesis 4.32.5 into $venv (pip)"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            apt-get update -qq >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$venv"
+        else
+            echo "error: schemathesis needs Python's venv: apt-get install python3-venv" >&2
+            exit 1
+        fi
+    fi
+    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==4.32.5"
+fi
+
+admin=${HERALD_TEST_DATABASE_URL:?run through scripts/test.sh, or set HERALD_TEST_DATABASE_URL}
+db="herald_st_$$"
+url=$(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p._replace(path="/" + sys.argv[2]).geturl())' "$admin" "$db")
+psql -qX "$admin" -c "CREATE DATABASE $db" >/dev/null
+port=$(pg_free_port)
+log=target/schemathesis/herald.log
+cleanup() {
+    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    psql -qX "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+./target/debug/herald migrate --database-url "$url" >/dev/null
+token=$(./target/debug/herald tenant create st --database-url "$url")
+HERALD_DATABASE_URL="$url" HERALD_LISTEN="127.0.0.1:$port" HERALD_LOG=warn ./target/debug/herald all >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+    python3 -c 'import sys, urllib.request as r; r.urlopen(sys.argv[1], timeout=1)' "http://127.0.0.1:$port/readyz" 2>/dev/null && break
+    sleep 0.1
+done
+
+# The coverage phase is left out: schemathesis 4.32.5 fails inside itself on this spec
+# ("AST constructor recursion depth mismatch"), a bug of the tool, not an answer of Herald's.
+"$venv/bin/st" run docs/openapi.yaml \
+    --url "http://127.0.0.1:$port" \
+    -H "Authorization: Bearer $token" \
+    --phases examples,fuzzing,stateful \
+    --checks all --exclude-checks positive_data_acceptance \
+    --max-examples "${ST_EXAMPLES:-100}" \
+    ${ST_SEED:+--seed "$ST_SEED"} \
+    --workers 2 \
+    --no-color
