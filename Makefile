@@ -1,5 +1,5 @@
 # The one entry point: the same commands locally and in CI.
-.PHONY: run test lint fmt build bench bench-large chaos
+.PHONY: run test lint fmt build bench bench-large chaos fuzz
 
 run:            ## Herald with a local database on 127.0.0.1:8080, ready to take events
 	./scripts/run.sh
@@ -28,7 +28,11 @@ bench-large:    ## the claim's cost with 1,000,000 due deliveries against 10,000
 	cargo build --release -p herald -p herald-bench
 	BENCH_PHASES=large-backlog BENCH_TOPOLOGIES=all BENCH_RESULTS=results-large.json ./target/release/herald-bench
 
-chaos:          ## the crash tests again, five times, with 3000 events: kill -9, SIGTERM, PostgreSQL restarts
+chaos:          ## the crash tests again, five times, with 3000 events (kill -9, SIGTERM, PostgreSQL restarts), then the fuzz targets
 	for i in 1 2 3 4 5; do \
 		HERALD_CHAOS_EVENTS=3000 ./scripts/test.sh -E 'binary(workers) | binary(restart) | test(herald_restarted)' || exit 1; \
 	done
+	./scripts/fuzz.sh
+
+fuzz:           ## each fuzz target for FUZZ_SECONDS (30) with cargo-fuzz on nightly; the corpus is kept in fuzz/corpus
+	./scripts/fuzz.sh
