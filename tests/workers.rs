@@ -254,3 +254,151 @@ async fn a_backlog_for_one_endpoint_keeps_flowing_between_polls() {
     eprintln!("backlog of {n} for one endpoint (4 at a time, 30 s poll) delivered in {:?}", started.elapsed());
     assert!(rx.max_concurrent("/backlog") <= 4);
 }
+
+/// Killing the API process and the outbox-poller with `kill -9` while events are published over
+/// HTTP (a client that retries with the same id until it gets an answer) and by `herald.publish`:
+/// every acknowledged event is stored and delivered to each endpoint its type selects and to its
+/// callback, signed, nothing else arrives, and nothing arrives twice (no lease expired: no worker
+/// was killed).
+#[tokio::test]
+async fn kill_9_of_the_api_and_the_poller_loses_nothing() {
+    use std::sync::{Arc, Mutex, RwLock};
+    let db = TestDb::new().await;
+    let env = fast_with(&[("HERALD_LEASE", "5s")]);
+    let (producer, poller, api) = front(&db, &env).await;
+    let _w1 = Herald::start(&db, "worker", &env).await;
+    let _w2 = Herald::start(&db, "worker", &env).await;
+    let rx = Receiver::start().await;
+    let (_, secret_a) = api.endpoint(json!({"url": rx.url("/a"), "event_types": ["a.*"]})).await;
+    let (_, secret_b) = api.endpoint(json!({"url": rx.url("/b")})).await;
+    let callback_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let n: usize = std::env::var("HERALD_CHAOS_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+
+    // The events: over HTTP (every tenth with a callback), and by SQL in transactions of ten.
+    let base = Arc::new(RwLock::new(producer.base.clone()));
+    // (event id, type, has a callback) of each event Herald acknowledged.
+    type Ledger = Arc<Mutex<Vec<(String, &'static str, bool)>>>;
+    let acked: Ledger = Arc::default();
+    let mut publishers = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let (base, acked, token) = (base.clone(), acked.clone(), api.token.clone());
+        let cb = rx.url("/cb");
+        publishers.spawn(async move {
+            let http = reqwest::Client::new();
+            for i in (worker..n / 2).step_by(4) {
+                let (id, kind, callback) =
+                    (format!("http_{i:05}"), if i % 2 == 0 { "a.x" } else { "b.y" }, i % 10 == 0);
+                let mut body = json!({"id": id, "type": kind, "data": {"i": i}});
+                if callback {
+                    body["callback_url"] = json!(cb);
+                    body["callback_secret"] = json!(callback_secret);
+                }
+                let deadline = Instant::now() + WAIT;
+                loop {
+                    let url = format!("{}/v1/events", base.read().unwrap());
+                    let sent =
+                        http.post(url).bearer_auth(&token).json(&body).timeout(Duration::from_secs(5)).send().await;
+                    match sent.map(|r| r.status().as_u16()) {
+                        Ok(200 | 202) => break,
+                        Ok(s) if s < 500 => panic!("{id} refused with {s}"),
+                        // Killed mid-request, down, or restarting: the same id again.
+                        _ => {
+                            assert!(Instant::now() < deadline, "{id} never accepted");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                acked.lock().unwrap().push((id, kind, callback));
+            }
+        });
+    }
+    {
+        let (client, acked) = (db.client().await, acked.clone());
+        publishers.spawn(async move {
+            let mut client = client;
+            for chunk in (0..n / 2).collect::<Vec<_>>().chunks(10) {
+                let tx = client.transaction().await.unwrap();
+                let mut ids = Vec::new();
+                for &i in chunk {
+                    let (id, kind) = (format!("sql_{i:05}"), if i % 2 == 0 { "a.z" } else { "b.z" });
+                    tx.execute(
+                        "SELECT herald.publish('acme', $1, $2::jsonb, id => $3)",
+                        &[&kind, &json!({"i": i}), &id],
+                    )
+                    .await
+                    .unwrap();
+                    ids.push((id, kind, false));
+                }
+                tx.commit().await.unwrap();
+                acked.lock().unwrap().extend(ids);
+            }
+        });
+    }
+
+    // A third of the way in, kill the API process and start another; at two thirds, the poller.
+    let count = || acked.lock().unwrap().len();
+    eventually("a third of the events acknowledged", WAIT, || async { (count() >= n / 3).then_some(()) }).await;
+    let mut producer = producer;
+    producer.signal("KILL");
+    producer.wait_exit(Duration::from_secs(10)).await;
+    let api_killed_at = count();
+    let producer2 = Herald::start(&db, "producer", &env).await;
+    *base.write().unwrap() = producer2.base.clone();
+    eventually("two thirds of the events acknowledged", WAIT, || async { (count() >= 2 * n / 3).then_some(()) }).await;
+    let mut poller = poller;
+    poller.signal("KILL");
+    poller.wait_exit(Duration::from_secs(10)).await;
+    let poller_killed_at = count();
+    let _poller2 = Herald::start(&db, "poller", &env).await;
+    while let Some(done) = publishers.join_next().await {
+        done.expect("a publisher failed");
+    }
+
+    // The ledger: what should arrive where, and what did.
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), n, "every event acknowledged");
+    let mut want: HashSet<(String, String)> = HashSet::new();
+    for (id, kind, callback) in &acked {
+        want.insert(("/b".into(), id.clone()));
+        if kind.starts_with("a.") {
+            want.insert(("/a".into(), id.clone()));
+        }
+        if *callback {
+            want.insert(("/cb".into(), id.clone()));
+        }
+    }
+    let got = || -> Vec<(String, String)> {
+        ["/a", "/b", "/cb"]
+            .iter()
+            .flat_map(|p| {
+                rx.requests(p).into_iter().map(|r| (r.path.clone(), r.header("webhook-id").unwrap().to_string()))
+            })
+            .collect()
+    };
+    eventually("every acknowledged event to reach every endpoint it selects", WAIT, || async {
+        let seen: HashSet<_> = got().into_iter().collect();
+        want.is_subset(&seen).then_some(())
+    })
+    .await;
+    let stored: i64 = db.client().await.query_one("SELECT count(*) FROM herald.events", &[]).await.unwrap().get(0);
+    assert_eq!(stored as usize, n, "every acknowledged event is stored, once");
+    for (path, secret) in [("/a", &secret_a), ("/b", &secret_b), ("/cb", &callback_secret.to_string())] {
+        let wh = standardwebhooks::Webhook::new(secret).unwrap();
+        for r in rx.requests(path) {
+            wh.verify(&r.body, &r.headers).expect("every webhook verifies");
+        }
+    }
+    let all = got();
+    let seen: HashSet<_> = all.iter().cloned().collect();
+    let unexpected: Vec<_> = seen.difference(&want).collect();
+    eprintln!(
+        "kill -9 of the API (after {api_killed_at} acks) and the poller (after {poller_killed_at}): {n} events, {} deliveries, {} requests, lost {}, duplicates {}, unexpected {}",
+        want.len(),
+        all.len(),
+        want.difference(&seen).count(),
+        all.len() - seen.len(),
+        unexpected.len()
+    );
+    assert!(unexpected.is_empty(), "nothing arrives that was not published: {unexpected:?}");
+    assert_eq!(all.len(), seen.len(), "no delivery sent twice: no worker was killed, no lease expired");
+}
