@@ -1,5 +1,6 @@
-//! PostgreSQL restarts under a running Herald: every component reconnects by itself and carries
-//! on, and nothing accepted is lost. The cluster is this test's own (the others share one).
+//! PostgreSQL stopped (an outage with connections refused, then a crash) under a running Herald:
+//! every component reconnects by itself and carries on, and nothing accepted is lost. The
+//! cluster is this test's own (the others share one).
 
 mod support;
 
@@ -39,6 +40,9 @@ async fn a_postgres_restart_is_survived_without_help() {
     // A publish meanwhile is answered, and says to retry: not a 500, not a hang.
     let (status, v) = api.post("/v1/events", json!({"id": "during", "type": "t", "data": 0})).await;
     assert_eq!((status, v["error"]["code"].as_str()), (503, Some("database_unavailable")), "{v}");
+    // Connections refused for a while: 2 s here, 30 s under `make chaos` (HERALD_CHAOS_OUTAGE_SECS).
+    let outage: u64 = std::env::var("HERALD_CHAOS_OUTAGE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    tokio::time::sleep(Duration::from_secs(outage)).await;
     pg.start_again();
 
     eventually("Herald to be ready again", WAIT, || async { (api.get("/readyz").await.0 == 200).then_some(()) }).await;
@@ -51,15 +55,30 @@ async fn a_postgres_restart_is_survived_without_help() {
         .await;
         want.insert(id);
     }
+    // Then a crash (`immediate`: no checkpoint) with deliveries in flight, and a start after it.
+    rx.wait_for("/r", 25, WAIT).await;
+    pg.crash();
+    pg.start_again();
+    for i in 0..10 {
+        let id = format!("crash_{i}");
+        eventually("publish to be accepted after the crash", WAIT, || async {
+            let (s, _) = api.post("/v1/events", json!({"id": id, "type": "t", "data": i})).await;
+            (s == 202 || s == 200).then_some(())
+        })
+        .await;
+        want.insert(id);
+    }
     eventually("every event, before and after the restart, to be delivered", WAIT, || async {
         let seen: HashSet<String> =
             rx.requests("/r").iter().filter_map(|r| r.header("webhook-id").map(str::to_string)).collect();
         want.is_subset(&seen).then_some(())
     })
     .await;
-    eventually("every delivery to be recorded", WAIT, || async {
-        let (_, e) = api.get("/v1/events/after_19").await;
-        (e["deliveries"][0]["state"] == "delivered").then_some(())
-    })
-    .await;
+    for id in &want {
+        eventually("every delivery to be recorded delivered", WAIT, || async {
+            let (_, e) = api.get(&format!("/v1/events/{id}")).await;
+            (e["deliveries"][0]["state"] == "delivered").then_some(())
+        })
+        .await;
+    }
 }

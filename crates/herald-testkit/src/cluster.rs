@@ -57,8 +57,18 @@ impl PrivateCluster {
     }
 
     /// Stops the server (`fast`: disconnects every client, as a restart or failover does).
+    /// Stops it the way an orderly shutdown does (`pg_ctl -m fast`).
     pub fn stop(&self) {
-        assert!(script(&[&self.dir.to_string_lossy()], r#"pg_stop "$1" fast"#), "stop the cluster");
+        self.stop_mode("fast");
+    }
+
+    /// Stops it as a crash would (`pg_ctl -m immediate`: no checkpoint, recovery at the next start).
+    pub fn crash(&self) {
+        self.stop_mode("immediate");
+    }
+
+    fn stop_mode(&self, mode: &str) {
+        assert!(script(&[&self.dir.to_string_lossy(), mode], r#"pg_stop "$1" "$2""#), "stop the cluster ({mode})");
     }
 
     /// Starts it again on the same port, with the same data.
