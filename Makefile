@@ -1,5 +1,5 @@
 # The one entry point: the same commands locally and in CI.
-.PHONY: run test lint fmt build bench bench-large chaos fuzz
+.PHONY: run test lint fmt build bench bench-large chaos fuzz soak
 
 run:            ## Herald with a local database on 127.0.0.1:8080, ready to take events
 	./scripts/run.sh
@@ -33,6 +33,9 @@ chaos:          ## the crash tests again, five times, with 3000 events (kill -9,
 		HERALD_CHAOS_EVENTS=3000 HERALD_CHAOS_OUTAGE_SECS=30 ./scripts/test.sh -E 'binary(workers) | binary(restart) | binary(faults) | test(herald_restarted)' || exit 1; \
 	done
 	./scripts/fuzz.sh
+
+soak:           ## a steady 100 events/s for 5 minutes against producer, poller and two workers: RSS, backlog, connections
+	HERALD_SOAK_SECS=300 ./scripts/test.sh -E 'binary(soak)'
 
 fuzz:           ## each fuzz target for FUZZ_SECONDS (30) with cargo-fuzz on nightly; the corpus is kept in fuzz/corpus
 	./scripts/fuzz.sh
