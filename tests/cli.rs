@@ -91,3 +91,18 @@ async fn help_lists_every_contract_setting() {
         assert!(help.contains(var), "`herald all --help` must list {var}:\n{help}");
     }
 }
+
+#[tokio::test]
+async fn migrate_citus_refuses_a_postgresql_without_citus_and_changes_nothing() {
+    let db = TestDb::new().await;
+    let before = db.row_counts().await;
+    let history: i64 =
+        db.client().await.query_one("SELECT count(*) FROM herald.schema_history", &[]).await.unwrap().get(0);
+    let (ok, _, err) = herald_output(&db, &["migrate", "--citus"]);
+    assert!(!ok, "refused");
+    assert!(err.contains("this PostgreSQL has no Citus") && err.contains("CREATE EXTENSION citus"), "{err}");
+    assert_eq!(db.row_counts().await, before);
+    let after: i64 =
+        db.client().await.query_one("SELECT count(*) FROM herald.schema_history", &[]).await.unwrap().get(0);
+    assert_eq!(after, history, "no migration ran");
+}

@@ -176,6 +176,7 @@ mod tests {
         ("V4__event_data_as_sent.sql", "5c6f7739220523b6ee96aac18625de1470a0ee7e81a2f52cc012b8d19240b5b2"),
         ("V5__hot_claims.sql", "a0b7e6e9eb333915de6db4203ee3539525cfe26f761018b30a53dd366f6be759"),
         ("V6__fewer_index_entries.sql", "5d2e258d157b176f11eca65d30c533358e49b779380491b1ddb085b1e89ed996"),
+        ("V7__operation_json_from_jsonb.sql", "faa59da54008aaa77942688f582746cf4d74e834c9c187e2b1ca870f391dfbba"),
     ];
 
     #[test]

@@ -9,6 +9,7 @@
 //! Must not: depend on any Herald service crate, on axum, or on an HTTP client. Its only loop
 //! is the LISTEN wake-up helper ([`listen`]); component loops live in their crates.
 
+pub mod citus;
 pub mod clock;
 pub mod config;
 pub mod data;

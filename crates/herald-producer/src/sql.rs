@@ -89,13 +89,14 @@ pub const EVENTS_IN_WINDOW: &str = "SELECT event_id, event_type FROM herald.even
 
 pub const CREATE_OPERATION: &str = "SELECT herald.create_operation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-pub const EXISTING_OPERATION: &str = "SELECT o.kind, o.request_hash, herald.operation_json(o), o.callback_secret \
+pub const EXISTING_OPERATION: &str =
+    "SELECT o.kind, o.request_hash, herald.operation_json(to_jsonb(o)), o.callback_secret \
      FROM herald.operations o WHERE o.tenant_id = $1 AND o.call_id = $2";
 
-pub const GET_OPERATION: &str = "SELECT herald.operation_json(o) FROM herald.operations o \
+pub const GET_OPERATION: &str = "SELECT herald.operation_json(to_jsonb(o)) FROM herald.operations o \
      WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3";
 
-pub const LIST_OPERATIONS: &str = "SELECT o.call_id, herald.operation_json(o) FROM herald.operations o \
+pub const LIST_OPERATIONS: &str = "SELECT o.call_id, herald.operation_json(to_jsonb(o)) FROM herald.operations o \
      WHERE o.tenant_id = $1 AND o.kind = $2 AND ($3::text IS NULL OR o.status = $3) AND o.call_id > $4 \
      ORDER BY o.call_id LIMIT $5";
 

@@ -52,6 +52,10 @@ pub struct TenantArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub db: DatabaseArgs,
+
+    /// On a Citus coordinator: then distribute Herald's tables by tenant (idempotent).
+    #[arg(long)]
+    pub citus: bool,
 }
 
 #[derive(Debug, Args, Clone)]

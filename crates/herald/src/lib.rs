@@ -38,9 +38,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     match cli.command {
         Command::Migrate(args) => {
+            if args.citus {
+                herald_core::citus::check(&args.db.database_url.0).await?;
+            }
             let applied = migrate(&args.db.database_url.0, &clock).await?;
             let applied = if applied.is_empty() { "none (already current)".to_string() } else { applied.join(", ") };
             eprintln!("migrations applied: {applied}");
+            if args.citus {
+                let done = herald_core::citus::distribute(&args.db.database_url.0).await?;
+                let done = if done.is_empty() { "none (already distributed)".to_string() } else { done.join(", ") };
+                eprintln!("distributed by tenant on Citus: {done}");
+            }
             Ok(())
         }
         Command::Tenant(TenantCommand::Create(args)) => {

@@ -1,0 +1,138 @@
+//! Herald on a real Citus cluster (a coordinator and two workers on 127.0.0.1, started by
+//! `make test-citus`, which sets HERALD_CITUS_URL to the coordinator): distributed by
+//! `herald migrate --citus`, then 20 tenants published to over HTTP and by `herald.publish` in
+//! the caller's transaction, fanned out with type filters, claimed by two workers (one killed
+//! on the way), an approval answered and its callback delivered. Ignored by `make test`.
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use herald_testkit::{eventually, Receiver};
+use serde_json::json;
+use support::{fast_with, Api, Herald, BIN};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn herald(url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).env("HERALD_DATABASE_URL", url).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[tokio::test]
+#[ignore = "needs a Citus cluster: make test-citus"]
+async fn herald_runs_on_citus() {
+    let url = std::env::var("HERALD_CITUS_URL").expect("HERALD_CITUS_URL: run `make test-citus`");
+    let (ok, _, err) = herald(&url, &["migrate", "--citus"]);
+    assert!(ok && err.contains("distributed by tenant on Citus: herald.tenants"), "{err}");
+    let (ok, _, err) = herald(&url, &["migrate", "--citus"]);
+    assert!(ok && err.contains("none (already distributed)"), "idempotent: {err}");
+
+    let env = fast_with(&[("HERALD_LEASE", "3s")]);
+    let producer = Herald::start_url(&url, "producer", &env, true).await;
+    let _poller = Herald::start_url(&url, "poller", &env, true).await;
+    let mut w1 = Herald::start_url(&url, "worker", &env, true).await;
+    let _w2 = Herald::start_url(&url, "worker", &env, true).await;
+    let rx = Receiver::start().await;
+    let tenants: Vec<String> = (0..20).map(|i| format!("t{i:02}")).collect();
+    let mut apis = Vec::new();
+    for t in &tenants {
+        let (ok, token, err) = herald(&url, &["tenant", "create", t]);
+        assert!(ok, "{err}");
+        let api = Api::new(&producer.base, token.trim());
+        api.endpoint(json!({"url": rx.url(&format!("/{t}/all"))})).await;
+        api.endpoint(json!({"url": rx.url(&format!("/{t}/a")), "event_types": ["a.*"]})).await;
+        apis.push(api);
+    }
+    let mut want: HashSet<(String, String)> = HashSet::new();
+    let mut expect = |t: &str, id: String, kind: &str| {
+        want.insert((format!("/{t}/all"), id.clone()));
+        if kind.starts_with("a.") {
+            want.insert((format!("/{t}/a"), id));
+        }
+    };
+    // Over HTTP, with a worker killed half way.
+    for round in 0..2 {
+        for (t, api) in tenants.iter().zip(&apis) {
+            for i in 0..5 {
+                let kind = if i % 2 == 0 { "a.x" } else { "b.y" };
+                let id = api.publish(json!({"id": format!("h{round}_{i}"), "type": kind, "data": {"i": i}})).await;
+                expect(t, id, kind);
+            }
+        }
+        if round == 0 {
+            w1.signal("KILL");
+            w1.wait_exit(Duration::from_secs(10)).await;
+            w1 = Herald::start_url(&url, "worker", &env, true).await;
+        }
+    }
+    // By SQL on the coordinator, in the caller's transaction: committed, and rolled back.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    for t in &tenants {
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT herald.publish('{t}', 'a.sql', '{{}}'::jsonb, id => 'sql_kept'); COMMIT;"
+            ))
+            .await
+            .unwrap();
+        expect(t, "sql_kept".into(), "a.sql");
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT herald.publish('{t}', 'a.sql', '{{}}'::jsonb, id => 'sql_rolled_back'); ROLLBACK;"
+            ))
+            .await
+            .unwrap();
+    }
+    // An approval, answered, and its callback.
+    let (s, v) = apis[0]
+        .post(
+            "/v1/approvals",
+            json!({"call_id": "c1", "fn": "deploy", "kwargs": {"env": "prod"}, "callback_url": rx.url("/cb"),
+                                      "callback_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = apis[0].post("/v1/approvals/c1/respond", json!({"approved": true, "comment": "ok"})).await;
+    assert_eq!((s, v["status"]["state"].as_str()), (200, Some("approved")), "{v}");
+    let cb = rx.wait_for("/cb", 1, WAIT).await;
+    assert_eq!(cb[0].json()["type"], "approval_completed");
+    let (s, v) = apis[0].get("/v1/approvals/c1").await;
+    assert_eq!((s, v["status"]["comment"].as_str()), (200, Some("ok")), "{v}");
+    // t00's approval events went to its endpoints too.
+    for kind in ["approval_requested", "approval_completed"] {
+        let n = rx.requests("/t00/all").iter().filter(|r| r.json()["type"] == kind).count();
+        assert_eq!(n, 1, "{kind} at t00's endpoint");
+    }
+
+    let got = || -> Vec<(String, String)> {
+        tenants
+            .iter()
+            .flat_map(|t| [format!("/{t}/all"), format!("/{t}/a")])
+            .flat_map(|p| {
+                rx.requests(&p).into_iter().map(|r| (r.path.clone(), r.header("webhook-id").unwrap().to_string()))
+            })
+            .filter(|(_, id)| !id.starts_with("evt_"))
+            .collect()
+    };
+    eventually("every event at every endpoint it selects, on Citus", WAIT, || async {
+        let seen: HashSet<_> = got().into_iter().collect();
+        want.is_subset(&seen).then_some(())
+    })
+    .await;
+    let all = got();
+    let seen: HashSet<_> = all.iter().cloned().collect();
+    assert!(
+        seen.is_subset(&want),
+        "arrived but not published (a rolled-back publish?): {:?}",
+        seen.difference(&want).collect::<Vec<_>>()
+    );
+    eprintln!(
+        "citus: 20 tenants, {} deliveries, {} requests, {} duplicates (a killed worker's leases)",
+        want.len(),
+        all.len(),
+        all.len() - seen.len()
+    );
+}
