@@ -107,6 +107,40 @@ async fn herald_runs_on_citus() {
         assert_eq!(n, 1, "{kind} at t00's endpoint");
     }
 
+    // Every hot statement of the worker and the API's reads of deliveries runs on one node:
+    // Citus plans it as one task (a statement that reached every shard would have 32).
+    let now = chrono::Utc::now();
+    let none: Vec<String> = Vec::new();
+    let (ints, times): (Vec<i32>, Vec<chrono::DateTime<chrono::Utc>>) = (Vec::new(), Vec::new());
+    let t = "t00";
+    let claim = herald_core::deliveries::claim_open();
+    let checks: Vec<(&str, &str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>)> = vec![
+        ("claim", &claim, vec![&t, &now, &100i64, &now, &"w", &64i32, &none, &ints, &0i64, &none, &times]),
+        (
+            "record",
+            herald_core::deliveries::RECORD,
+            vec![
+                &t, &none, &now, &ints, &none, &times, &ints, &none, &"w", &none, &none, &none, &times, &ints, &none,
+                &none,
+            ],
+        ),
+        ("give back", herald_core::deliveries::GIVE_BACK, vec![&t, &"d", &"w", &now, &1i32]),
+        ("manual retry", herald_core::deliveries::RETRY, vec![&t, &"d", &now]),
+        ("an event's deliveries", herald_core::deliveries::FOR_EVENT, vec![&t, &"e", &now]),
+        ("due for a tenant", herald_core::deliveries::TENANT_HAS_DUE, vec![&t, &now]),
+        ("in flight to a target", herald_core::deliveries::IN_FLIGHT, vec![&t, &"ep", &now]),
+    ];
+    for (name, sql, params) in checks {
+        let plan: Vec<String> =
+            client.query(&format!("EXPLAIN {sql}"), &params).await.unwrap().iter().map(|r| r.get(0)).collect();
+        let tasks: Vec<&str> = plan.iter().filter_map(|l| l.trim().strip_prefix("Task Count: ")).collect();
+        assert!(
+            !tasks.is_empty() && tasks.iter().all(|n| *n == "1"),
+            "{name} is not routed to one node:\n{}",
+            plan.join("\n")
+        );
+    }
+
     let got = || -> Vec<(String, String)> {
         tenants
             .iter()
