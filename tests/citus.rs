@@ -107,6 +107,48 @@ async fn herald_runs_on_citus() {
         assert_eq!(n, 1, "{kind} at t00's endpoint");
     }
 
+    // On t01: failures to `failed` and `endpoint.failing`, 410 disabling, rotation overlap, replay.
+    let api = &apis[1];
+    rx.set("/t01/fail", herald_testkit::Behaviour::Status(500, None));
+    rx.set("/t01/gone", herald_testkit::Behaviour::Status(410, None));
+    api.endpoint(json!({"url": rx.url("/t01/ops"), "event_types": ["endpoint.*"]})).await;
+    let (fail, _) = api.endpoint(json!({"url": rx.url("/t01/fail"), "event_types": ["f"]})).await;
+    let (gone, _) = api.endpoint(json!({"url": rx.url("/t01/gone"), "event_types": ["g"]})).await;
+    let (rot, old) = api.endpoint(json!({"url": rx.url("/t01/rot"), "event_types": ["r"]})).await;
+    let (_, rotated) = api.post(&format!("/v1/endpoints/{rot}/rotate-secret"), json!({})).await;
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    let f = api.publish(json!({"id": "f1", "type": "f", "data": 1})).await;
+    let g = api.publish(json!({"id": "g1", "type": "g", "data": 1})).await;
+    api.publish(json!({"id": "r1", "type": "r", "data": 1})).await;
+    for (id, kind) in [(&f, "f"), (&g, "g")] {
+        expect("t01", id.clone(), kind);
+    }
+    expect("t01", "r1".into(), "r");
+    api.wait_delivery(&f, Some(&fail), "failed", WAIT).await;
+    api.wait_delivery(&g, Some(&gone), "failed", WAIT).await;
+    let notes = rx.wait_for("/t01/ops", 2, WAIT).await;
+    let mut kinds: Vec<String> = notes.iter().map(|r| r.json()["type"].as_str().unwrap().to_string()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["endpoint.disabled", "endpoint.failing"]);
+    let r = &rx.wait_for("/t01/rot", 1, WAIT).await[0];
+    for secret in [&old, &new] {
+        standardwebhooks::Webhook::new(secret).unwrap().verify(&r.body, &r.headers).expect("both secrets sign");
+    }
+    let (s, v) = api.post(&format!("/v1/endpoints/{rot}/replay"), json!({"since": "2000-01-01T00:00:00Z"})).await;
+    assert_eq!((s, v["scheduled"].as_i64()), (200, Some(1)), "{v}");
+    rx.wait_for("/t01/rot", 2, WAIT).await;
+
+    // A migration after distribution: DDL on the coordinator reaches every shard.
+    for ddl in [
+        "ALTER TABLE herald.deliveries ADD COLUMN later_column integer",
+        "CREATE INDEX deliveries_later ON herald.deliveries (tenant_id, later_column)",
+    ] {
+        client.batch_execute(ddl).await.unwrap();
+    }
+    let api0 = &apis[0];
+    let id = api0.publish(json!({"id": "after_ddl", "type": "a.ddl", "data": 1})).await;
+    expect("t00", id, "a.ddl");
+
     // Every hot statement of the worker and the API's reads of deliveries runs on one node:
     // Citus plans it as one task (a statement that reached every shard would have 32).
     let now = chrono::Utc::now();

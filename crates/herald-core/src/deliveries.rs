@@ -60,11 +60,14 @@ const INSERT: &str = insert_deliveries!();
 
 /// Replay's: an (event, target) that has a delivery keeps it, and one that finished is made
 /// pending again, as a new round of the retry schedule (one being attempted is left alone).
+/// The update takes its time from the row it would have inserted (`EXCLUDED`), not from `$6`:
+/// Citus runs this INSERT ... SELECT through intermediate results and sends the DO UPDATE to the
+/// worker without the statement's parameters ("could not determine data type of parameter").
 const INSERT_AGAIN: &str = concat!(
     insert_deliveries!(),
     " ON CONFLICT (tenant_id, event_id, target) DO UPDATE \
-        SET state = 'pending', next_attempt_at = $6, lease_owner = NULL, lease_until = NULL, \
-            schedule_offset = d.attempt_count, url = EXCLUDED.url, updated_at = $6 \
+        SET state = 'pending', next_attempt_at = EXCLUDED.next_attempt_at, lease_owner = NULL, lease_until = NULL, \
+            schedule_offset = d.attempt_count, url = EXCLUDED.url, updated_at = EXCLUDED.updated_at \
       WHERE d.state IN ('delivered', 'failed', 'cancelled')"
 );
 
