@@ -432,3 +432,41 @@ async fn a_2xx_whose_body_breaks_off_is_delivered_once() {
     assert_eq!((a["error"].is_null(), a["response_excerpt"].as_str()), (true, Some("{\"ok\"")), "{a}");
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1, "not sent again");
 }
+
+#[tokio::test]
+async fn a_manual_retry_of_a_waiting_delivery_sends_it_now() {
+    let env = support::fast_with(&[("HERALD_RETRY_SCHEDULE", "1h")]);
+    let (_db, _herald, api) = setup(&env).await;
+    let rx = Receiver::start().await;
+    rx.set("/later", Behaviour::Status(500, None));
+    let (ep, _) = api.endpoint(json!({"url": rx.url("/later")})).await;
+    let id = api.publish(json!({"type": "t", "data": 1})).await;
+    rx.wait_for("/later", 1, WAIT).await;
+    // Failed once, waiting an hour for its next attempt.
+    let d = api.wait_delivery(&id, Some(&ep), "pending", WAIT).await;
+    assert_eq!(d["attempt_count"], 1, "{d}");
+    rx.set("/later", Behaviour::Ok);
+    let (s, v) = api.post(&format!("/v1/deliveries/{}/retry", d["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!(s, 202, "{v}");
+    api.wait_delivery(&id, Some(&ep), "delivered", WAIT).await;
+}
+
+#[tokio::test]
+async fn replay_leaves_events_still_in_the_outbox_to_the_poller() {
+    // A producer alone: what is published by SQL waits in the outbox.
+    let db = TestDb::new().await;
+    let token = db.tenant("acme").await;
+    let producer = Herald::start(&db, "producer", FAST).await;
+    let api = Api::new(&producer.base, &token);
+    let rx = Receiver::start().await;
+    let (ep, _) = api.endpoint(json!({"url": rx.url("/r")})).await;
+    db.client().await.execute("SELECT herald.publish('acme', 't', '{}'::jsonb, id => 'waiting')", &[]).await.unwrap();
+    let (s, v) = api.post(&format!("/v1/endpoints/{ep}/replay"), json!({"since": "2000-01-01T00:00:00Z"})).await;
+    assert_eq!((s, v["scheduled"].as_i64()), (200, Some(0)), "not fanned out yet: the poller's to do: {v}");
+    let _poller = Herald::start(&db, "poller", FAST).await;
+    let _worker = Herald::start(&db, "worker", FAST).await;
+    api.wait_delivery("waiting", Some(&ep), "delivered", WAIT).await;
+    let (_, e) = api.get("/v1/events/waiting").await;
+    assert!(e["fan_out_error"].is_null(), "fanned out, not set aside: {e}");
+    assert_eq!(rx.requests("/r").len(), 1);
+}

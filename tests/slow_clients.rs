@@ -42,21 +42,25 @@ async fn slow_and_silent_clients_are_cut_off() {
     // Headers a piece at a time, never finished: closed.
     let mut trickle = TcpStream::connect(&addr).await.unwrap();
     trickle.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // A header line every 200 ms for 6 s: a deadline that restarted with each byte would never
+    // come; the real one (1 s for the whole head) cuts the trickle long before it ends.
     let writer = async {
-        for _ in 0..20 {
+        for sent in 0..30 {
             tokio::time::sleep(Duration::from_millis(200)).await;
             if trickle.write_all(b"X-A: b\r\n").await.is_err() {
-                break;
+                return sent;
             }
         }
+        30
     };
-    let (_, closed) = tokio::join!(writer, async {
+    let (sent, closed) = tokio::join!(writer, async {
         let mut probe = TcpStream::connect(&addr).await.unwrap();
         // (the trickling stream itself is read below; this probe only proves the server lives)
         probe.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
         read_until_closed(&mut probe, Duration::from_secs(5)).await
     });
     assert!(closed.unwrap().starts_with("HTTP/1.1 200"), "the server answers others meanwhile");
+    assert!(sent < 30, "the trickle was never cut off");
     assert!(
         read_until_closed(&mut trickle, Duration::from_secs(10)).await.is_some(),
         "a trickle of headers is never cut"

@@ -143,7 +143,9 @@ async fn a_flood_from_one_tenant_does_not_starve_another() {
     let flood = Api::new(&herald.base, &flood_token);
     let quiet = Api::new(&herald.base, &quiet_token);
     let rx = Receiver::start().await;
-    rx.set("/flood", Behaviour::Slow(Duration::from_millis(50)));
+    // 200 ms an answer: at 64 attempts at once the flood takes about 10 s to drain, the quiet
+    // tenant's run about 2.
+    rx.set("/flood", Behaviour::Slow(Duration::from_millis(200)));
     flood.endpoint(json!({"url": rx.url("/flood")})).await;
     quiet.endpoint(json!({"url": rx.url("/quiet")})).await;
 

@@ -88,12 +88,12 @@ pub async fn distribute(url: &str) -> Result<Vec<String>, CitusError> {
                 )
                 .await?;
         }
-        done.push(table.to_string());
-    }
-    if !done.is_empty() {
+        // At once, not at the end: a run that fails later must not leave them dropped (a second
+        // run would no longer find them to make again).
         for f in &functions {
             client.batch_execute(f).await?;
         }
+        done.push(table.to_string());
     }
     for f in ON_WORKERS {
         client.execute("SELECT create_distributed_function($1::text::regprocedure)", &[f]).await?;

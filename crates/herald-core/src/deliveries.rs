@@ -212,7 +212,7 @@ pub const RETRY: &str = "UPDATE herald.deliveries \
         SET state = 'pending', next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, \
             schedule_offset = attempt_count, updated_at = $3 \
       WHERE tenant_id = $1 AND delivery_id = $2 AND state IN ('pending', 'failed', 'delivered') \
-        AND NOT (state = 'pending' AND lease_until > $3) \
+        AND (state <> 'pending' OR lease_until IS NULL OR lease_until <= $3) \
      RETURNING delivery_id, endpoint_id, url, state, attempt_count, next_attempt_at, last_status_code, last_error";
 
 // The worker's: due, claim, record, give back.

@@ -97,7 +97,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
         || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated) fec0::/10
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
-        || (s[0] & 0xfff0) == 0x3ff0 // documentation 3fff::/20
+        || (s[0] == 0x3fff && s[1] < 0x1000) // documentation 3fff::/20
         || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 64:ff9b::/96 and 64:ff9b:1::/48: can reach private IPv4
         || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0) // discard-only 100::/64
         || (s[0] == 0x2002) // 6to4 2002::/16 can embed private IPv4

@@ -83,9 +83,14 @@ pub const EVENT_ATTEMPTS: &str = "SELECT attempt_id, delivery_id, attempt, start
      FROM herald.attempts WHERE tenant_id = $1 AND event_id = $2 AND attempt_id > $3 \
      ORDER BY attempt_id LIMIT $4";
 
-/// Events in a replay window, by Herald's time-ordered key.
-pub const EVENTS_IN_WINDOW: &str = "SELECT event_id, event_type FROM herald.events \
-      WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq, event_id LIMIT $4";
+/// Events in a replay window, by Herald's time-ordered key: those fanned out already. An event
+/// still waiting in the outbox (or set aside there) gets its deliveries from the outbox-poller,
+/// whose insert expects none to exist yet.
+pub const EVENTS_IN_WINDOW: &str = "SELECT e.event_id, e.event_type FROM herald.events e \
+      WHERE e.tenant_id = $1 AND e.seq >= $2 AND e.seq < $3 \
+        AND NOT EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = $1 AND p.seq = e.seq AND p.event_id = e.event_id) \
+        AND NOT EXISTS (SELECT 1 FROM herald.fanout_failures f WHERE f.tenant_id = $1 AND f.event_id = e.event_id) \
+      ORDER BY e.seq, e.event_id LIMIT $4";
 
 pub const CREATE_OPERATION: &str = "SELECT herald.create_operation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 

@@ -66,7 +66,7 @@ pub struct ListenArgs {
 
     /// How long a client has to send a request's headers, and how long an idle keep-alive
     /// connection stays open: a client that sends too slowly is cut off.
-    #[arg(long, env = "HERALD_HTTP_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "HERALD_HTTP_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub http_read_timeout: Duration,
 
     /// The longest a request may take, its body included: a slow upload is answered 408.
@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(args.delivery.retry_schedule.written(), ["1m", "5m", "30m", "2h", "12h"]);
         assert_eq!(args.delivery.attempt_timeout, Duration::from_secs(15));
         assert_eq!(args.listen.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(args.listen.http_read_timeout, Duration::from_secs(10));
+        assert_eq!(args.listen.http_read_timeout, Duration::from_secs(60));
         assert_eq!(args.listen.request_timeout, Duration::from_secs(30));
         assert_eq!(args.api.max_payload_bytes, 262_144);
         assert_eq!(args.targets.allow_private_targets, AllowList::none());

@@ -84,11 +84,17 @@ impl From<tokio_postgres::Error> for ApiError {
                 "a value holds a \\u0000 character, which Herald cannot store; remove it or encode the value",
             );
         }
-        // The connection broke, or the server is shutting down or starting: not the request's fault.
-        let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
-        let going =
-            e.code().is_some_and(|c| c.code().starts_with("08") || ["57P01", "57P02", "57P03"].contains(&c.code()));
-        if e.is_closed() || io || going {
+        // The connection broke or could not be made, or the server is shutting down or starting:
+        // not the request's fault. (A protocol violation, 08P01, or an answer that does not parse
+        // is Herald's or the server's bug: 500.)
+        let text = e.to_string();
+        let link = ["error communicating with the server", "error connecting to server", "timeout waiting for server"]
+            .iter()
+            .any(|p| text.starts_with(p));
+        let going = e.code().is_some_and(|c| {
+            (c.code().starts_with("08") && c.code() != "08P01") || ["57P01", "57P02", "57P03"].contains(&c.code())
+        });
+        if e.is_closed() || link || going {
             return Self::unavailable(e);
         }
         Self::internal(e)
