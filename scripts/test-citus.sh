@@ -34,4 +34,6 @@ coordinator="postgres://postgres@127.0.0.1:${ports[0]}/postgres"
 psql -qX "$coordinator" -c "SELECT citus_set_coordinator_host('127.0.0.1', ${ports[0]})" \
     -c "SELECT citus_add_node('127.0.0.1', ${ports[1]})" -c "SELECT citus_add_node('127.0.0.1', ${ports[2]})" >/dev/null
 echo "Citus: coordinator on ${ports[0]}, workers on ${ports[1]} and ${ports[2]}"
+# tests/citus.rs stops and starts the first worker node with these.
+export HERALD_CITUS_NODE="$base/worker1 ${ports[1]}"
 HERALD_CITUS_URL=$coordinator cargo nextest run -p herald --test citus --run-ignored only --no-capture "$@"

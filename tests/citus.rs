@@ -183,6 +183,56 @@ async fn herald_runs_on_citus() {
         );
     }
 
+    // A worker node stopped while events are published and delivered, started again: what its
+    // tenants published is accepted once it is back (the client retries with the same id), and
+    // everything is delivered.
+    let node = std::env::var("HERALD_CITUS_NODE").expect("HERALD_CITUS_NODE: run `make test-citus`");
+    let (dir, port) = node.split_once(' ').unwrap();
+    let pg = |body: &str| {
+        let ok = Command::new("bash")
+            .arg("-c")
+            .arg(format!(". '{}/../../scripts/pg.sh' && pg_find_bin && {body}", env!("CARGO_MANIFEST_DIR")))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{body}");
+    };
+    pg(&format!("pg_stop '{dir}' fast"));
+    let http = reqwest::Client::new();
+    let mut waiting = Vec::new();
+    for (t, api) in tenants.iter().zip(&apis) {
+        let id = format!("node_down_{t}");
+        let r = http
+            .post(format!("{}/v1/events", api.base))
+            .bearer_auth(&api.token)
+            .json(&json!({"id": id, "type": "a.node", "data": 1}))
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            expect(t, id, "a.node");
+        } else {
+            assert_eq!(r.status(), 503, "a tenant on the stopped node is told to retry");
+            waiting.push((t.clone(), api, id));
+        }
+    }
+    assert!(!waiting.is_empty(), "no tenant lives on the stopped node: the test proves nothing");
+    pg(&format!("pg_start '{dir}' {port} -c shared_preload_libraries=citus -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"));
+    for (t, api, id) in waiting {
+        eventually("a publish to be accepted once the node is back", WAIT, || async {
+            let r = http
+                .post(format!("{}/v1/events", api.base))
+                .bearer_auth(&api.token)
+                .json(&json!({"id": id, "type": "a.node", "data": 1}))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        expect(&t, id, "a.node");
+    }
+
     let got = || -> Vec<(String, String)> {
         tenants
             .iter()

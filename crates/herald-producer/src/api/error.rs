@@ -94,7 +94,14 @@ impl From<tokio_postgres::Error> for ApiError {
         let going = e.code().is_some_and(|c| {
             (c.code().starts_with("08") && c.code() != "08P01") || ["57P01", "57P02", "57P03"].contains(&c.code())
         });
-        if e.is_closed() || link || going {
+        // On Citus, a worker node that cannot be reached is an internal error (XX000) with one of
+        // these messages: unavailable all the same.
+        let node = e.as_db_error().is_some_and(|d| {
+            ["connection to the remote node", "failure on connection marked as essential"]
+                .iter()
+                .any(|p| d.message().starts_with(p))
+        });
+        if e.is_closed() || link || going || node {
             return Self::unavailable(e);
         }
         Self::internal(e)
