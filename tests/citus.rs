@@ -212,11 +212,7 @@ async fn herald_runs_on_citus() {
     assert!(!waiting.is_empty(), "no tenant lives on the stopped node: the test proves nothing");
     pg(&format!("pg_start '{dir}' {port} -c shared_preload_libraries=citus -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"));
     for (t, api, id) in waiting {
-        eventually("a publish to be accepted once the node is back", WAIT, || async {
-            let (s, _) = api.post("/v1/events", json!({"id": id, "type": "a.node", "data": 1})).await;
-            (s == 202 || s == 200).then_some(())
-        })
-        .await;
+        api.publish_when_accepted(json!({"id": id, "type": "a.node", "data": 1}), WAIT).await;
         expect(&t, id, "a.node");
     }
 

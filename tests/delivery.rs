@@ -11,14 +11,6 @@ use support::{Api, Herald, FAST};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn setup(env: &[(&str, &str)]) -> (TestDb, Herald, Api) {
-    let db = TestDb::new().await;
-    let token = db.tenant("acme").await;
-    let herald = Herald::start(&db, "all", env).await;
-    let api = Api::new(&herald.base, &token);
-    (db, herald, api)
-}
-
 fn verify_standard(secret: &str, r: &herald_testkit::Received) {
     let wh = standardwebhooks::Webhook::new(secret).expect("secret");
     wh.verify(&r.body, &r.headers).unwrap_or_else(|e| panic!("standardwebhooks refused the signature: {e:?}"));
@@ -26,7 +18,7 @@ fn verify_standard(secret: &str, r: &herald_testkit::Received) {
 
 #[tokio::test]
 async fn delivers_signed_to_each_subscriber_and_the_callback() {
-    let (_db, _herald, api) = setup(FAST).await;
+    let (_db, _herald, api) = support::herald_all(FAST).await;
     let rx = Receiver::start().await;
     let (meetings, meetings_secret) =
         api.endpoint(json!({"url": rx.url("/meetings"), "event_types": ["meeting.*"]})).await;
@@ -113,7 +105,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn failing_endpoint_retries_fails_then_recovers() {
-    let (_db, _herald, api) = setup(FAST).await;
+    let (_db, _herald, api) = support::herald_all(FAST).await;
     let rx = Receiver::start().await;
     rx.set("/flaky", Behaviour::Status(500, None));
     let (flaky, _) = api
@@ -174,7 +166,7 @@ async fn failing_endpoint_retries_fails_then_recovers() {
 
 #[tokio::test]
 async fn gone_disables_the_endpoint_and_enable_brings_it_back() {
-    let (db, _herald, api) = setup(FAST).await;
+    let (db, _herald, api) = support::herald_all(FAST).await;
     let rx = Receiver::start().await;
     rx.set("/gone", Behaviour::Status(410, None));
     let (gone, _) = api.endpoint(json!({"url": rx.url("/gone"), "event_types": ["a"]})).await;
@@ -217,7 +209,7 @@ async fn gone_disables_the_endpoint_and_enable_brings_it_back() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_up_to_the_longest_step() {
-    let (_db, _herald, api) = setup(FAST).await;
+    let (_db, _herald, api) = support::herald_all(FAST).await;
     let rx = Receiver::start().await;
     rx.set("/busy", Behaviour::Status(429, Some("1".into())));
     let (busy, _) = api.endpoint(json!({"url": rx.url("/busy"), "retry_schedule": ["100ms", "3s"]})).await;
@@ -266,7 +258,7 @@ async fn loopback_targets_are_refused_at_connection_unless_allowed() {
 
 #[tokio::test]
 async fn an_events_retry_schedule_is_its_callbacks_alone_and_odd_answers_are_stored() {
-    let (_db, _herald, api) = setup(FAST).await;
+    let (_db, _herald, api) = support::herald_all(FAST).await;
     let rx = Receiver::start().await;
     rx.set("/ep", Behaviour::Status(500, None));
     rx.set("/cb", Behaviour::Status(503, None));
@@ -292,7 +284,7 @@ async fn an_events_retry_schedule_is_its_callbacks_alone_and_odd_answers_are_sto
 
 #[tokio::test]
 async fn after_rotate_secret_both_secrets_sign_during_the_overlap() {
-    let (_db, _herald, api) = setup(FAST).await;
+    let (_db, _herald, api) = support::herald_all(FAST).await;
     let rx = Receiver::start().await;
     let (ep, old) = api.endpoint(json!({"url": rx.url("/rot")})).await;
     let (s, rotated) = api.post(&format!("/v1/endpoints/{ep}/rotate-secret"), json!({})).await;
@@ -312,7 +304,7 @@ static BIG: [u8; 10_000] = [b'x'; 10_000];
 
 #[tokio::test]
 async fn redirects_are_not_followed_answers_are_cut_at_4_kib_and_silence_times_out() {
-    let (_db, _herald, api) = setup(FAST).await;
+    let (_db, _herald, api) = support::herald_all(FAST).await;
     let rx = Receiver::start().await;
     rx.set("/moved", Behaviour::Redirect(rx.url("/elsewhere")));
     rx.set("/big", Behaviour::Raw(200, &BIG));
@@ -359,7 +351,7 @@ async fn redirects_are_not_followed_answers_are_cut_at_4_kib_and_silence_times_o
 #[tokio::test]
 async fn a_manual_retry_says_why_it_is_refused() {
     let env = support::fast_with(&[("HERALD_ATTEMPT_TIMEOUT", "30s"), ("HERALD_LEASE", "60s")]);
-    let (_db, _herald, api) = setup(&env).await;
+    let (_db, _herald, api) = support::herald_all(&env).await;
     let rx = Receiver::start().await;
     rx.set("/hang", Behaviour::Hang);
     let (ep, _) = api.endpoint(json!({"url": rx.url("/hang")})).await;
@@ -387,30 +379,15 @@ async fn a_manual_retry_says_why_it_is_refused() {
 
 /// A receiver that answers `200` with a `content-length` of 1,000 and closes after 5 bytes.
 async fn cut_off_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/cut", listener.local_addr().unwrap());
     let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = served.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
-            // The whole request first (headers, then content-length bytes), so the answer is read.
-            let mut got = Vec::new();
-            let mut buf = [0u8; 8192];
-            while let Ok(n @ 1..) = s.read(&mut buf).await {
-                got.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len: usize = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if got.len() >= end + 4 + len {
-                        break;
-                    }
-                }
-            }
+            // The whole request first, so that the answer is read.
+            support::read_request(&mut s).await;
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"ok\"").await;
             let _ = s.shutdown().await;
@@ -421,7 +398,7 @@ async fn cut_off_receiver() -> (String, std::sync::Arc<std::sync::atomic::Atomic
 
 #[tokio::test]
 async fn a_2xx_whose_body_breaks_off_is_delivered_once() {
-    let (_db, _herald, api) = setup(FAST).await;
+    let (_db, _herald, api) = support::herald_all(FAST).await;
     let (url, served) = cut_off_receiver().await;
     let (ep, _) = api.endpoint(json!({"url": url})).await;
     let id = api.publish(json!({"type": "t", "data": 1})).await;
@@ -436,7 +413,7 @@ async fn a_2xx_whose_body_breaks_off_is_delivered_once() {
 #[tokio::test]
 async fn a_manual_retry_of_a_waiting_delivery_sends_it_now() {
     let env = support::fast_with(&[("HERALD_RETRY_SCHEDULE", "1h")]);
-    let (_db, _herald, api) = setup(&env).await;
+    let (_db, _herald, api) = support::herald_all(&env).await;
     let rx = Receiver::start().await;
     rx.set("/later", Behaviour::Status(500, None));
     let (ep, _) = api.endpoint(json!({"url": rx.url("/later")})).await;

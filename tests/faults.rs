@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use herald_testkit::{eventually, Behaviour, Receiver, TestDb};
 use serde_json::json;
-use support::{fast_with, Api, Herald};
+use support::{fast_with, Api};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -45,26 +45,12 @@ async fn raw_receiver(fault: Fault, scheme: &str) -> RawReceiver {
         while let Ok((mut s, _)) = listener.accept().await {
             let (f, o) = (f.clone(), o.clone());
             tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 8192];
                 if f.load(Ordering::SeqCst) && matches!(fault, Fault::Reset) {
-                    let _ = s.read(&mut buf).await;
+                    let _ = s.read(&mut [0u8; 8192]).await;
                     let _ = s.set_zero_linger();
                     return;
                 }
-                while let Ok(n @ 1..) = s.read(&mut buf).await {
-                    got.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
-                    let Some(end) = text.find("\r\n\r\n") else { continue };
-                    let len: usize = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if got.len() >= end + 4 + len {
-                        break;
-                    }
-                }
+                let got = support::read_request(&mut s).await;
                 if f.load(Ordering::SeqCst) {
                     let _ = s.write_all(b"HTTP/1.1 20").await;
                     return;
@@ -77,14 +63,6 @@ async fn raw_receiver(fault: Fault, scheme: &str) -> RawReceiver {
         }
     });
     RawReceiver { url, faulty, ok }
-}
-
-async fn setup(env: &[(&str, &str)]) -> (TestDb, Herald, Api) {
-    let db = TestDb::new().await;
-    let token = db.tenant("acme").await;
-    let herald = Herald::start(&db, "all", env).await;
-    let api = Api::new(&herald.base, &token);
-    (db, herald, api)
 }
 
 async fn publish(api: &Api, n: usize, prefix: &str) -> Vec<String> {
@@ -131,7 +109,7 @@ async fn all_delivered(db: &TestDb, n: i64) {
 #[tokio::test]
 async fn receivers_that_fail_then_recover_lose_nothing() {
     let env = fast_with(&[SCHEDULE]);
-    let (db, _herald, api) = setup(&env).await;
+    let (db, _herald, api) = support::herald_all(&env).await;
     let rx = Receiver::start().await;
     rx.set("/500", Behaviour::Status(500, None));
     rx.set("/slow", Behaviour::Slow(Duration::from_millis(300)));
@@ -186,7 +164,7 @@ async fn receivers_that_fail_then_recover_lose_nothing() {
 #[tokio::test]
 async fn a_failing_attempt_log_holds_results_back_and_loses_nothing() {
     let env = fast_with(&[SCHEDULE, ("HERALD_LEASE", "3s")]);
-    let (db, _herald, api) = setup(&env).await;
+    let (db, _herald, api) = support::herald_all(&env).await;
     let rx = Receiver::start().await;
     let (_, secret) = api.endpoint(json!({"url": rx.url("/ok")})).await;
     // Disk full, as far as the attempt log can tell, until the flag is cleared.

@@ -47,26 +47,14 @@ async fn a_postgres_restart_is_survived_without_help() {
 
     eventually("Herald to be ready again", WAIT, || async { (api.get("/readyz").await.0 == 200).then_some(()) }).await;
     for i in 0..20 {
-        let id = format!("after_{i}");
-        eventually("publish to be accepted again", WAIT, || async {
-            let (s, _) = api.post("/v1/events", json!({"id": id, "type": "t", "data": i})).await;
-            (s == 202 || s == 200).then_some(())
-        })
-        .await;
-        want.insert(id);
+        want.insert(api.publish_when_accepted(json!({"id": format!("after_{i}"), "type": "t", "data": i}), WAIT).await);
     }
     // Then a crash (`immediate`: no checkpoint) with deliveries in flight, and a start after it.
     rx.wait_for("/r", 25, WAIT).await;
     pg.crash();
     pg.start_again();
     for i in 0..10 {
-        let id = format!("crash_{i}");
-        eventually("publish to be accepted after the crash", WAIT, || async {
-            let (s, _) = api.post("/v1/events", json!({"id": id, "type": "t", "data": i})).await;
-            (s == 202 || s == 200).then_some(())
-        })
-        .await;
-        want.insert(id);
+        want.insert(api.publish_when_accepted(json!({"id": format!("crash_{i}"), "type": "t", "data": i}), WAIT).await);
     }
     eventually("every event, before and after the restart, to be delivered", WAIT, || async {
         let seen: HashSet<String> =

@@ -143,6 +143,16 @@ impl Api {
         (v["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
     }
 
+    /// Publishes `body` again and again until Herald accepts it (after a fault: the same id is
+    /// stored once); answers the event's id.
+    pub async fn publish_when_accepted(&self, body: serde_json::Value, timeout: Duration) -> String {
+        eventually("the publish to be accepted", timeout, || async {
+            let (s, v) = self.post("/v1/events", body.clone()).await;
+            (s == 202 || s == 200).then(|| v["id"].as_str().unwrap().to_string())
+        })
+        .await
+    }
+
     pub async fn publish(&self, body: serde_json::Value) -> String {
         let (s, v) = self.post("/v1/events", body).await;
         assert!(s == 202 || s == 200, "{s}: {v}");
@@ -165,6 +175,37 @@ impl Api {
         })
         .await
     }
+}
+
+/// A tenant `acme` on its own database, `herald all`, and acme's view of the API.
+pub async fn herald_all(env: &[(&str, &str)]) -> (TestDb, Herald, Api) {
+    let db = TestDb::new().await;
+    let token = db.tenant("acme").await;
+    let herald = Herald::start(&db, "all", env).await;
+    let api = Api::new(&herald.base, &token);
+    (db, herald, api)
+}
+
+/// Reads one HTTP/1.1 request from a raw receiver's connection: its head, then as many body
+/// bytes as its `content-length` says (or until the peer stops sending).
+pub async fn read_request(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n @ 1..) = s.read(&mut buf).await {
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        let Some(end) = text.find("\r\n\r\n") else { continue };
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if got.len() >= end + 4 + len {
+            break;
+        }
+    }
+    got
 }
 
 /// Short times for tests: the contract's defaults are checked in their own test.
