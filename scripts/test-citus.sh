@@ -7,33 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
+. scripts/citus.sh
 pg_find_bin
-shared=${SHARED:-../shared}
-if [ ! -f "$("$PG_BIN/pg_config" --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)/citus.so" ]; then
-    echo "building Citus from $shared/citus (a few minutes)"
-    bash "$shared/citus/build.sh"
-fi
-
+citus_install "${SHARED:-../shared}"
 base=$PWD/target/citus/$$
-nodes=(coordinator worker1 worker2)
-ports=()
-cleanup() {
-    for n in "${nodes[@]}"; do pg_stop "$base/$n" immediate; done
-    rm -rf "$base"
-}
-trap cleanup EXIT
-for n in "${nodes[@]}"; do
-    pg_init "$base/$n" >/dev/null
-    port=$(pg_free_port)
-    ports+=("$port")
-    pg_start "$base/$n" "$port" -c shared_preload_libraries=citus -c max_connections=300 \
-        -c fsync=off -c synchronous_commit=off -c full_page_writes=off >/dev/null
-    psql -qX "postgres://postgres@127.0.0.1:$port/postgres" -c "CREATE EXTENSION citus" >/dev/null
-done
-coordinator="postgres://postgres@127.0.0.1:${ports[0]}/postgres"
-psql -qX "$coordinator" -c "SELECT citus_set_coordinator_host('127.0.0.1', ${ports[0]})" \
-    -c "SELECT citus_add_node('127.0.0.1', ${ports[1]})" -c "SELECT citus_add_node('127.0.0.1', ${ports[2]})" >/dev/null
-echo "Citus: coordinator on ${ports[0]}, workers on ${ports[1]} and ${ports[2]}"
+trap 'citus_stop "$base"' EXIT
+citus_start "$base" -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+# Every statement the coordinator runs, and what Citus sends on for it, for tests/citus.rs to
+# check that each ran on one node.
+psql -qX "$CITUS_URL" -c "ALTER SYSTEM SET citus.log_remote_commands = on" \
+    -c "ALTER SYSTEM SET log_statement = 'all'" -c "ALTER SYSTEM SET log_min_messages = notice" \
+    -c "ALTER SYSTEM SET log_line_prefix = '@@%p %a@@ '" -c "SELECT pg_reload_conf()" >/dev/null
+export HERALD_CITUS_LOG="$base/coordinator/server.log"
 # tests/citus.rs stops and starts the first worker node with these.
-export HERALD_CITUS_NODE="$base/worker1 ${ports[1]}"
-HERALD_CITUS_URL=$coordinator cargo nextest run -p herald --test citus --run-ignored only --no-capture "$@"
+export HERALD_CITUS_NODE="$base/worker1 ${CITUS_PORTS[1]}"
+HERALD_CITUS_URL=$CITUS_URL cargo nextest run -p herald --test citus --run-ignored only --no-capture "$@"

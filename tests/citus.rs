@@ -29,6 +29,9 @@ async fn herald_runs_on_citus() {
     assert!(ok && err.contains("distributed by tenant on Citus: herald.tenants"), "{err}");
     let (ok, _, err) = herald(&url, &["migrate", "--citus"]);
     assert!(ok && err.contains("none (already distributed)"), "idempotent: {err}");
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    attempt_months_are_citus_partitions(&admin).await;
 
     let env = fast_with(&[("HERALD_LEASE", "3s")]);
     let producer = Herald::start_url(&url, "producer", &env, true).await;
@@ -69,17 +72,18 @@ async fn herald_runs_on_citus() {
         }
     }
     // By SQL on the coordinator, in the caller's transaction: committed, and rolled back.
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (caller, connection) =
+        tokio_postgres::connect(&format!("{url}?application_name=caller"), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     for t in &tenants {
-        client
+        caller
             .batch_execute(&format!(
                 "BEGIN; SELECT herald.publish('{t}', 'a.sql', '{{}}'::jsonb, id => 'sql_kept'); COMMIT;"
             ))
             .await
             .unwrap();
         expect(t, "sql_kept".into(), "a.sql");
-        client
+        caller
             .batch_execute(&format!(
                 "BEGIN; SELECT herald.publish('{t}', 'a.sql', '{{}}'::jsonb, id => 'sql_rolled_back'); ROLLBACK;"
             ))
@@ -138,13 +142,44 @@ async fn herald_runs_on_citus() {
     assert_eq!((s, v["scheduled"].as_i64()), (200, Some(1)), "{v}");
     rx.wait_for("/t01/rot", 2, WAIT).await;
 
-    // A migration after distribution: DDL on the coordinator reaches every shard.
-    for ddl in [
-        "ALTER TABLE herald.deliveries ADD COLUMN later_column integer",
-        "CREATE INDEX deliveries_later ON herald.deliveries (tenant_id, later_column)",
-    ] {
-        client.batch_execute(ddl).await.unwrap();
+    // Limits hold across the two workers: 10/s, and at most 2 at once.
+    let api = &apis[2];
+    rx.set("/t02/narrow", herald_testkit::Behaviour::Slow(Duration::from_millis(200)));
+    api.endpoint(json!({"url": rx.url("/t02/limited"), "event_types": ["limited"], "rate_limit_per_s": 10})).await;
+    api.endpoint(json!({"url": rx.url("/t02/narrow"), "event_types": ["narrow"], "max_in_flight": 2})).await;
+    for (kind, n) in [("limited", 40), ("narrow", 12)] {
+        for i in 0..n {
+            let id = api.publish(json!({"id": format!("{kind}{i}"), "type": kind, "data": i})).await;
+            expect("t02", id, kind);
+        }
     }
+    let got = rx.wait_for("/t02/limited", 40, WAIT).await;
+    rx.wait_for("/t02/narrow", 12, WAIT).await;
+    // 10/s with a burst of one second's worth: 40 take about 3 s; two workers each holding
+    // their own 10/s would take about 1.5 s.
+    let span = got.last().unwrap().at - got[0].at;
+    assert!(span >= Duration::from_millis(2400), "the rate limit must hold across workers on Citus: 40 in {span:?}");
+    let concurrent = rx.max_concurrent("/t02/narrow");
+    assert!(concurrent <= 2, "max_in_flight 2 must hold across workers on Citus, saw {concurrent} at once");
+
+    // A later release's migration, on the distributed schema, by `herald migrate`'s own code.
+    let done = herald_core::db::migrate_with(&url, &herald_core::clock::system(), false, later()).await.unwrap();
+    assert_eq!(done.applied, ["V1000__later"]);
+    let shards: i64 = admin
+        .query_one("SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'herald.deliveries'::regclass", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let indexed: i64 = admin
+        .query_one(
+            "SELECT sum(result::bigint)::bigint FROM run_command_on_workers(\
+               $$SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'deliveries_later_%'$$)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(indexed, shards, "the new index on every shard of herald.deliveries");
     let api0 = &apis[0];
     let id = api0.publish(json!({"id": "after_ddl", "type": "a.ddl", "data": 1})).await;
     expect("t00", id, "a.ddl");
@@ -174,7 +209,7 @@ async fn herald_runs_on_citus() {
     ];
     for (name, sql, params) in checks {
         let plan: Vec<String> =
-            client.query(&format!("EXPLAIN {sql}"), &params).await.unwrap().iter().map(|r| r.get(0)).collect();
+            admin.query(&format!("EXPLAIN {sql}"), &params).await.unwrap().iter().map(|r| r.get(0)).collect();
         let tasks: Vec<&str> = plan.iter().filter_map(|l| l.trim().strip_prefix("Task Count: ")).collect();
         assert!(
             !tasks.is_empty() && tasks.iter().all(|n| *n == "1"),
@@ -243,5 +278,143 @@ async fn herald_runs_on_citus() {
         want.len(),
         all.len(),
         all.len() - seen.len()
+    );
+
+    every_statement_ran_on_one_node(&admin).await;
+
+    // The way back: every table onto the coordinator as a plain one, rows included, while
+    // Herald runs; then it goes on delivering, and migrates as a single PostgreSQL.
+    let (ok, _, err) = herald(&url, &["migrate", "--undistribute"]);
+    assert!(ok && err.contains("back on the coordinator as plain tables: herald.events"), "{err}");
+    let left: i64 = admin.query_one("SELECT count(*) FROM pg_dist_partition", &[]).await.unwrap().get(0);
+    assert_eq!(left, 0, "nothing distributed any more");
+    let kept: i64 = admin.query_one("SELECT count(*) FROM herald.events", &[]).await.unwrap().get(0);
+    assert!(kept >= want.len() as i64 / 2, "the events came back with their tables: {kept}");
+    let id = apis[0].publish_when_accepted(json!({"id": "back", "type": "a.back", "data": 1}), WAIT).await;
+    eventually("an event published after the way back delivered", WAIT, || async {
+        rx.requests("/t00/all").iter().any(|r| r.header("webhook-id") == Some(id.as_str())).then_some(())
+    })
+    .await;
+    let done = herald_core::db::migrate_with(&url, &herald_core::clock::system(), false, later()).await.unwrap();
+    assert!(done.applied.is_empty() && done.distributed.is_empty(), "{done:?}");
+    assert!(!herald_core::citus::distributed(&admin).await.unwrap(), "a single PostgreSQL again");
+}
+
+/// A later release's migration: several statements in one file (Citus refuses some of them
+/// sent together), a column, an index, a function whose body holds a `;`.
+fn later() -> Vec<herald_core::db::Migration> {
+    let sql = "ALTER TABLE herald.deliveries ADD COLUMN later_column integer;\n\
+               CREATE INDEX deliveries_later ON herald.deliveries (tenant_id, later_column);\n\
+               -- a comment; with a semicolon\n\
+               CREATE FUNCTION herald.later(n integer) RETURNS integer LANGUAGE sql AS $$ SELECT n + 1; $$;\n\
+               COMMENT ON COLUMN herald.deliveries.later_column IS 'later; really';\n";
+    vec![herald_core::db::Migration::unapplied("V1000__later", sql).unwrap()]
+}
+
+/// `herald migrate --citus` left the attempt months to Citus's time-partition management, and
+/// `herald.ensure_partitions` makes later months with it, each distributed like its parent.
+async fn attempt_months_are_citus_partitions(admin: &tokio_postgres::Client) {
+    let months = |c: &'static str| async move {
+        let sql = format!(
+            "SELECT count(*) FROM time_partitions tp JOIN pg_dist_partition d ON d.logicalrelid = tp.partition \
+              WHERE tp.parent_table = 'herald.attempts'::regclass AND tp.from_value <> '' {c}"
+        );
+        admin.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0)
+    };
+    assert_eq!(months("").await, 3, "this month and the next two");
+    admin.batch_execute("SELECT herald.ensure_partitions(now() + interval '6 months')").await.unwrap();
+    assert_eq!(months("").await, 6, "and three more from six months ahead");
+    let far = months("AND tp.from_value::timestamptz > now() + interval '5 months'").await;
+    assert!(far >= 2, "{far} months beyond five from now");
+}
+
+/// What every statement of Herald's processes (application_name `herald`) and of the caller
+/// publishing in its own transaction was sent to, read from the coordinator's log (make
+/// test-citus starts it with citus.log_remote_commands and log_statement = all): each statement
+/// reached shards of one tenant's group on one node, never every shard, and no transaction
+/// wrote on two nodes (its COMMIT would go to both).
+async fn every_statement_ran_on_one_node(admin: &tokio_postgres::Client) {
+    let path = std::env::var("HERALD_CITUS_LOG").expect("HERALD_CITUS_LOG: run `make test-citus`");
+    let log = std::fs::read_to_string(path).unwrap();
+    // Shard id -> the hash range it holds (colocated shards of one group share it).
+    let groups: std::collections::HashMap<i64, String> = admin
+        .query("SELECT shardid, coalesce(shardminvalue, 'reference') FROM pg_dist_shard", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    struct Run {
+        sql: String,
+        groups: HashSet<String>,
+        nodes: HashSet<String>,
+    }
+    let mut runs: Vec<Run> = Vec::new();
+    let mut current: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut local: HashSet<String> = HashSet::new();
+    for line in log.lines() {
+        let Some(rest) = line.strip_prefix("@@") else { continue };
+        let Some((who, message)) = rest.split_once("@@ ") else { continue };
+        let Some((pid, app)) = who.split_once(' ') else { continue };
+        if app != "herald" && app != "caller" {
+            continue;
+        }
+        // Context of the line before: says nothing of its own.
+        if message.starts_with("CONTEXT:  ") {
+            continue;
+        }
+        let was_local = local.remove(pid);
+        if let Some(sql) = message
+            .strip_prefix("LOG:  statement: ")
+            .or_else(|| message.strip_prefix("LOG:  execute ").and_then(|m| m.split_once(": ")).map(|(_, sql)| sql))
+        {
+            // A statement Citus runs on the coordinator itself is logged too: part of the last.
+            if !was_local {
+                runs.push(Run { sql: sql.to_string(), groups: HashSet::new(), nodes: HashSet::new() });
+                current.insert(pid.to_string(), runs.len() - 1);
+            }
+        } else if message.starts_with("NOTICE:  executing the command locally") {
+            local.insert(pid.to_string());
+        } else if let Some(command) = message.strip_prefix("NOTICE:  issuing ") {
+            let Some(&i) = current.get(pid) else { continue };
+            for (at, _) in command.match_indices("herald.") {
+                let name: String =
+                    command[at..].chars().skip(7).take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let shard = name.rsplit_once('_').and_then(|(_, n)| n.parse::<i64>().ok());
+                if let Some(group) = shard.and_then(|id| groups.get(&id)).filter(|g| *g != "reference") {
+                    runs[i].groups.insert(group.clone());
+                }
+            }
+        } else if let Some(detail) = message.strip_prefix("DETAIL:  on server ") {
+            if let Some(&i) = current.get(pid) {
+                runs[i].nodes.insert(detail.split_whitespace().next().unwrap_or_default().to_string());
+            }
+        }
+    }
+    let wide: Vec<String> = runs
+        .iter()
+        .filter(|r| r.groups.len() > 1 || r.nodes.len() > 1)
+        .map(|r| format!("{} shard groups, {} nodes: {}", r.groups.len(), r.nodes.len(), r.sql))
+        .collect();
+    assert!(wide.is_empty(), "statements that reached more than one node or shard group:\n{}", wide.join("\n"));
+    // The check saw the hot path: publishing (HTTP's group commit, `herald.publish`, an
+    // operation), fan-out, claims and results.
+    let claim = herald_core::deliveries::claim_open();
+    for needle in [
+        "INSERT INTO herald.events",
+        "herald.publish(",
+        "herald.create_operation(",
+        "herald.answer_operation(",
+        "INSERT INTO herald.deliveries",
+        claim.as_str(),
+        herald_core::deliveries::RECORD,
+    ] {
+        assert!(runs.iter().any(|r| r.sql.contains(needle) && !r.nodes.is_empty()), "no statement seen with {needle}");
+    }
+    let distinct: HashSet<&str> = runs.iter().map(|r| r.sql.as_str()).collect();
+    eprintln!(
+        "citus: {} statements run by Herald and the caller ({} distinct), each on one node",
+        runs.len(),
+        distinct.len()
     );
 }

@@ -105,4 +105,29 @@ async fn migrate_citus_refuses_a_postgresql_without_citus_and_changes_nothing() 
     let after: i64 =
         db.client().await.query_one("SELECT count(*) FROM herald.schema_history", &[]).await.unwrap().get(0);
     assert_eq!(after, history, "no migration ran");
+    let (ok, _, err) = herald_output(&db, &["migrate", "--undistribute"]);
+    assert!(!ok && err.contains("this PostgreSQL has no Citus"), "the way back refuses too: {err}");
+}
+
+#[tokio::test]
+async fn every_table_of_herald_has_its_place_on_citus() {
+    // A table a migration adds and `herald migrate --citus` does not know would stay on the
+    // coordinator alone: every statement naming it would go through one node.
+    let db = TestDb::new().await;
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT 'herald.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = 'herald' AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                AND c.relname <> 'schema_history' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let tables: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let mut known: Vec<&str> =
+        herald_core::citus::REFERENCE.iter().chain(herald_core::citus::DISTRIBUTED).copied().collect();
+    known.sort();
+    assert_eq!(tables, known, "herald_core::citus::{{REFERENCE, DISTRIBUTED}} must list every table");
 }

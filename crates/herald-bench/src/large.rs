@@ -28,7 +28,7 @@ async fn claim_ms(ctx: &Ctx, n: usize) -> anyhow::Result<f64> {
     ctx.admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
     ctx.admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
     let url = ctx.pg.url.rsplit_once('/').map(|(b, _)| format!("{b}/{name}")).unwrap();
-    herald_core::db::migrate(&url, &herald_core::clock::system()).await?;
+    herald_core::db::migrate(&url, &herald_core::clock::system(), false).await?;
     let pool = herald_core::db::pool(&url, 4)?;
     let db = pool.get().await?;
     db.batch_execute(&format!(

@@ -1,14 +1,16 @@
 //! Herald on Citus (distributed PostgreSQL): `herald migrate --citus` distributes Herald's tables
 //! on a Citus coordinator, every tenant's rows together (shared/scale-out.md). Idempotent.
 
-use crate::db::{connect, DbError};
+use tokio_postgres::Client;
+
+use crate::db::DbError;
 
 /// The small global table every node needs whole.
-const REFERENCE: &[&str] = &["herald.tenants"];
+pub const REFERENCE: &[&str] = &["herald.tenants"];
 
 /// The tenant tables, distributed by `tenant_id` and colocated with the first: a statement that
 /// names one tenant runs on one node, joins and transactions included.
-const DISTRIBUTED: &[&str] = &[
+pub const DISTRIBUTED: &[&str] = &[
     "herald.events",
     "herald.api_tokens",
     "herald.endpoints",
@@ -31,36 +33,34 @@ const ROW_FUNCTIONS: &str = "SELECT DISTINCT pg_get_functiondef(p.oid) FROM pg_p
 /// `herald.publish` stays a plain function of the coordinator, scale-out.md rule 8).
 const ON_WORKERS: &[&str] = &["herald.rfc3339(timestamptz)", "herald.operation_json(jsonb)"];
 
-#[derive(Debug, thiserror::Error)]
-pub enum CitusError {
-    #[error(
-        "this PostgreSQL has no Citus: on the coordinator, CREATE EXTENSION citus, set it with citus_set_coordinator_host and add the workers with citus_add_node, then run `herald migrate --citus` there"
-    )]
-    NoCitus,
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl From<tokio_postgres::Error> for CitusError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Db(e.into())
-    }
-}
-
 /// Refuses a database without Citus, before anything is written to it.
-pub async fn check(url: &str) -> Result<(), CitusError> {
-    let client = connect(url).await?;
+pub async fn check(client: &Client) -> Result<(), DbError> {
     match client.query_opt("SELECT 1 FROM pg_extension WHERE extname = 'citus'", &[]).await? {
         Some(_) => Ok(()),
-        None => Err(CitusError::NoCitus),
+        None => Err(DbError::NoCitus),
     }
+}
+
+/// Whether Herald's tables are distributed on Citus already (so that a migration's new tables
+/// must be too).
+pub async fn distributed(client: &Client) -> Result<bool, DbError> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL \
+                AND to_regclass('herald.events') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(false);
+    }
+    is_distributed(client, "herald.events").await
 }
 
 /// Distributes what is not distributed yet; answers the tables it changed.
-pub async fn distribute(url: &str) -> Result<Vec<String>, CitusError> {
-    check(url).await?;
-    let client = connect(url).await?;
-    let functions: Vec<String> = client.query(ROW_FUNCTIONS, &[]).await?.iter().map(|r| r.get(0)).collect();
+pub async fn distribute(client: &Client) -> Result<Vec<String>, DbError> {
+    check(client).await?;
+    let functions = row_functions(client).await?;
     let mut done = Vec::new();
     for (table, reference) in REFERENCE.iter().map(|t| (*t, true)).chain(DISTRIBUTED.iter().map(|t| (*t, false))) {
         // Done: hash-distributed, or a reference table. (Citus turns tables with a foreign key
@@ -90,13 +90,53 @@ pub async fn distribute(url: &str) -> Result<Vec<String>, CitusError> {
         }
         // At once, not at the end: a run that fails later must not leave them dropped (a second
         // run would no longer find them to make again).
-        for f in &functions {
-            client.batch_execute(f).await?;
-        }
+        remake(client, &functions).await?;
         done.push(table.to_string());
     }
     for f in ON_WORKERS {
         client.execute("SELECT create_distributed_function($1::text::regprocedure)", &[f]).await?;
     }
     Ok(done)
+}
+
+/// The way back: every Herald table becomes a plain table of the coordinator again, its rows
+/// brought back from the workers (`undistribute_table`). Answers the tables it changed; then
+/// the coordinator is a single PostgreSQL for Herald (and `pg_dump` moves it to another).
+pub async fn undistribute(client: &Client) -> Result<Vec<String>, DbError> {
+    check(client).await?;
+    let functions = row_functions(client).await?;
+    let mut done = Vec::new();
+    for table in DISTRIBUTED.iter().chain(REFERENCE) {
+        if is_distributed(client, table).await? {
+            done.push(table.to_string());
+        }
+    }
+    for table in DISTRIBUTED.iter().rev().chain(REFERENCE) {
+        // The tables it has foreign keys with come back with it.
+        if is_distributed(client, table).await? {
+            client
+                .execute("SELECT undistribute_table($1::text::regclass, cascade_via_foreign_keys => true)", &[table])
+                .await?;
+            remake(client, &functions).await?;
+        }
+    }
+    Ok(done)
+}
+
+async fn is_distributed(client: &Client, table: &str) -> Result<bool, DbError> {
+    let row =
+        client.query_opt("SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1::text::regclass", &[&table]).await?;
+    Ok(row.is_some())
+}
+
+async fn row_functions(client: &Client) -> Result<Vec<String>, DbError> {
+    Ok(client.query(ROW_FUNCTIONS, &[]).await?.iter().map(|r| r.get(0)).collect())
+}
+
+/// Makes again the functions over a table's row that moving the table dropped.
+async fn remake(client: &Client, functions: &[String]) -> Result<(), DbError> {
+    for f in functions {
+        client.batch_execute(f).await?;
+    }
+    Ok(())
 }

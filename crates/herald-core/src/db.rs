@@ -10,6 +10,8 @@ use crate::clock::SharedClock;
 refinery::embed_migrations!("../../migrations");
 
 pub use deadpool_postgres;
+/// A migration, for [`migrate_with`].
+pub use refinery::Migration;
 pub use tokio_postgres;
 
 const MIGRATION_TABLE: &str = "herald.schema_history";
@@ -26,6 +28,10 @@ pub enum DbError {
     Build(#[from] deadpool_postgres::BuildError),
     #[error("migrations: {0}")]
     Migrate(#[from] refinery::Error),
+    #[error(
+        "this PostgreSQL has no Citus: on the coordinator, CREATE EXTENSION citus, set it with citus_set_coordinator_host and add the workers with citus_add_node, then run `herald migrate --citus` there"
+    )]
+    NoCitus,
 }
 
 /// An error as an operator needs it: a database error's message, SQLSTATE and detail (its
@@ -98,21 +104,89 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
     Ok(client)
 }
 
+/// What a run of the migrations did.
+#[derive(Debug, Default)]
+pub struct Migrated {
+    /// The migrations applied, by name.
+    pub applied: Vec<String>,
+    /// The tables distributed on Citus.
+    pub distributed: Vec<String>,
+}
+
 /// Applies every migration not yet applied, then makes sure the attempt partitions exist.
-/// Returns the names of the migrations it applied.
-pub async fn migrate(url: &str, clock: &SharedClock) -> Result<Vec<String>, DbError> {
+/// With `citus`, or on a database already distributed on Citus, then distributes by tenant
+/// what is not distributed yet (see [`crate::citus`]): a later release's new tables too.
+pub async fn migrate(url: &str, clock: &SharedClock, citus: bool) -> Result<Migrated, DbError> {
+    migrate_with(url, clock, citus, Vec::new()).await
+}
+
+/// [`migrate`], with `later` migrations after Herald's own (a test's stand-in for the
+/// migrations of a later release).
+pub async fn migrate_with(
+    url: &str,
+    clock: &SharedClock,
+    citus: bool,
+    later: Vec<refinery::Migration>,
+) -> Result<Migrated, DbError> {
     let mut client = connect(url).await?;
+    if citus {
+        crate::citus::check(&client).await?;
+    }
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
     let result = async {
         client.batch_execute("CREATE SCHEMA IF NOT EXISTS herald").await?;
-        let report = migrations::runner().set_migration_table_name(MIGRATION_TABLE).run_async(&mut client).await?;
+        let mut all = migrations::runner().get_migrations().clone();
+        all.extend(later);
+        let on_citus = crate::citus::distributed(&client).await?;
+        let report = refinery::Runner::new(&all)
+            .set_migration_table_name(MIGRATION_TABLE)
+            .run_async(&mut OneByOne { client: &mut client, on_citus })
+            .await?;
+        let applied = report.applied_migrations().iter().map(|m| m.to_string()).collect();
+        let distributed = if citus || on_citus { crate::citus::distribute(&client).await? } else { Vec::new() };
         client.execute("SELECT herald.ensure_partitions($1)", &[&clock.now()]).await?;
-        Ok::<_, DbError>(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+        Ok::<_, DbError>(Migrated { applied, distributed })
     }
     .await;
     client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
     result
 }
+
+/// Runs a migration one statement at a time (in one transaction, as refinery does), for Citus:
+/// see [`crate::statements`]. On a distributed schema, Citus is asked to use one connection per
+/// node for the whole transaction: it refuses a function's DDL after DDL it ran in parallel.
+struct OneByOne<'a> {
+    client: &'a mut tokio_postgres::Client,
+    on_citus: bool,
+}
+
+#[async_trait::async_trait]
+impl refinery_core::traits::r#async::AsyncTransaction for OneByOne<'_> {
+    type Error = tokio_postgres::Error;
+
+    async fn execute(&mut self, queries: &[&str]) -> Result<usize, Self::Error> {
+        let transaction = self.client.transaction().await?;
+        if self.on_citus {
+            transaction.batch_execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'").await?;
+        }
+        for query in queries {
+            for statement in crate::statements::split(query) {
+                transaction.batch_execute(statement).await?;
+            }
+        }
+        transaction.commit().await?;
+        Ok(queries.len())
+    }
+}
+
+#[async_trait::async_trait]
+impl refinery_core::traits::r#async::AsyncQuery<Vec<refinery::Migration>> for OneByOne<'_> {
+    async fn query(&mut self, query: &str) -> Result<Vec<refinery::Migration>, Self::Error> {
+        refinery_core::traits::r#async::AsyncQuery::query(&mut *self.client, query).await
+    }
+}
+
+impl refinery::AsyncMigrate for OneByOne<'_> {}
 
 /// The newest migration version this build knows.
 pub fn latest_version() -> i32 {
@@ -177,6 +251,8 @@ mod tests {
         ("V5__hot_claims.sql", "a0b7e6e9eb333915de6db4203ee3539525cfe26f761018b30a53dd366f6be759"),
         ("V6__fewer_index_entries.sql", "5d2e258d157b176f11eca65d30c533358e49b779380491b1ddb085b1e89ed996"),
         ("V7__operation_json_from_jsonb.sql", "faa59da54008aaa77942688f582746cf4d74e834c9c187e2b1ca870f391dfbba"),
+        ("V8__citus_time_partitions.sql", "0c611312cd1b4dfbd14bcb6ec7b3e6ab1f11ca0f25d74023194615902f72ffcb"),
+        ("V9__publish_on_one_node.sql", "9445ce19f601646946b711ee2c94f64c02f8b77421c6fdad45400c1f619d90ac"),
     ];
 
     #[test]

@@ -20,6 +20,7 @@ pub mod listen;
 pub mod metrics;
 pub mod panic;
 pub mod signing;
+pub mod statements;
 pub mod targets;
 pub mod token;
 pub mod validate;

@@ -86,7 +86,9 @@ impl TestDb {
             let building = format!("{template}_building");
             admin.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).await.unwrap();
             admin.batch_execute(&format!("CREATE DATABASE {building}")).await.unwrap();
-            db::migrate(&with_database(&admin_url(), &building), &clock::system()).await.expect("migrate the template");
+            db::migrate(&with_database(&admin_url(), &building), &clock::system(), false)
+                .await
+                .expect("migrate the template");
             admin.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}")).await.unwrap();
         }
         let name =

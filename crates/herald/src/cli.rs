@@ -56,6 +56,11 @@ pub struct MigrateArgs {
     /// On a Citus coordinator: then distribute Herald's tables by tenant (idempotent).
     #[arg(long)]
     pub citus: bool,
+
+    /// On a Citus coordinator, the way back: bring every Herald table back onto the coordinator
+    /// as a plain table, rows included (then `pg_dump` moves it to a single PostgreSQL).
+    #[arg(long, conflicts_with = "citus")]
+    pub undistribute: bool,
 }
 
 #[derive(Debug, Args, Clone)]

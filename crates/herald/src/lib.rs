@@ -37,16 +37,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock = clock::system();
     let metrics = Metrics::new();
     match cli.command {
+        Command::Migrate(args) if args.undistribute => {
+            let client = connect(&args.db.database_url.0).await?;
+            let done = herald_core::citus::undistribute(&client).await?;
+            let done = if done.is_empty() { "none (not distributed)".to_string() } else { done.join(", ") };
+            eprintln!("back on the coordinator as plain tables: {done}");
+            Ok(())
+        }
         Command::Migrate(args) => {
-            if args.citus {
-                herald_core::citus::check(&args.db.database_url.0).await?;
-            }
-            let applied = migrate(&args.db.database_url.0, &clock).await?;
-            let applied = if applied.is_empty() { "none (already current)".to_string() } else { applied.join(", ") };
+            let done = migrate(&args.db.database_url.0, &clock, args.citus).await?;
+            let applied =
+                if done.applied.is_empty() { "none (already current)".to_string() } else { done.applied.join(", ") };
             eprintln!("migrations applied: {applied}");
             if args.citus {
-                let done = herald_core::citus::distribute(&args.db.database_url.0).await?;
-                let done = if done.is_empty() { "none (already distributed)".to_string() } else { done.join(", ") };
+                let done = if done.distributed.is_empty() {
+                    "none (already distributed)".to_string()
+                } else {
+                    done.distributed.join(", ")
+                };
                 eprintln!("distributed by tenant on Citus: {done}");
             }
             Ok(())
@@ -66,7 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::All(args) => {
             let url = args.db.database_url.0.clone();
             let worker_config = worker_config(&args.delivery, &args.targets, &args.poll)?;
-            migrate(&url, &clock).await?;
+            migrate(&url, &clock, false).await?;
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
@@ -289,9 +297,9 @@ async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
         .context("connecting to HERALD_DATABASE_URL")
 }
 
-async fn migrate(url: &str, clock: &SharedClock) -> anyhow::Result<Vec<String>> {
+async fn migrate(url: &str, clock: &SharedClock, citus: bool) -> anyhow::Result<db::Migrated> {
     connect(url).await?;
-    db::migrate(url, clock).await.context("migrating the database")
+    db::migrate(url, clock, citus).await.context("migrating the database")
 }
 
 /// Cancelled on SIGINT or SIGTERM.
