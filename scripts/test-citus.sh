@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 pg_find_bin
 citus_install "${SHARED:-../shared}"
 base=$PWD/target/citus/$$
-trap 'citus_stop "$base"' EXIT
+# On failure, the coordinator's log (every statement, and where Citus sent it) is kept.
+trap 'status=$?; [ $status = 0 ] || cp "$base/coordinator/server.log" target/citus-coordinator.log 2>/dev/null; citus_stop "$base"' EXIT
 citus_start "$base" -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 # Every statement the coordinator runs, and what Citus sends on for it, for tests/citus.rs to
 # check that each ran on one node.

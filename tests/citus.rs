@@ -345,6 +345,7 @@ async fn every_statement_ran_on_one_node(admin: &tokio_postgres::Client) {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     struct Run {
+        pid: String,
         sql: String,
         groups: HashSet<String>,
         nodes: HashSet<String>,
@@ -370,7 +371,12 @@ async fn every_statement_ran_on_one_node(admin: &tokio_postgres::Client) {
         {
             // A statement Citus runs on the coordinator itself is logged too: part of the last.
             if !was_local {
-                runs.push(Run { sql: sql.to_string(), groups: HashSet::new(), nodes: HashSet::new() });
+                runs.push(Run {
+                    pid: pid.to_string(),
+                    sql: sql.to_string(),
+                    groups: HashSet::new(),
+                    nodes: HashSet::new(),
+                });
                 current.insert(pid.to_string(), runs.len() - 1);
             }
         } else if message.starts_with("NOTICE:  executing the command locally") {
@@ -393,8 +399,19 @@ async fn every_statement_ran_on_one_node(admin: &tokio_postgres::Client) {
     }
     let wide: Vec<String> = runs
         .iter()
-        .filter(|r| r.groups.len() > 1 || r.nodes.len() > 1)
-        .map(|r| format!("{} shard groups, {} nodes: {}", r.groups.len(), r.nodes.len(), r.sql))
+        .enumerate()
+        .filter(|(_, r)| r.groups.len() > 1 || r.nodes.len() > 1)
+        .map(|(i, r)| {
+            // With what came before it in its session (a COMMIT's transaction).
+            let before: Vec<String> = runs[..i]
+                .iter()
+                .rev()
+                .filter(|b| b.pid == r.pid)
+                .take(6)
+                .map(|b| format!("    before, on {:?}: {}", b.nodes, b.sql.chars().take(160).collect::<String>()))
+                .collect();
+            format!("{} shard groups, {} nodes: {}\n{}", r.groups.len(), r.nodes.len(), r.sql, before.join("\n"))
+        })
         .collect();
     assert!(wide.is_empty(), "statements that reached more than one node or shard group:\n{}", wide.join("\n"));
     // The check saw the hot path: publishing (HTTP's group commit, `herald.publish`, an

@@ -286,8 +286,8 @@ impl Store {
 
     /// Records a batch of finished attempts: per tenant, each delivery's new state (see
     /// [`retry::after`]) and its attempt in one statement. When an endpoint's health changes
-    /// (rare), all of it and the `endpoint.*` events go in one transaction, endpoints taken in
-    /// a fixed order so that two recorders never deadlock.
+    /// (rare), that tenant's results and the `endpoint.*` events go in one transaction,
+    /// endpoints taken in a fixed order so that two recorders never deadlock.
     pub async fn record(&self, batch: &[Finished], now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut rng = rand::rngs::StdRng::from_os_rng();
         let nexts: Vec<retry::Next> = batch
@@ -304,36 +304,35 @@ impl Store {
         // for 125 results with 50,000 deliveries (make bench), where the custom plan takes 2.
         let statement = client.prepare(deliveries::RECORD).await?;
         let mut landed: HashSet<DeliveryId> = HashSet::new();
-        if nexts.iter().all(|n| n.transition.is_none()) {
-            // Nothing but results: each tenant's statement commits on its own.
-            for (tenant, idx) in &by_tenant {
-                let items: Vec<_> = idx.iter().map(|&i| (&batch[i], &nexts[i])).collect();
+        for (tenant, idx) in &by_tenant {
+            let items: Vec<_> = idx.iter().map(|&i| (&batch[i], &nexts[i])).collect();
+            if idx.iter().all(|&i| nexts[i].transition.is_none()) {
+                // Nothing but results: the statement commits on its own.
                 landed.extend(self.record_tenant(&**client, &statement, tenant, &items, now).await?);
+                continue;
             }
-        } else {
+            // A change of an endpoint's health: the tenant's results, the endpoint and its
+            // event in one transaction (of this tenant alone: on Citus, on one node).
             let tx = client.transaction().await?;
-            for (tenant, idx) in &by_tenant {
-                let items: Vec<_> = idx.iter().map(|&i| (&batch[i], &nexts[i])).collect();
-                let here = self.record_tenant(&*tx, &statement, tenant, &items, now).await?;
-                // The strongest change per endpoint wins: disabled over failing over recovered.
-                let mut transitions: BTreeMap<&EndpointId, (retry::Transition, &Finished)> = BTreeMap::new();
-                for &i in idx {
-                    let (f, t) = (&batch[i], nexts[i].transition);
-                    let (Some(t), Some(endpoint)) = (t, f.claimed.endpoint_id.as_ref()) else { continue };
-                    if !here.contains(&f.claimed.delivery_id) {
-                        continue;
-                    }
-                    let e = transitions.entry(endpoint).or_insert((t, f));
-                    if t > e.0 {
-                        *e = (t, f);
-                    }
+            let here = self.record_tenant(&*tx, &statement, tenant, &items, now).await?;
+            // The strongest change per endpoint wins: disabled over failing over recovered.
+            let mut transitions: BTreeMap<&EndpointId, (retry::Transition, &Finished)> = BTreeMap::new();
+            for &i in idx {
+                let (f, t) = (&batch[i], nexts[i].transition);
+                let (Some(t), Some(endpoint)) = (t, f.claimed.endpoint_id.as_ref()) else { continue };
+                if !here.contains(&f.claimed.delivery_id) {
+                    continue;
                 }
-                for (endpoint, (transition, f)) in transitions {
-                    self.transition(&tx, tenant, endpoint, transition, f, now).await?;
+                let e = transitions.entry(endpoint).or_insert((t, f));
+                if t > e.0 {
+                    *e = (t, f);
                 }
-                landed.extend(here);
+            }
+            for (endpoint, (transition, f)) in transitions {
+                self.transition(&tx, tenant, endpoint, transition, f, now).await?;
             }
             tx.commit().await?;
+            landed.extend(here);
         }
         for (f, next) in batch.iter().zip(&nexts) {
             if next.state != State::Pending && landed.contains(&f.claimed.delivery_id) {
