@@ -140,3 +140,60 @@ async fn remake(client: &Client, functions: &[String]) -> Result<(), DbError> {
     }
     Ok(())
 }
+
+/// Which node holds each tenant's rows, so that work for several tenants can go in one
+/// transaction per node, never one that commits on two (Citus's two-phase commit). On a single
+/// PostgreSQL every tenant is on node 0. Looked up on the coordinator (Citus's metadata, no
+/// worker asked) and kept for a minute: a tenant moved by a rebalance meanwhile only costs a
+/// two-node commit, never a wrong result.
+#[derive(Debug, Default)]
+pub struct Nodes {
+    known: std::sync::Mutex<Known>,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    checked: Option<std::time::Instant>,
+    on_citus: bool,
+    node: std::collections::HashMap<crate::id::TenantId, i32>,
+}
+
+const NODES_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
+
+const NODE_OF: &str = "SELECT (SELECT p.groupid FROM pg_dist_placement p \
+        WHERE p.shardid = get_shard_id_for_distribution_column('herald.events', t.id) LIMIT 1) \
+     FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) ORDER BY t.n";
+
+impl Nodes {
+    /// The node of each of `tenants`, in their order.
+    pub async fn of(&self, client: &Client, tenants: &[&crate::id::TenantId]) -> Result<Vec<i32>, DbError> {
+        let (on_citus, missing) = {
+            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            if known.checked.is_none_or(|t| t.elapsed() > NODES_KEPT) {
+                known.checked = None;
+                known.node.clear();
+            }
+            let missing: Vec<&crate::id::TenantId> =
+                tenants.iter().copied().filter(|t| !known.node.contains_key(*t)).collect();
+            (known.checked.map(|_| known.on_citus), missing)
+        };
+        let on_citus = match on_citus {
+            Some(v) => v,
+            None => distributed(client).await?,
+        };
+        let found: Vec<i32> = if on_citus && !missing.is_empty() {
+            client.query(NODE_OF, &[&missing]).await?.iter().map(|r| r.get::<_, Option<i32>>(0).unwrap_or(0)).collect()
+        } else {
+            vec![0; missing.len()]
+        };
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.checked.is_none() {
+            known.checked = Some(std::time::Instant::now());
+            known.on_citus = on_citus;
+        }
+        for (t, n) in missing.into_iter().zip(found) {
+            known.node.insert(t.clone(), n);
+        }
+        Ok(tenants.iter().map(|t| known.node.get(*t).copied().unwrap_or(0)).collect())
+    }
+}

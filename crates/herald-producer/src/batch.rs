@@ -3,11 +3,13 @@
 //!
 //! A handler checks its event and hands it to [`Publisher::publish`]. A few writer tasks take
 //! whatever is waiting (at most [`MAX_BATCH`]; never waiting for more: a lone event goes at
-//! once) and write it: per tenant, one INSERT of its events and their deliveries straight away
-//! (the API owns Herald's database, so its events skip the outbox queue and the poller's hop),
-//! then COMMIT. An event with a callback goes through `herald.publish_event_json` in the same
-//! transaction, as the Rust crate's `publish` does. If a batch fails because of one of its
-//! events, each is written again alone, so one bad event fails only its own request.
+//! once) and write it in one transaction (on Citus, one per node the batch's tenants live on,
+//! never one that commits on two): per tenant, one INSERT of its events and their deliveries
+//! straight away (the API owns Herald's database, so its events skip the outbox queue and the
+//! poller's hop), then COMMIT. An event with a callback goes through `herald.publish_event_json`
+//! in the same transaction, as the Rust crate's `publish` does. If a batch fails, each tenant's
+//! part is written again alone, and then each of its events, so one bad event fails only its
+//! own request.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -69,17 +71,14 @@ impl Publisher {
     pub fn start(pool: Pool, clock: SharedClock, metrics: Arc<Metrics>) -> Self {
         let (jobs, rx) = mpsc::channel::<Job>(MAX_BATCH * WRITERS);
         let rx = Arc::new(Mutex::new(rx));
+        let nodes = Arc::new(herald_core::citus::Nodes::default());
         for _ in 0..WRITERS {
             let (rx, pool, clock, metrics) = (rx.clone(), pool.clone(), clock.clone(), metrics.clone());
+            let nodes = nodes.clone();
             tokio::spawn(async move {
                 while let Some(batch) = next_batch(&rx).await {
-                    // One transaction per tenant (under Citus, a tenant's rows are on one node).
-                    let mut by_tenant: BTreeMap<TenantId, Vec<Job>> = BTreeMap::new();
-                    for job in batch {
-                        by_tenant.entry(job.tenant.clone()).or_default().push(job);
-                    }
-                    for (tenant, jobs) in by_tenant {
-                        write(&pool, &clock, &metrics, &tenant, jobs).await;
+                    for group in by_node(&pool, &nodes, batch).await {
+                        write(&pool, &clock, &metrics, group).await;
                     }
                 }
             });
@@ -122,50 +121,126 @@ async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(batch)
 }
 
-/// Writes `batch`, all of `tenant`, and answers each job.
-async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, tenant: &TenantId, batch: Vec<Job>) {
-    let alone = batch.len() == 1;
-    let (jobs, answers): (Vec<Entry>, Vec<_>) = batch.into_iter().map(|j| (j.entry, j.answer)).unzip();
-    match write_batch(pool, clock, tenant, &jobs).await {
-        Ok(published) => {
-            for (answer, p) in answers.into_iter().zip(published) {
-                if !p.duplicate {
-                    metrics.events_published.inc();
-                }
-                let _ = answer.send(Ok(p));
+/// A tenant's part of a batch.
+type Part = (TenantId, Vec<Job>);
+
+/// `batch` by tenant, and the tenants by node: one group per transaction. If the nodes cannot
+/// be looked up, one group per tenant.
+async fn by_node(pool: &Pool, nodes: &herald_core::citus::Nodes, batch: Vec<Job>) -> Vec<Vec<Part>> {
+    let mut by_tenant: BTreeMap<TenantId, Vec<Job>> = BTreeMap::new();
+    for job in batch {
+        by_tenant.entry(job.tenant.clone()).or_default().push(job);
+    }
+    let tenants: Vec<&TenantId> = by_tenant.keys().collect();
+    let found = match pool.get().await {
+        Ok(client) => nodes.of(&client, &tenants).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match found {
+        Ok(node) => {
+            let mut groups: BTreeMap<i32, Vec<Part>> = BTreeMap::new();
+            for (part, n) in by_tenant.into_iter().zip(node) {
+                groups.entry(n).or_default().push(part);
             }
-        }
-        Err(e) if alone => {
-            let _ = answers.into_iter().next().map(|a| a.send(Err(e)));
+            groups.into_values().collect()
         }
         Err(e) => {
-            // One event's trouble is its own: write each alone, in its own transaction.
-            tracing::debug!(error = %e, count = jobs.len(), "a batch of publishes failed; writing them one by one");
-            for (job, answer) in jobs.into_iter().zip(answers) {
-                let one = write_batch(pool, clock, tenant, std::slice::from_ref(&job)).await.map(|mut p| p.remove(0));
-                if one.as_ref().is_ok_and(|p| !p.duplicate) {
-                    metrics.events_published.inc();
-                }
-                let _ = answer.send(one);
-            }
+            tracing::debug!(error = %e, "which node holds each tenant: not known; one transaction per tenant");
+            by_tenant.into_iter().map(|part| vec![part]).collect()
         }
     }
 }
 
-/// One transaction for `jobs`, all of `tenant`; the answers in their order.
+/// Writes `group` in one transaction and answers each job. If that fails, each tenant's part
+/// alone, and if that fails, each of its events alone: one event's trouble is its own.
+async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, group: Vec<Part>) {
+    type Answer = oneshot::Sender<Result<Published, PublishError>>;
+    let mut parts: Vec<(TenantId, Vec<Entry>, Vec<Answer>)> = group
+        .into_iter()
+        .map(|(tenant, jobs)| {
+            let (entries, answers) = jobs.into_iter().map(|j| (j.entry, j.answer)).unzip();
+            (tenant, entries, answers)
+        })
+        .collect();
+    let answer = |answers: Vec<Answer>, published: Vec<Published>| {
+        for (answer, p) in answers.into_iter().zip(published) {
+            if !p.duplicate {
+                metrics.events_published.inc();
+            }
+            let _ = answer.send(Ok(p));
+        }
+    };
+    let all: Vec<(&TenantId, &[Entry])> = parts.iter().map(|(t, e, _)| (t, e.as_slice())).collect();
+    let tried_each_tenant = parts.len() == 1;
+    match write_batch(pool, clock, &all).await {
+        Ok(published) => {
+            for ((_, _, answers), p) in parts.into_iter().zip(published) {
+                answer(answers, p);
+            }
+            return;
+        }
+        Err(e) if tried_each_tenant && parts[0].1.len() == 1 => {
+            let _ = parts.remove(0).2.remove(0).send(Err(e));
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, tenants = parts.len(), "a batch of publishes failed; writing it again in parts")
+        }
+    }
+    for (tenant, entries, answers) in parts {
+        if !tried_each_tenant {
+            match write_batch(pool, clock, &[(&tenant, &entries)]).await {
+                Ok(mut p) => {
+                    answer(answers, p.remove(0));
+                    continue;
+                }
+                Err(e) if entries.len() == 1 => {
+                    let _ = answers.into_iter().next().map(|a| a.send(Err(e)));
+                    continue;
+                }
+                Err(_) => {}
+            }
+        }
+        for (entry, answer) in entries.iter().zip(answers) {
+            let one = write_batch(pool, clock, &[(&tenant, std::slice::from_ref(entry))])
+                .await
+                .map(|mut p| p.remove(0).remove(0));
+            if one.as_ref().is_ok_and(|p| !p.duplicate) {
+                metrics.events_published.inc();
+            }
+            let _ = answer.send(one);
+        }
+    }
+}
+
+/// One transaction for every part (each a tenant and its events); the answers in their order.
 async fn write_batch(
     pool: &Pool,
+    clock: &SharedClock,
+    parts: &[(&TenantId, &[Entry])],
+) -> Result<Vec<Vec<Published>>, PublishError> {
+    let mut client = pool.get().await.map_err(PublishError::Pool)?;
+    let tx = client.transaction().await?;
+    let mut published = Vec::with_capacity(parts.len());
+    for (tenant, jobs) in parts {
+        published.push(write_tenant(&tx, clock, tenant, jobs).await?);
+    }
+    tx.commit().await?;
+    Ok(published)
+}
+
+/// A tenant's events and their deliveries, in `tx`; the answers in their order.
+async fn write_tenant(
+    tx: &deadpool_postgres::Transaction<'_>,
     clock: &SharedClock,
     tenant: &TenantId,
     jobs: &[Entry],
 ) -> Result<Vec<Published>, PublishError> {
-    let mut client = pool.get().await.map_err(PublishError::Pool)?;
-    let tx = client.transaction().await?;
     let mut answers: Vec<Option<Published>> = vec![None; jobs.len()];
     let (plain, with_callback): (Vec<usize>, Vec<usize>) =
         (0..jobs.len()).partition(|&i| jobs[i].event.callback_url.is_none());
     for i in with_callback {
-        answers[i] = Some(crate::publish(&tx, tenant, &jobs[i].event, jobs[i].at).await?);
+        answers[i] = Some(crate::publish(tx, tenant, &jobs[i].event, jobs[i].at).await?);
     }
     if !plain.is_empty() {
         let ids: Vec<&EventId> = plain.iter().map(|&i| &jobs[i].id).collect();
@@ -225,9 +300,8 @@ async fn write_batch(
         }
         // Due from now, not from when the requests came: claims start shortly before where they
         // ended (see the worker's marks), and these rows must not land behind them.
-        deliveries::fan_out(&tx, tenant, &events, clock.now()).await?;
+        deliveries::fan_out(tx, tenant, &events, clock.now()).await?;
     }
-    tx.commit().await?;
     // Every job was answered above (it is plain or has a callback); a hole would be a bug,
     // answered as an error rather than a panic.
     answers.into_iter().map(|a| a.ok_or(PublishError::Stopped)).collect()
