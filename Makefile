@@ -1,5 +1,5 @@
 # The one entry point: the same commands locally and in CI.
-.PHONY: run test lint fmt build bench bench-large chaos fuzz soak test-citus
+.PHONY: run test lint fmt build bench bench-large bench-citus chaos fuzz soak test-citus
 
 run:            ## Herald with a local database on 127.0.0.1:8080, ready to take events
 	./scripts/run.sh
@@ -33,6 +33,10 @@ chaos:          ## the crash tests again, five times, with 3000 events (kill -9,
 		HERALD_CHAOS_EVENTS=3000 HERALD_CHAOS_OUTAGE_SECS=30 ./scripts/test.sh -E 'binary(workers) | binary(ledger) | binary(restart) | binary(faults) | test(herald_restarted)' || exit 1; \
 	done
 	./scripts/fuzz.sh
+
+bench-citus:    ## 20 tenants on one PostgreSQL beside a Citus coordinator and two workers on this machine
+	cargo build --release -p herald -p herald-bench
+	SHARED="$(SHARED)" ./scripts/bench-citus.sh
 
 test-citus:     ## Herald on a Citus coordinator and two workers (builds Citus from SHARED/citus when missing)
 	SHARED="$(SHARED)" ./scripts/test-citus.sh

@@ -15,9 +15,14 @@ fn event(id: &str) -> Value {
     json!({"id": id, "type": "approval_completed", "data": {"call_id": "c", "approved": true, "comment": "ok"}})
 }
 
-async fn publish(stack: &Stack, id: &str) -> anyhow::Result<Instant> {
-    let r =
-        stack.http.post(format!("{}/v1/events", stack.api)).bearer_auth(&stack.token).json(&event(id)).send().await?;
+async fn publish(stack: &Stack, tenant: usize, id: &str) -> anyhow::Result<Instant> {
+    let r = stack
+        .http
+        .post(format!("{}/v1/events", stack.api))
+        .bearer_auth(&stack.tokens[tenant])
+        .json(&event(id))
+        .send()
+        .await?;
     let answered = Instant::now();
     anyhow::ensure!(r.status() == 202, "publish {id}: {} {}", r.status(), r.text().await.unwrap_or_default());
     Ok(answered)
@@ -25,8 +30,19 @@ async fn publish(stack: &Stack, id: &str) -> anyhow::Result<Instant> {
 
 /// `n` events `<prefix>_<i>`, `in_flight` requests at a time.
 pub async fn closed(stack: &Stack, prefix: &str, n: usize, in_flight: usize) -> anyhow::Result<()> {
+    closed_across(stack, prefix, n, in_flight, 1).await
+}
+
+/// [`closed`], event `i` published by the tenant of `stack.tokens[i % tenants]`.
+pub async fn closed_across(
+    stack: &Stack,
+    prefix: &str,
+    n: usize,
+    in_flight: usize,
+    tenants: usize,
+) -> anyhow::Result<()> {
     let mut answers = futures_util::stream::iter(0..n)
-        .map(|i| async move { publish(stack, &format!("{prefix}_{i}")).await })
+        .map(|i| async move { publish(stack, i % tenants, &format!("{prefix}_{i}")).await })
         .buffer_unordered(in_flight);
     while let Some(r) = answers.next().await {
         r?;
@@ -36,15 +52,29 @@ pub async fn closed(stack: &Stack, prefix: &str, n: usize, in_flight: usize) -> 
 
 /// `n` events by `herald.publish`, `batch` per transaction, from `connections` connections.
 pub async fn sql(stack: &Stack, n: usize, batch: usize, connections: usize) -> anyhow::Result<()> {
+    sql_across(stack, &["bench".to_string()], n, batch, connections).await
+}
+
+/// [`sql`], transaction `b` (of one tenant, as a service publishing for one customer) by
+/// `tenants[b % tenants.len()]`.
+pub async fn sql_across(
+    stack: &Stack,
+    tenants: &[String],
+    n: usize,
+    batch: usize,
+    connections: usize,
+) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     let batches = n.div_ceil(batch);
     for c in 0..connections {
         let db = stack.db().await?;
+        let tenants = tenants.to_vec();
         tasks.push(tokio::spawn(async move {
             for b in (c..batches).step_by(connections) {
                 let size = batch.min(n - b * batch);
+                let tenant = &tenants[b % tenants.len()];
                 db.batch_execute(&format!(
-                    "BEGIN; SELECT herald.publish('bench', 'approval_completed', \
+                    "BEGIN; SELECT herald.publish('{tenant}', 'approval_completed', \
                      '{{\"call_id\":\"c\",\"approved\":true,\"comment\":\"ok\"}}'::jsonb, id => 'sql_{b}_' || g) \
                      FROM generate_series(1, {size}) g; COMMIT;"
                 ))

@@ -9,7 +9,8 @@
 //! Figures, never assertions: targets are printed beside them.
 //!
 //! Settings (environment): `BENCH_PHASES` (comma-separated; default every phase but
-//! `large-backlog`, which `make bench-large` runs), `BENCH_TOPOLOGIES` (`all,split`),
+//! `large-backlog`, which `make bench-large` runs, and `tenants`, which `make bench-citus` runs:
+//! see tenants.rs), `BENCH_TOPOLOGIES` (`all,split`),
 //! `HERALD_BIN` (`target/release/herald`), `SHARED` (where `bench/pg_ceiling.sh` is),
 //! `BENCH_SCALE` (a factor on event counts and durations, for a quick look; 1 is the issue's).
 
@@ -17,6 +18,7 @@ mod large;
 mod load;
 mod receiver;
 mod stack;
+mod tenants;
 
 use std::time::{Duration, Instant};
 
@@ -157,11 +159,12 @@ async fn main() -> anyhow::Result<()> {
                     "noisy-neighbour" => noisy(&ctx, t).await,
                     "agent" => agent(&ctx, t).await,
                     "large-backlog" => large::run(&ctx).await,
-                    other => Err(anyhow::anyhow!("no phase {other:?}; phases: {PHASES:?} and large-backlog")),
+                    "tenants" => tenants::run(&ctx).await,
+                    other => Err(anyhow::anyhow!("no phase {other:?}; phases: {PHASES:?}, large-backlog and tenants")),
                 };
                 per_topology.insert(t.name().into(), r.unwrap_or_else(|e| json!({"error": format!("{e:#}")})));
-                if phase == "large-backlog" {
-                    break; // a property of the claim, not of the topology
+                if phase == "large-backlog" || phase == "tenants" {
+                    break; // a property of the claim; tenants runs the split topology itself
                 }
             }
         }
@@ -174,6 +177,9 @@ async fn main() -> anyhow::Result<()> {
     let file = std::env::var("BENCH_RESULTS").unwrap_or_else(|_| "results.json".into());
     std::fs::write(format!("{out}/{file}"), serde_json::to_string_pretty(&results)?)?;
     print_table(&results, &topologies);
+    if let Some(t) = results.get("tenants").and_then(|t| t.get("all").or_else(|| t.get("split"))) {
+        tenants::print(t);
+    }
     println!("(written to target/bench/{file} in {} s)", started.elapsed().as_secs());
     Ok(())
 }

@@ -17,6 +17,13 @@ struct Seen {
     all: Vec<(String, Instant)>,
 }
 
+impl Seen {
+    /// Distinct webhook ids received, all paths together.
+    fn distinct(&self) -> usize {
+        self.first.len()
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Receiver {
     seen: Arc<Mutex<Seen>>,
@@ -69,6 +76,18 @@ impl Receiver {
             self.seen.lock().unwrap().first.iter().filter(|((p, _), _)| p == path).map(|(_, t)| *t).collect();
         v.sort();
         v
+    }
+
+    /// Waits until `n` distinct ids arrived, all paths together; false on timeout.
+    pub async fn wait_total(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.seen.lock().unwrap().distinct() < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
     }
 
     /// Waits until `n` distinct ids arrived at each of `paths`; false on timeout.

@@ -30,7 +30,10 @@ pub struct Stack {
     pub db_url: String,
     /// The API's base URL.
     pub api: String,
+    /// The first tenant's token.
     pub token: String,
+    /// Every tenant's token, in the order they were made.
+    pub tokens: Vec<String>,
     pub http: reqwest::Client,
     procs: Vec<(String, Child)>,
 }
@@ -48,6 +51,19 @@ impl Stack {
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
         admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
         let db_url = admin_url.rsplit_once('/').map(|(base, _)| format!("{base}/{name}")).context("a URL")?;
+        Self::start_on(bin, &db_url, topology, &["bench".to_string()], false).await
+    }
+
+    /// Herald against the database at `db_url` as it is: migrated (with `citus`, distributed
+    /// on Citus too), with `tenants`, each with its token in [`Stack::tokens`].
+    pub async fn start_on(
+        bin: &str,
+        db_url: &str,
+        topology: Topology,
+        tenants: &[String],
+        citus: bool,
+    ) -> anyhow::Result<Self> {
+        let db_url = db_url.to_string();
         let run = |args: &[&str]| -> anyhow::Result<String> {
             let out = Command::new(bin).args(args).env("HERALD_DATABASE_URL", &db_url).output()?;
             if !out.status.success() {
@@ -55,8 +71,8 @@ impl Stack {
             }
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         };
-        run(&["migrate"])?;
-        let token = run(&["tenant", "create", "bench"])?;
+        run(if citus { &["migrate", "--citus"] } else { &["migrate"] })?;
+        let tokens = tenants.iter().map(|t| run(&["tenant", "create", t])).collect::<anyhow::Result<Vec<_>>>()?;
         let roles: &[&str] = match topology {
             Topology::All => &["all"],
             Topology::Split => &["producer", "poller", "worker", "worker"],
@@ -92,15 +108,20 @@ impl Stack {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        Ok(Self { db_url, api, token, http, procs })
+        Ok(Self { db_url, api, token: tokens[0].clone(), tokens, http, procs })
     }
 
     /// Creates an endpoint for every event type at `rx`'s `path`.
     pub async fn endpoint(&self, rx: &Receiver, path: &str) -> anyhow::Result<String> {
+        self.endpoint_of(0, rx, path).await
+    }
+
+    /// [`Stack::endpoint`], for the tenant of `self.tokens[tenant]`.
+    pub async fn endpoint_of(&self, tenant: usize, rx: &Receiver, path: &str) -> anyhow::Result<String> {
         let r = self
             .http
             .post(format!("{}/v1/endpoints", self.api))
-            .bearer_auth(&self.token)
+            .bearer_auth(&self.tokens[tenant])
             .json(&json!({"url": rx.url(path)}))
             .send()
             .await?;
