@@ -153,8 +153,11 @@ pub struct Nodes {
 
 #[derive(Debug, Default)]
 struct Known {
-    checked: Option<std::time::Instant>,
-    on_citus: bool,
+    /// When `on_citus` was found; everything is forgotten a minute later.
+    since: Option<std::time::Instant>,
+    /// Counts the forgettings: what was looked up before one is not kept after it.
+    generation: u64,
+    on_citus: Option<bool>,
     node: std::collections::HashMap<crate::id::TenantId, i32>,
 }
 
@@ -165,35 +168,58 @@ const NODE_OF: &str = "SELECT (SELECT p.groupid FROM pg_dist_placement p \
      FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) ORDER BY t.n";
 
 impl Nodes {
-    /// The node of each of `tenants`, in their order.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.since.is_some_and(|t| t.elapsed() > NODES_KEPT) {
+            known.since = None;
+            known.generation += 1;
+            known.on_citus = None;
+            known.node.clear();
+        }
+        known
+    }
+
+    /// The node of each of `tenants`, in their order, if every one is known already.
+    pub fn known(&self, tenants: &[&crate::id::TenantId]) -> Option<Vec<i32>> {
+        let known = self.lock();
+        match known.on_citus {
+            Some(false) => Some(vec![0; tenants.len()]),
+            Some(true) => tenants.iter().map(|t| known.node.get(*t).copied()).collect(),
+            None => None,
+        }
+    }
+
+    /// The node of each of `tenants`, in their order, looking up those not known.
     pub async fn of(&self, client: &Client, tenants: &[&crate::id::TenantId]) -> Result<Vec<i32>, DbError> {
-        let (on_citus, missing) = {
-            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-            if known.checked.is_none_or(|t| t.elapsed() > NODES_KEPT) {
-                known.checked = None;
-                known.node.clear();
-            }
+        if let Some(nodes) = self.known(tenants) {
+            return Ok(nodes);
+        }
+        let (generation, on_citus, missing) = {
+            let known = self.lock();
             let missing: Vec<&crate::id::TenantId> =
                 tenants.iter().copied().filter(|t| !known.node.contains_key(*t)).collect();
-            (known.checked.map(|_| known.on_citus), missing)
+            (known.generation, known.on_citus, missing)
         };
         let on_citus = match on_citus {
             Some(v) => v,
             None => distributed(client).await?,
         };
-        let found: Vec<i32> = if on_citus && !missing.is_empty() {
-            client.query(NODE_OF, &[&missing]).await?.iter().map(|r| r.get::<_, Option<i32>>(0).unwrap_or(0)).collect()
+        let found: std::collections::HashMap<&crate::id::TenantId, i32> = if on_citus {
+            let rows = client.query(NODE_OF, &[&missing]).await?;
+            missing.iter().copied().zip(rows.iter().map(|r| r.get::<_, Option<i32>>(0).unwrap_or(0))).collect()
         } else {
-            vec![0; missing.len()]
+            std::collections::HashMap::new()
         };
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        if known.checked.is_none() {
-            known.checked = Some(std::time::Instant::now());
-            known.on_citus = on_citus;
+        let mut known = self.lock();
+        if known.generation == generation {
+            if known.on_citus.is_none() {
+                known.on_citus = Some(on_citus);
+                known.since = Some(std::time::Instant::now());
+            }
+            for (t, n) in &found {
+                known.node.insert((*t).clone(), *n);
+            }
         }
-        for (t, n) in missing.into_iter().zip(found) {
-            known.node.insert(t.clone(), n);
-        }
-        Ok(tenants.iter().map(|t| known.node.get(*t).copied().unwrap_or(0)).collect())
+        Ok(tenants.iter().map(|t| found.get(*t).or_else(|| known.node.get(*t)).copied().unwrap_or(0)).collect())
     }
 }

@@ -54,6 +54,28 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Whether the database could not be reached: the connection broke or could not be made, or
+/// the server is shutting down or starting, or (on Citus) a worker node cannot be reached. Not
+/// the request's fault, and the same for every request. (A protocol violation, 08P01, or an
+/// answer that does not parse is Herald's or the server's bug.)
+pub fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    let text = e.to_string();
+    let link = ["error communicating with the server", "error connecting to server", "timeout waiting for server"]
+        .iter()
+        .any(|p| text.starts_with(p));
+    let going = e.code().is_some_and(|c| {
+        (c.code().starts_with("08") && c.code() != "08P01") || ["57P01", "57P02", "57P03"].contains(&c.code())
+    });
+    // On Citus, a worker node that cannot be reached is an internal error (XX000) with one of
+    // these messages.
+    let node = e.as_db_error().is_some_and(|d| {
+        ["connection to the remote node", "failure on connection marked as essential"]
+            .iter()
+            .any(|p| d.message().starts_with(p))
+    });
+    e.is_closed() || link || going || node
+}
+
 /// Whether an error is about the data at hand, so that the same rows fail again however often
 /// they are tried: a value out of range or refused by a constraint (SQLSTATE classes 22 and
 /// 23), or a column that cannot be decoded. Anything else (a lost connection, a deadlock, a
@@ -148,8 +170,25 @@ pub async fn migrate_with(
         Ok::<_, DbError>(Migrated { applied, distributed })
     }
     .await;
-    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
-    result
+    unlock(&client, result).await
+}
+
+/// Citus's way back ([`crate::citus::undistribute`]), under the lock migrations take: a Herald
+/// starting meanwhile must not distribute again what is being brought back.
+pub async fn undistribute(url: &str) -> Result<Vec<String>, DbError> {
+    let client = connect(url).await?;
+    crate::citus::check(&client).await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+    let result = crate::citus::undistribute(&client).await;
+    unlock(&client, result).await
+}
+
+/// Gives the migration lock back; the work's own error, if any, is the one answered.
+async fn unlock<T>(client: &tokio_postgres::Client, result: Result<T, DbError>) -> Result<T, DbError> {
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+    let value = result?;
+    unlocked?;
+    Ok(value)
 }
 
 /// Runs a migration one statement at a time (in one transaction, as refinery does), for Citus:

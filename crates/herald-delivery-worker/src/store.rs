@@ -303,12 +303,12 @@ impl Store {
         // join with an array (PostgreSQL's choice after five runs) scanned the whole table, 43 ms
         // for 125 results with 50,000 deliveries (make bench), where the custom plan takes 2.
         let statement = client.prepare(deliveries::RECORD).await?;
-        let mut landed: HashSet<DeliveryId> = HashSet::new();
         for (tenant, idx) in &by_tenant {
             let items: Vec<_> = idx.iter().map(|&i| (&batch[i], &nexts[i])).collect();
             if idx.iter().all(|&i| nexts[i].transition.is_none()) {
                 // Nothing but results: the statement commits on its own.
-                landed.extend(self.record_tenant(&**client, &statement, tenant, &items, now).await?);
+                let landed = self.record_tenant(&**client, &statement, tenant, &items, now).await?;
+                self.count(&items, &landed);
                 continue;
             }
             // A change of an endpoint's health: the tenant's results, the endpoint and its
@@ -332,9 +332,15 @@ impl Store {
                 self.transition(&tx, tenant, endpoint, transition, f, now).await?;
             }
             tx.commit().await?;
-            landed.extend(here);
+            self.count(&items, &here);
         }
-        for (f, next) in batch.iter().zip(&nexts) {
+        Ok(())
+    }
+
+    /// Counts what of one tenant's results landed, once they are committed (a later tenant's
+    /// failure retries the batch, and these no longer land then).
+    fn count(&self, items: &[(&Finished, &retry::Next)], landed: &HashSet<DeliveryId>) {
+        for (f, next) in items {
             if next.state != State::Pending && landed.contains(&f.claimed.delivery_id) {
                 self.metrics.finished(next.state.as_str());
                 if next.state == State::Delivered {
@@ -343,7 +349,6 @@ impl Store {
                 }
             }
         }
-        Ok(())
     }
 
     /// One tenant's results and attempts, in one statement; the deliveries whose result landed

@@ -132,9 +132,12 @@ async fn by_node(pool: &Pool, nodes: &herald_core::citus::Nodes, batch: Vec<Job>
         by_tenant.entry(job.tenant.clone()).or_default().push(job);
     }
     let tenants: Vec<&TenantId> = by_tenant.keys().collect();
-    let found = match pool.get().await {
-        Ok(client) => nodes.of(&client, &tenants).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    let found = match nodes.known(&tenants) {
+        Some(known) => Ok(known),
+        None => match pool.get().await {
+            Ok(client) => nodes.of(&client, &tenants).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
     };
     match found {
         Ok(node) => {
@@ -151,8 +154,9 @@ async fn by_node(pool: &Pool, nodes: &herald_core::citus::Nodes, batch: Vec<Job>
     }
 }
 
-/// Writes `group` in one transaction and answers each job. If that fails, each tenant's part
-/// alone, and if that fails, each of its events alone: one event's trouble is its own.
+/// Writes `group` in one transaction and answers each job. If that fails because of what it
+/// wrote, each tenant's part alone, and if that fails, each of its events alone: one event's
+/// trouble is its own. If the database could not be reached, every job is told so at once.
 async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, group: Vec<Part>) {
     type Answer = oneshot::Sender<Result<Published, PublishError>>;
     let mut parts: Vec<(TenantId, Vec<Entry>, Vec<Answer>)> = group
@@ -183,6 +187,16 @@ async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, group: Vec<P
             let _ = parts.remove(0).2.remove(0).send(Err(e));
             return;
         }
+        Err(e) if unreachable(&e) => {
+            // Every piece would wait for the database again: each request is told to retry.
+            let why = e.to_string();
+            let mut first = Some(e);
+            for answer in parts.into_iter().flat_map(|(_, _, answers)| answers) {
+                let e = first.take().unwrap_or_else(|| PublishError::Unavailable(why.clone()));
+                let _ = answer.send(Err(e));
+            }
+            return;
+        }
         Err(e) => {
             tracing::debug!(error = %e, tenants = parts.len(), "a batch of publishes failed; writing it again in parts")
         }
@@ -210,6 +224,15 @@ async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, group: Vec<P
             }
             let _ = answer.send(one);
         }
+    }
+}
+
+/// Whether the database could not be reached (rather than refused something in the batch).
+fn unreachable(e: &PublishError) -> bool {
+    match e {
+        PublishError::Pool(_) | PublishError::Unavailable(_) => true,
+        PublishError::Database(d) => herald_core::db::is_unavailable(d),
+        _ => false,
     }
 }
 

@@ -74,6 +74,9 @@ pub enum PublishError {
     Pool(deadpool_postgres::PoolError),
     #[error("the publisher stopped before answering")]
     Stopped,
+    /// The database could not be reached while writing a batch this event was part of.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Publishes `event` for `tenant` in the caller's transaction: it is stored, and the

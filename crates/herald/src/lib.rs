@@ -38,8 +38,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     match cli.command {
         Command::Migrate(args) if args.undistribute => {
-            let client = connect(&args.db.database_url.0).await?;
-            let done = herald_core::citus::undistribute(&client).await?;
+            connect(&args.db.database_url.0).await?;
+            let done = db::undistribute(&args.db.database_url.0).await?;
             let done = if done.is_empty() { "none (not distributed)".to_string() } else { done.join(", ") };
             eprintln!("back on the coordinator as plain tables: {done}");
             Ok(())

@@ -84,24 +84,7 @@ impl From<tokio_postgres::Error> for ApiError {
                 "a value holds a \\u0000 character, which Herald cannot store; remove it or encode the value",
             );
         }
-        // The connection broke or could not be made, or the server is shutting down or starting:
-        // not the request's fault. (A protocol violation, 08P01, or an answer that does not parse
-        // is Herald's or the server's bug: 500.)
-        let text = e.to_string();
-        let link = ["error communicating with the server", "error connecting to server", "timeout waiting for server"]
-            .iter()
-            .any(|p| text.starts_with(p));
-        let going = e.code().is_some_and(|c| {
-            (c.code().starts_with("08") && c.code() != "08P01") || ["57P01", "57P02", "57P03"].contains(&c.code())
-        });
-        // On Citus, a worker node that cannot be reached is an internal error (XX000) with one of
-        // these messages: unavailable all the same.
-        let node = e.as_db_error().is_some_and(|d| {
-            ["connection to the remote node", "failure on connection marked as essential"]
-                .iter()
-                .any(|p| d.message().starts_with(p))
-        });
-        if e.is_closed() || link || going || node {
+        if herald_core::db::is_unavailable(&e) {
             return Self::unavailable(e);
         }
         Self::internal(e)
@@ -125,6 +108,7 @@ impl From<crate::PublishError> for ApiError {
             crate::PublishError::Database(d) => d.into(),
             crate::PublishError::Pool(p) => p.into(),
             crate::PublishError::Stopped => Self::internal(e),
+            crate::PublishError::Unavailable(why) => Self::unavailable(why),
         }
     }
 }
