@@ -90,7 +90,7 @@ async fn delivers_signed_to_each_subscriber_and_the_callback() {
     for line in [
         "herald_attempts_total{result=\"delivered\"} 3",
         "herald_deliveries_finished_total{state=\"delivered\"} 3",
-        "herald_events_published_total 1",
+        "herald_events_published_total{door=\"http\"} 1",
         "herald_deliveries_created_total 3",
     ] {
         assert!(metrics.lines().any(|l| l == line), "/metrics lacks `{line}`:\n{metrics}");

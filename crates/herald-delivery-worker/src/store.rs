@@ -219,6 +219,8 @@ impl Store {
         }
         self.metrics.claims.inc();
         self.metrics.claimed.inc_by(rows.len() as u64);
+        let reclaimed = rows.iter().filter(|r| r.try_get::<_, i16>("lost_leases").is_ok_and(|n| n > 0)).count();
+        self.metrics.leases_reclaimed.inc_by(reclaimed as u64);
         let mut claim = Claim { more, ..Claim::default() };
         claim.take(tenant, rows, now);
         Ok(claim)

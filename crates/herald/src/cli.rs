@@ -77,6 +77,11 @@ pub struct ListenArgs {
     /// The longest a request may take, its body included: a slow upload is answered 408.
     #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// How often the queue's gauges on /metrics (outbox depth, due deliveries, endpoints by
+    /// status) are counted, by whichever one Herald process holds the lock for it.
+    #[arg(long, env = "HERALD_METRICS_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub metrics_interval: Duration,
 }
 
 #[derive(Debug, Args, Clone)]

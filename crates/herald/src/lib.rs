@@ -80,14 +80,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut tasks = JoinSet::new();
             let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
             tasks.spawn(serve(args.listen.clone(), app, shutdown.clone()));
+            spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
         }
         Command::Producer(args) => {
-            let pool = db::pool(&args.db.database_url.0, args.db.database_pool_size)?;
+            let url = args.db.database_url.0.clone();
+            let pool = db::pool(&url, args.db.database_pool_size)?;
+            let shutdown = shutdown_signal();
+            let mut tasks = JoinSet::new();
             let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
-            serve(args.listen.clone(), app, shutdown_signal()).await
+            tasks.spawn(serve(args.listen.clone(), app, shutdown.clone()));
+            spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
+            join(tasks, shutdown).await
         }
         Command::Poller(args) => {
             let url = args.db.database_url.0.clone();
@@ -95,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
             tasks.spawn(serve(args.listen.clone(), api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
+            spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             join(tasks, shutdown).await
         }
@@ -105,6 +112,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
             tasks.spawn(serve(args.listen.clone(), api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
+            spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
             spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
         }
@@ -158,6 +166,28 @@ fn worker_config(d: &DeliveryArgs, targets: &TargetArgs, poll: &PollArgs) -> any
 }
 
 type Task = JoinSet<anyhow::Result<()>>;
+
+/// The queue's gauges, counted by one process at a time ([`herald_core::metrics::watch_queue`]).
+fn spawn_queue_gauges(
+    tasks: &mut Task,
+    url: &str,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+    listen: &cli::ListenArgs,
+    shutdown: &CancellationToken,
+) {
+    let watch = herald_core::metrics::watch_queue(
+        url.to_string(),
+        metrics.clone(),
+        clock.clone(),
+        listen.metrics_interval,
+        shutdown.clone(),
+    );
+    tasks.spawn(async move {
+        watch.await;
+        Ok(())
+    });
+}
 
 fn spawn_poller(
     tasks: &mut Task,

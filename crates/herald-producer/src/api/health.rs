@@ -13,6 +13,7 @@ use serde_json::json;
 
 /// The operator routes alone, for processes that serve no `/v1` (poller, worker).
 pub fn ops_router(pool: Pool, metrics: Arc<Metrics>) -> Router {
+    metrics.watch_pool(&pool);
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -34,16 +35,19 @@ async fn readyz(State((pool, _)): State<(Pool, Arc<Metrics>)>) -> impl IntoRespo
     }
 }
 
-async fn render_metrics(State((pool, metrics)): State<(Pool, Arc<Metrics>)>) -> impl IntoResponse {
-    let status = pool.status();
-    let mut body = format!(
-        "# HELP herald_build_info Herald's version.\n# TYPE herald_build_info gauge\nherald_build_info{{version=\"{}\"}} 1\n\
-         # HELP herald_db_pool_connections Database connections open in this process's pool.\n# TYPE herald_db_pool_connections gauge\nherald_db_pool_connections {}\n\
-         # HELP herald_db_pool_available Idle database connections in this process's pool.\n# TYPE herald_db_pool_available gauge\nherald_db_pool_available {}\n",
-        env!("CARGO_PKG_VERSION"),
-        status.size,
-        status.available,
-    );
-    body.push_str(&metrics.render());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+/// OpenMetrics for a client that asks for it (Prometheus does), else the Prometheus text
+/// format (curl, promtool): the same metrics either way.
+async fn render_metrics(
+    State((_, metrics)): State<(Pool, Arc<Metrics>)>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let open = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")));
+    if open {
+        ([(header::CONTENT_TYPE, herald_core::metrics::CONTENT_TYPE)], metrics.render())
+    } else {
+        ([(header::CONTENT_TYPE, herald_core::metrics::TEXT_CONTENT_TYPE)], metrics.render_text())
+    }
 }

@@ -30,9 +30,44 @@ use health::ops_router;
 /// `/healthz`, `/readyz` and `/metrics` alone, for processes that serve no `/v1` (poller, worker).
 pub fn ops_only(pool: Pool, metrics: Arc<Metrics>) -> Router {
     ops_router(pool, metrics.clone())
+        .route_layer(axum::middleware::from_fn(mark_route))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
-        .layer(axum::middleware::from_fn_with_state(metrics, catch_panic))
+        .layer(axum::middleware::from_fn_with_state(metrics.clone(), catch_panic))
+        .layer(axum::middleware::from_fn_with_state(metrics, observe))
+}
+
+/// The route pattern a request matched, handed from routing to [`observe`] in the response.
+#[derive(Clone)]
+struct Route(String);
+
+async fn mark_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
+    let mut response = next.run(req).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(Route(route));
+    }
+    response
+}
+
+/// Counts and times every request by route pattern (`unmatched` for none), method and status,
+/// and logs it at debug level (the access log: no query string, no headers, no body).
+async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    let method = match *req.method() {
+        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS => {
+            req.method().as_str().to_string()
+        }
+        _ => "other".to_string(),
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let took = started.elapsed();
+    let route = response.extensions().get::<Route>().map_or("unmatched", |r| r.0.as_str());
+    let status = response.status().as_u16();
+    metrics.http_request(route, &method, status, took);
+    tracing::debug!(%method, route, status, ms = took.as_secs_f64() * 1e3, "http request");
+    response
 }
 
 /// A handler that panics answers a 500 in the contract's shape, where hyper would drop the
@@ -99,15 +134,17 @@ pub fn router(state: AppState) -> Router {
         .route("/endpoints/{id}/rotate-secret", post(endpoints::rotate_secret))
         .route("/endpoints/{id}/enable", post(endpoints::enable))
         .route("/endpoints/{id}/disable", post(endpoints::disable))
+        .route_layer(axum::middleware::from_fn(mark_route))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method);
     Router::new()
         .nest("/v1", v1)
         .layer(DefaultBodyLimit::max(state.max_payload_bytes))
         .with_state(state.clone())
-        .merge(inbox::router())
-        .merge(ops_router(state.pool, state.metrics.clone()))
+        .merge(inbox::router().route_layer(axum::middleware::from_fn(mark_route)))
+        .merge(ops_router(state.pool, state.metrics.clone()).route_layer(axum::middleware::from_fn(mark_route)))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
-        .layer(axum::middleware::from_fn_with_state(state.metrics, catch_panic))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), catch_panic))
+        .layer(axum::middleware::from_fn_with_state(state.metrics, observe))
 }

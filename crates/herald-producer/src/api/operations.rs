@@ -224,7 +224,7 @@ async fn create(
     };
     if let Some(mut answer) = inserted {
         tx.commit().await?;
-        state.metrics.events_published.inc();
+        state.metrics.published("http", 1);
         if let Some(g) = generated {
             answer["callback_secret"] = Value::String(g.expose().to_string());
         }
@@ -447,6 +447,6 @@ async fn respond(
         return Err(ApiError::internal("an operation locked as pending could not be answered"));
     };
     tx.commit().await?;
-    state.metrics.events_published.inc();
+    state.metrics.published("http", 1);
     Ok(Json(answered))
 }
