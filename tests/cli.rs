@@ -131,3 +131,23 @@ async fn every_table_of_herald_has_its_place_on_citus() {
     known.sort();
     assert_eq!(tables, known, "herald_core::citus::{{REFERENCE, DISTRIBUTED}} must list every table");
 }
+
+#[tokio::test]
+async fn herald_log_format_json_writes_one_json_object_a_line() {
+    let db = TestDb::new().await;
+    let log =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("json-log-{}.log", std::process::id()));
+    let mut worker = Herald::start_logged(&db, "worker", &[("HERALD_LOG_FORMAT", "json")], &log).await;
+    worker.signal("TERM");
+    worker.wait_exit(std::time::Duration::from_secs(20)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let started = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "delivery-worker started")
+        .unwrap_or_else(|| panic!("no start line in:\n{text}"));
+    assert_eq!(started["level"], "INFO");
+    assert!(started["timestamp"].is_string() && started["fields"]["concurrency"].is_number(), "{started}");
+}

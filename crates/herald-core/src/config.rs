@@ -118,9 +118,8 @@ impl std::fmt::Debug for DatabaseUrl {
 impl std::str::FromStr for DatabaseUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        s.parse::<tokio_postgres::Config>().map_err(|e| {
-            format!("not a PostgreSQL connection string ({e}); e.g. postgres://user@127.0.0.1:5432/herald")
-        })?;
+        crate::tls::config(s)
+            .map_err(|e| format!("{e}; e.g. postgres://user@127.0.0.1:5432/herald?sslmode=require"))?;
         Ok(Self(s.to_string()))
     }
 }

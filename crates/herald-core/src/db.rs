@@ -3,7 +3,6 @@
 //! migrate one after the other.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 use crate::clock::SharedClock;
 
@@ -20,7 +19,7 @@ const MIGRATION_LOCK: i64 = 0x6865_7261_6c64; // "herald"
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("database: {0}")]
+    #[error("database: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -28,6 +27,8 @@ pub enum DbError {
     Build(#[from] deadpool_postgres::BuildError),
     #[error("migrations: {0}")]
     Migrate(#[from] refinery::Error),
+    #[error("HERALD_DATABASE_URL: {0}")]
+    Settings(String),
     #[error(
         "this PostgreSQL has no Citus: on the coordinator, CREATE EXTENSION citus, set it with citus_set_coordinator_host and add the workers with citus_add_node, then run `herald migrate --citus` there"
     )]
@@ -96,14 +97,14 @@ pub const POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A pool of at most `size` connections to `url`.
 pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
-    let mut config: tokio_postgres::Config = url.parse()?;
+    let (mut config, tls) = crate::tls::config(url).map_err(DbError::Settings)?;
     if config.get_application_name().is_none() {
         config.application_name("herald");
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(POOL_TIMEOUT);
     }
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     // Bounded waits: with the database unreachable a request is answered (503) instead of
     // waiting for a connection, or for TCP to give up, for minutes.
     Ok(Pool::builder(manager)
@@ -117,7 +118,8 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
 
 /// One connection outside any pool (migrations, LISTEN).
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (config, tls) = crate::tls::config(url).map_err(DbError::Settings)?;
+    let (client, connection) = config.connect(tls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "database connection closed");

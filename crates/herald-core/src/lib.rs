@@ -22,5 +22,6 @@ pub mod panic;
 pub mod signing;
 pub mod statements;
 pub mod targets;
+pub mod tls;
 pub mod token;
 pub mod validate;

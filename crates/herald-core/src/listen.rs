@@ -11,7 +11,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use crate::id::TenantId;
@@ -68,7 +68,10 @@ pub async fn listen(
     shutdown: CancellationToken,
 ) {
     loop {
-        let connect = || async { tokio_postgres::connect(&url, NoTls).await };
+        let connect = || async {
+            let (config, tls) = crate::tls::config(&url).map_err(crate::db::DbError::Settings)?;
+            Ok::<_, crate::db::DbError>(config.connect(tls).await?)
+        };
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
             c = connect

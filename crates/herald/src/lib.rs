@@ -25,12 +25,22 @@ use tokio_util::sync::CancellationToken;
 pub use cli::Cli;
 use cli::{ApiArgs, Command, DeliveryArgs, PollArgs, TargetArgs, TenantCommand};
 
+/// Logs to standard error at the level `HERALD_LOG` says (`info`); with `HERALD_LOG_FORMAT=json`,
+/// one JSON object a line (timestamp, level, target, message, fields), for a log collector.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: logs sent to a file or a collector stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match std::env::var("HERALD_LOG_FORMAT").as_deref() {
+        Ok("json") => fmt.json().with_current_span(false).with_span_list(false).init(),
+        other => {
+            // Colours only on a terminal: logs sent to a file or a collector stay plain text.
+            fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+            if let Some(v) = other.ok().filter(|v| *v != "text") {
+                tracing::warn!(value = v, "HERALD_LOG_FORMAT is text or json; logging text");
+            }
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
