@@ -419,10 +419,13 @@ async fn every_statement_ran_on_one_node(admin: &tokio_postgres::Client) {
             }
         }
     }
+    // Statements that must reach every tenant, by design and rarely (docs/scaling.md): dropping
+    // the attempt months past retention (every retention interval, one poller).
+    let every_tenant = |sql: &str| sql.contains("herald.drop_old_attempts(");
     let wide: Vec<String> = runs
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.groups.len() > 1 || r.nodes.len() > 1)
+        .filter(|(_, r)| (r.groups.len() > 1 || r.nodes.len() > 1) && !every_tenant(&r.sql))
         .map(|(i, r)| {
             // With what came before it in its session (a COMMIT's transaction).
             let before: Vec<String> = runs[..i]

@@ -33,7 +33,7 @@ pub fn new_id(prefix: &str, at: DateTime<Utc>) -> String {
 }
 
 /// The outbox order key for an event published at `at`: microseconds since the epoch times
-/// 1024 plus 10 random bits, as in `herald.publish_event`.
+/// 1024 plus 10 random bits, as in `herald.publish_event` (`& !1023`: the smallest at `at`).
 pub fn seq_at(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros() * 1024 + rand::rng().random_range(0..1024)
 }
@@ -183,6 +183,12 @@ impl EndpointId {
 impl DeliveryId {
     pub fn generate(at: DateTime<Utc>) -> Self {
         Self(new_id(DELIVERY, at))
+    }
+
+    /// The smallest id made at `at`: every id made before sorts before it (retention).
+    pub fn first_at(at: DateTime<Utc>) -> Self {
+        let ms = at.timestamp_millis().max(0) as u64;
+        Self(format!("{DELIVERY}{}", ulid::Ulid::from_parts(ms, 0)))
     }
 }
 

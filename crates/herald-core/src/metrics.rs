@@ -56,6 +56,8 @@ pub struct Metrics {
     panics: Family<Labels, Counter>,
     /// Events the outbox-poller set aside because it could not fan them out.
     pub fanout_failures: Counter,
+    /// What retention removed, by what: deliveries, events, attempt partitions.
+    retention: Family<Labels, Counter>,
     /// HTTP requests served, by route (its pattern), method and status.
     http_requests: Family<Labels, Counter>,
     http_seconds: Histograms,
@@ -105,6 +107,7 @@ impl Metrics {
             wakeups: Family::default(),
             panics: Family::default(),
             fanout_failures: Counter::default(),
+            retention: Family::default(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(http_buckets),
             pool: Arc::default(),
@@ -139,6 +142,11 @@ impl Metrics {
             m.fanout_failures.clone(),
         );
         registry.register(
+            "retention_removed",
+            "Rows retention removed (deliveries, events) and attempt partitions it dropped",
+            m.retention.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP requests served, by route, method and status",
             m.http_requests.clone(),
@@ -163,6 +171,10 @@ impl Metrics {
 
     pub fn panicked(&self, component: &str) {
         self.panics.get_or_create(&label("component", component)).inc();
+    }
+
+    pub fn retention_removed(&self, what: &str, n: u64) {
+        self.retention.get_or_create(&label("what", what)).inc_by(n);
     }
 
     pub fn wakeup(&self, channel: &str) {

@@ -2,7 +2,7 @@
 //! and one for the event's own callback URL, in sequence order, exactly once.
 //!
 //! Owns: `herald.pending_events` (it is the only one that deletes from it) and the creation of
-//! deliveries; the upkeep of the attempt partitions.
+//! deliveries; the upkeep of the attempt partitions; retention (`retention.rs`).
 //!
 //! Must not: send HTTP requests, or change events (the outbox is append-only).
 
@@ -18,6 +18,8 @@ use herald_core::listen::Wake;
 use herald_core::metrics::Metrics;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
+
+pub mod retention;
 
 mod sql {
     /// Whether tenant `$1` has pending events, read without locks; asked per tenant (see

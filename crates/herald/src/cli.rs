@@ -111,6 +111,32 @@ pub struct PollArgs {
 }
 
 #[derive(Debug, Args, Clone)]
+pub struct RetentionArgs {
+    /// How long events, finished deliveries and attempts are kept (attempts by whole months, so
+    /// up to a month longer), or `off`. A delivery still pending or delivering is never removed.
+    #[arg(long, env = "HERALD_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub retention: Retention,
+
+    /// How often retention runs (in one poller at a time).
+    #[arg(long, env = "HERALD_RETENTION_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+}
+
+/// `HERALD_RETENTION`: a duration, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention(pub Option<Duration>);
+
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s == "off" {
+        return Ok(Retention(None));
+    }
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("a retention of 0 would remove everything at once; give a duration, or off".into()),
+        d => Ok(Retention(Some(d))),
+    }
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct DeliveryArgs {
     /// Delays between attempts, e.g. `1m,5m,30m,2h,12h` or `200ms,1s`.
     #[arg(long, env = "HERALD_RETRY_SCHEDULE", default_value = RetrySchedule::DEFAULT)]
@@ -159,6 +185,8 @@ pub struct AllArgs {
     #[command(flatten)]
     pub poll: PollArgs,
     #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
     pub delivery: DeliveryArgs,
 }
 
@@ -182,6 +210,8 @@ pub struct PollerArgs {
     pub listen: ListenArgs,
     #[command(flatten)]
     pub poll: PollArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 #[derive(Debug, Args)]

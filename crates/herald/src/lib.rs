@@ -92,6 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tasks.spawn(serve(args.listen.clone(), app, shutdown.clone()));
             spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
+            spawn_retention(&mut tasks, &pool, &clock, &metrics, &args.retention, &shutdown);
             spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
         }
@@ -113,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tasks.spawn(serve(args.listen.clone(), api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
             spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
+            spawn_retention(&mut tasks, &pool, &clock, &metrics, &args.retention, &shutdown);
             join(tasks, shutdown).await
         }
         Command::Worker(args) => {
@@ -197,6 +199,31 @@ fn spawn_queue_gauges(
         watch.await;
         Ok(())
     });
+}
+
+/// Retention, in one poller at a time ([`herald_outbox_poller::retention`]).
+fn spawn_retention(
+    tasks: &mut Task,
+    pool: &Pool,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+    retention: &cli::RetentionArgs,
+    shutdown: &CancellationToken,
+) {
+    let keep = herald_outbox_poller::retention::RetentionConfig {
+        keep: retention.retention.0,
+        every: retention.retention_interval,
+        ..Default::default()
+    };
+    let (p, c, m, s) = (pool.clone(), clock.clone(), metrics.clone(), shutdown.clone());
+    tasks.spawn(supervise("retention", metrics.clone(), shutdown.clone(), move || {
+        let retention = herald_outbox_poller::retention::Retention::new(p.clone(), c.clone(), keep.clone(), m.clone());
+        let s = s.clone();
+        Ok(async move {
+            retention.run(s).await;
+            Ok(())
+        })
+    }));
 }
 
 fn spawn_poller(
