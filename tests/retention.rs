@@ -58,9 +58,12 @@ async fn retention_removes_what_is_past_it_while_deliveries_flow() {
         0,
         "their deliveries too"
     );
+    // The cutoff is the retention's: what was just published is there.
+    let newest = format!("SELECT count(*) FROM herald.events WHERE event_id = 'new_{}'", published - 1);
+    assert_eq!(count(&db, &newest).await, 1, "an event younger than the retention is kept");
     rx.wait_for("/ok", 200 + published, WAIT).await;
     assert!(published > 1, "deliveries went on while retention ran ({published} published and delivered)");
-    // Waiting for a disabled endpoint: kept, with their events, however old.
+    // Waiting for the next attempt an hour on: kept, with their events, however old.
     let waiting =
         count(&db, "SELECT count(*) FROM herald.deliveries WHERE event_id LIKE 'held_%' AND state = 'pending'").await;
     let events = count(&db, "SELECT count(*) FROM herald.events WHERE event_id LIKE 'held_%'").await;

@@ -279,15 +279,13 @@ pub struct Queue {
 
 /// The queue's gauges, exported by the process that counted them, while the count is fresh.
 #[derive(Debug, Default)]
-struct QueueGauges(Mutex<Option<(Queue, Instant)>>);
-
-/// A count older than this is not exported (its process lost the lock or the database).
-const QUEUE_FRESH: Duration = Duration::from_secs(60);
+struct QueueGauges(Mutex<Option<(Queue, Instant, Duration)>>);
 
 impl Collector for QueueGauges {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
-        let Some((q, at)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return Ok(()) };
-        if at.elapsed() > QUEUE_FRESH {
+        let Some((q, at, every)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return Ok(()) };
+        // Three intervals without a count: not exported (its process lost the database).
+        if at.elapsed() > (every * 3).max(Duration::from_secs(15)) {
             return Ok(());
         }
         gauge(&mut e, "outbox_depth", "Events published by herald.publish and not fanned out yet", q.outbox_depth)?;
@@ -320,13 +318,17 @@ fn family(e: &mut DescriptorEncoder, name: &str, help: &str, key: &str, values: 
     Ok(())
 }
 
-/// One query over every tenant (on Citus it reaches every node): the queue now.
+/// One query over every tenant (on Citus it reaches every node): the queue now. A delivery
+/// being sent is a `pending` row under a lease (deliveries::claim).
 const QUEUE: &str = "SELECT (SELECT count(*) FROM herald.pending_events), \
         (SELECT min(seq) FROM herald.pending_events), \
-        (SELECT count(*) FROM herald.deliveries WHERE state = 'pending' AND next_attempt_at <= $1), \
-        (SELECT min(next_attempt_at) FROM herald.deliveries WHERE state = 'pending' AND next_attempt_at <= $1), \
-        (SELECT count(*) FROM herald.deliveries WHERE state = 'pending'), \
-        (SELECT count(*) FROM herald.deliveries WHERE state = 'delivering')";
+        (SELECT count(*) FROM herald.deliveries d WHERE d.state = 'pending' AND d.next_attempt_at <= $1 \
+            AND (d.lease_until IS NULL OR d.lease_until <= $1)), \
+        (SELECT min(d.next_attempt_at) FROM herald.deliveries d WHERE d.state = 'pending' \
+            AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1)), \
+        (SELECT count(*) FROM herald.deliveries d WHERE d.state = 'pending' \
+            AND (d.lease_until IS NULL OR d.lease_until <= $1)), \
+        (SELECT count(*) FROM herald.deliveries d WHERE d.state = 'pending' AND d.lease_until > $1)";
 
 const ENDPOINTS: &str = "SELECT status, count(*) FROM herald.endpoints GROUP BY status ORDER BY status";
 
@@ -352,7 +354,9 @@ async fn read_queue(client: &tokio_postgres::Client, now: DateTime<Utc>) -> Resu
 }
 
 /// Counts the queue every `every` for the queue's gauges, in whichever one Herald process holds
-/// the lock (on its own connection: when the process dies, another takes over).
+/// the lock (on its own connection: when the process dies, another takes over). A process
+/// that loses its connection stops exporting at once; each step is bounded in time, and
+/// shutdown is never held up.
 pub async fn watch_queue(
     url: String,
     metrics: Arc<Metrics>,
@@ -360,14 +364,18 @@ pub async fn watch_queue(
     every: Duration,
     shutdown: CancellationToken,
 ) {
+    let bound = every.max(Duration::from_secs(5));
     let mut client: Option<tokio_postgres::Client> = None;
     let mut leader = false;
+    let forget = |m: &Metrics| *m.queue.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
     loop {
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            leader = false;
-            client = crate::db::connect(&url).await.ok();
-        }
-        if let Some(c) = &client {
+        let step = async {
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
+                leader = false;
+                forget(&metrics);
+                client = crate::db::connect(&url).await.ok();
+            }
+            let Some(c) = &client else { return };
             if !leader {
                 leader = c
                     .query_one("SELECT pg_try_advisory_lock($1)", &[&QUEUE_LOCK])
@@ -376,12 +384,23 @@ pub async fn watch_queue(
             }
             if leader {
                 match read_queue(c, clock.now()).await {
-                    Ok(q) => *metrics.queue.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((q, Instant::now())),
+                    Ok(q) => {
+                        *metrics.queue.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((q, Instant::now(), every))
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %crate::db::describe(&e), "counting the queue for /metrics failed")
+                        forget(&metrics);
+                        tracing::warn!(error = %crate::db::describe(&e), "counting the queue for /metrics failed");
                     }
                 }
             }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            done = tokio::time::timeout(bound, step) => if done.is_err() {
+                // Stuck (an unreachable database): start again with a new connection.
+                forget(&metrics);
+                client = None;
+            },
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

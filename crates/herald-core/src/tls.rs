@@ -21,11 +21,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode;
-pub use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The connection settings and the TLS connector that `url` asks for; an error says how to fix
 /// the URL.
-pub fn config(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), String> {
+pub fn config(url: &str) -> Result<(tokio_postgres::Config, Tls), String> {
     let (rest, mode, root) = take_tls_params(url)?;
     let mut config: tokio_postgres::Config =
         rest.parse().map_err(|e| format!("not a PostgreSQL connection string ({e})"))?;
@@ -63,36 +63,47 @@ pub fn config(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
     };
     config.ssl_mode(ssl_mode);
     let tls = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
-    Ok((config, MakeRustlsConnect::new(tls)))
+    Ok((config, Tls(MakeRustlsConnect::new(tls))))
 }
 
-/// `url` without `sslmode` and `sslrootcert`, with their values (roots loaded). A connection
-/// string in key=value form is left to tokio-postgres whole.
+/// tokio-postgres-rustls's connector, which also accepts the empty host name tokio-postgres
+/// gives for a Unix socket (where it never starts TLS).
+#[derive(Clone)]
+pub struct Tls(MakeRustlsConnect);
+
+impl<S> tokio_postgres::tls::MakeTlsConnect<S> for Tls
+where
+    MakeRustlsConnect: tokio_postgres::tls::MakeTlsConnect<S>,
+{
+    type Stream = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Stream;
+    type TlsConnect = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::TlsConnect;
+    type Error = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        let domain = if domain.is_empty() { "localhost" } else { domain };
+        tokio_postgres::tls::MakeTlsConnect::<S>::make_tls_connect(&mut self.0, domain)
+    }
+}
+
+/// `url` without `sslmode` and `sslrootcert`, with their values (roots loaded). The query is
+/// cut by hand, every other byte of the URL left as it was (a round trip through a URL parser
+/// would re-encode `%20` as `+` and refuse several hosts with ports). A connection string in
+/// key=value form is left to tokio-postgres whole.
 fn take_tls_params(url: &str) -> Result<(String, Option<String>, Option<RootCertStore>), String> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let Some((base, query)) = url.split_once('?').filter(|_| is_url) else {
         return Ok((url.to_string(), None, None));
+    };
+    let (mut mode, mut root, mut kept) = (None, None, Vec::new());
+    for pair in query.split('&') {
+        let (key, value) = url::form_urlencoded::parse(pair.as_bytes()).next().unwrap_or_default();
+        match &*key {
+            "sslmode" => mode = Some(value.to_string()),
+            "sslrootcert" => root = Some(value.to_string()),
+            _ => kept.push(pair),
+        }
     }
-    let mut parsed = url::Url::parse(url).map_err(|e| format!("not a PostgreSQL URL ({e})"))?;
-    let (mut mode, mut root) = (None, None);
-    let kept: Vec<(String, String)> = parsed
-        .query_pairs()
-        .filter_map(|(k, v)| match &*k {
-            "sslmode" => {
-                mode = Some(v.to_string());
-                None
-            }
-            "sslrootcert" => {
-                root = Some(v.to_string());
-                None
-            }
-            _ => Some((k.to_string(), v.to_string())),
-        })
-        .collect();
-    parsed.query_pairs_mut().clear().extend_pairs(kept);
-    let mut rest = parsed.to_string();
-    if rest.ends_with('?') {
-        rest.pop();
-    }
+    let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
     let roots = root.map(|path| roots(&path)).transpose()?;
     Ok((rest, mode, roots))
 }
@@ -214,6 +225,17 @@ mod tests {
         let (c, _) = config("postgres://u@127.0.0.1/db?sslmode=verify-full&sslrootcert=system").unwrap();
         assert_eq!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
         let (c, _) = config("host=127.0.0.1 user=u sslmode=disable").unwrap();
+        assert_eq!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
+    }
+
+    #[test]
+    fn the_rest_of_the_url_is_left_byte_for_byte() {
+        let (c, _) =
+            config("postgres://u:p%40ss@h1:5432,h2:5433/db?application_name=my%20app&sslmode=require").unwrap();
+        assert_eq!(c.get_application_name(), Some("my app"));
+        assert_eq!(c.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(c.get_ports(), &[5432, 5433]);
+        let (c, _) = config("postgres://u@%2Fvar%2Frun%2Fpostgresql/db?sslmode=disable").unwrap();
         assert_eq!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
     }
 

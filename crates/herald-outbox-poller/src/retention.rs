@@ -2,11 +2,11 @@
 //!
 //! Every `HERALD_RETENTION_INTERVAL`, one poller at a time (an advisory lock), tenant by tenant
 //! (each statement names one tenant: single-node on Citus):
-//! - finished deliveries (`delivered`, `failed`) created before the cutoff (their time-ordered
-//!   id says when), by the primary key, [`RetentionConfig::batch`] at a time with a pause
-//!   between batches; a delivery still `pending` or `delivering` is never deleted, however old;
-//! - events published before the cutoff (their `seq`), the same way, except those still in the
-//!   outbox, set aside by fan-out, or with a delivery still open;
+//! - finished deliveries (`delivered`, `failed`, `cancelled`) created before the cutoff (their
+//!   time-ordered id says when), by the primary key, [`RetentionConfig::batch`] at a time with
+//!   a pause between batches; a delivery still `pending` is never deleted, however old;
+//! - events published before the cutoff (their `seq`), the same way, once no delivery of theirs
+//!   is left and they are neither in the outbox nor set aside by fan-out;
 //! - the attempt log, by whole monthly partitions (`herald.drop_old_attempts`: a partition goes
 //!   once its last day is past the cutoff, so attempts are kept up to a month longer).
 
@@ -50,23 +50,26 @@ const RETENTION_LOCK: i64 = 0x6865_7261_6c72; // "heralr"
 
 const TENANTS: &str = "SELECT tenant_id FROM herald.tenants ORDER BY tenant_id";
 
+/// Finished (or cancelled) deliveries made before the cutoff; the outer conditions again, for
+/// a row a manual retry changed between the two.
 const DELETE_DELIVERIES: &str = "DELETE FROM herald.deliveries WHERE tenant_id = $1 AND delivery_id IN ( \
        SELECT delivery_id FROM herald.deliveries \
-        WHERE tenant_id = $1 AND delivery_id < $2 AND state IN ('delivered', 'failed') \
-        ORDER BY delivery_id LIMIT $3)";
+        WHERE tenant_id = $1 AND delivery_id < $2 AND state IN ('delivered', 'failed', 'cancelled') \
+        ORDER BY delivery_id LIMIT $3) \
+     AND delivery_id < $2 AND state IN ('delivered', 'failed', 'cancelled')";
 
-/// The events that must stay because a delivery of theirs is still open.
-const OPEN_EVENTS: &str = "SELECT DISTINCT event_id FROM herald.deliveries \
-      WHERE tenant_id = $1 AND state IN ('pending', 'delivering')";
-
+/// Events published before the cutoff that nothing refers to any more: no delivery of theirs
+/// left (`UNIQUE (tenant_id, event_id, target)` finds them), not in the outbox, not set aside.
 const DELETE_EVENTS: &str = "DELETE FROM herald.events WHERE tenant_id = $1 AND event_id IN ( \
        SELECT e.event_id FROM herald.events e \
-        WHERE e.tenant_id = $1 AND e.seq < $2 AND e.event_id <> ALL($3::text[]) \
+        WHERE e.tenant_id = $1 AND e.seq < $2 \
+          AND NOT EXISTS (SELECT 1 FROM herald.deliveries d \
+                           WHERE d.tenant_id = $1 AND d.event_id = e.event_id) \
           AND NOT EXISTS (SELECT 1 FROM herald.pending_events p \
                            WHERE p.tenant_id = $1 AND p.seq = e.seq AND p.event_id = e.event_id) \
           AND NOT EXISTS (SELECT 1 FROM herald.fanout_failures f \
                            WHERE f.tenant_id = $1 AND f.event_id = e.event_id) \
-        ORDER BY e.seq LIMIT $4)";
+        ORDER BY e.seq LIMIT $3)";
 
 const DROP_OLD_ATTEMPTS: &str = "SELECT herald.drop_old_attempts($1)";
 
@@ -108,19 +111,19 @@ impl Retention {
 
     /// One run, if no other poller is running one; `None` if one is.
     pub async fn once(&self, keep: Duration, shutdown: &CancellationToken) -> Result<Option<Removed>, PollerError> {
-        let client = self.pool.get().await?;
+        // Out of the pool: the session lock goes with the connection, whatever happens (an
+        // error, a panic), never back into the pool with it.
+        let client = deadpool_postgres::Object::take(self.pool.get().await?);
         let locked: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&RETENTION_LOCK]).await?.get(0);
         if !locked {
             return Ok(None);
         }
-        let removed = self.remove(&client, keep, shutdown).await;
-        client.execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK]).await?;
-        removed.map(Some)
+        self.remove(&client, keep, shutdown).await.map(Some)
     }
 
     async fn remove(
         &self,
-        client: &deadpool_postgres::Client,
+        client: &tokio_postgres::Client,
         keep: Duration,
         shutdown: &CancellationToken,
     ) -> Result<Removed, PollerError> {
@@ -136,9 +139,8 @@ impl Retention {
             removed.deliveries += self
                 .in_batches(client, DELETE_DELIVERIES, &[&tenant, &first_kept, &self.config.batch], shutdown)
                 .await?;
-            let open: Vec<String> = client.query(OPEN_EVENTS, &[&tenant]).await?.iter().map(|r| r.get(0)).collect();
             removed.events +=
-                self.in_batches(client, DELETE_EVENTS, &[&tenant, &seq, &open, &self.config.batch], shutdown).await?;
+                self.in_batches(client, DELETE_EVENTS, &[&tenant, &seq, &self.config.batch], shutdown).await?;
         }
         removed.attempt_partitions = client.query_one(DROP_OLD_ATTEMPTS, &[&cutoff]).await?.get::<_, i32>(0) as u64;
         self.metrics.retention_removed("deliveries", removed.deliveries);
@@ -150,12 +152,12 @@ impl Retention {
     /// Runs `delete` until it deletes less than a batch, pausing after each; the rows deleted.
     async fn in_batches(
         &self,
-        client: &deadpool_postgres::Client,
+        client: &tokio_postgres::Client,
         delete: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         shutdown: &CancellationToken,
     ) -> Result<u64, PollerError> {
-        let statement = client.prepare_cached(delete).await?;
+        let statement = client.prepare(delete).await?;
         let mut total = 0;
         loop {
             let n = client.execute(&statement, params).await?;
