@@ -299,6 +299,14 @@ async fn herald_runs_on_citus() {
     assert!(ok && err.contains("back on the coordinator as plain tables: herald.events"), "{err}");
     let left: i64 = admin.query_one("SELECT count(*) FROM pg_dist_partition", &[]).await.unwrap().get(0);
     assert_eq!(left, 0, "nothing distributed any more");
+    let (fresh, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let placed: Option<String> =
+        fresh.query_one("SELECT current_setting('herald.citus', true)", &[]).await.unwrap().get(0);
+    assert!(
+        placed.as_deref().is_none_or(str::is_empty),
+        "herald.publish takes its single-statement form again: {placed:?}"
+    );
     let kept: i64 = admin.query_one("SELECT count(*) FROM herald.events", &[]).await.unwrap().get(0);
     assert!(kept >= want.len() as i64 / 2, "the events came back with their tables: {kept}");
     let id = apis[0].publish_when_accepted(json!({"id": "back", "type": "a.back", "data": 1}), WAIT).await;

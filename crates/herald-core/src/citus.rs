@@ -96,7 +96,19 @@ pub async fn distribute(client: &Client) -> Result<Vec<String>, DbError> {
     for f in ON_WORKERS {
         client.execute("SELECT create_distributed_function($1::text::regprocedure)", &[f]).await?;
     }
+    place(client, true).await?;
     Ok(done)
+}
+
+/// Tells `herald.publish` where it runs (V11): the database setting `herald.citus`, which every
+/// session opened afterwards reads (one open before keeps the other way, which is right there
+/// too, only slower).
+async fn place(client: &Client, on_citus: bool) -> Result<(), DbError> {
+    let set = if on_citus { "SET herald.citus = on" } else { "RESET herald.citus" };
+    client
+        .batch_execute(&format!("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I {set}', current_database()); END $$"))
+        .await?;
+    Ok(())
 }
 
 /// The way back: every Herald table becomes a plain table of the coordinator again, its rows
@@ -120,6 +132,7 @@ pub async fn undistribute(client: &Client) -> Result<Vec<String>, DbError> {
             remake(client, &functions).await?;
         }
     }
+    place(client, false).await?;
     Ok(done)
 }
 

@@ -295,6 +295,7 @@ mod tests {
         ("V8__citus_time_partitions.sql", "0c611312cd1b4dfbd14bcb6ec7b3e6ab1f11ca0f25d74023194615902f72ffcb"),
         ("V9__publish_on_one_node.sql", "9445ce19f601646946b711ee2c94f64c02f8b77421c6fdad45400c1f619d90ac"),
         ("V10__retention.sql", "ba578b03fc841f597d2de7b54160c3015c21b72acba56f31a93147c3da5a9713"),
+        ("V11__publish_by_placement.sql", "99cb83f4c71d2f0738529b529f3a56275150e09464d09eef8b1123de01d0e063"),
     ];
 
     #[test]
