@@ -77,6 +77,10 @@ async fn slow_and_silent_clients_are_cut_off() {
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
     let stored: i64 = db.client().await.query_one("SELECT count(*) FROM herald.events", &[]).await.unwrap().get(0);
     assert_eq!(stored, 0);
+    // And counted, as every answer is (cut off before routing ended: no route pattern).
+    let metrics = reqwest::get(format!("{}/metrics", herald.base)).await.unwrap().text().await.unwrap();
+    let line = "herald_http_requests_total{route=\"unmatched\",method=\"POST\",status=\"408\"} 1";
+    assert!(metrics.lines().any(|l| l == line), "/metrics lacks `{line}`:\n{metrics}");
 
     // A client that keeps up is served as before, on one keep-alive connection.
     let api = Api::new(&herald.base, &token);

@@ -89,7 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
             let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
-            tasks.spawn(serve(args.listen.clone(), app, shutdown.clone()));
+            tasks.spawn(serve(args.listen.clone(), app, metrics.clone(), shutdown.clone()));
             spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             spawn_retention(&mut tasks, &pool, &clock, &metrics, &args.retention, &shutdown);
@@ -102,7 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
             let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
-            tasks.spawn(serve(args.listen.clone(), app, shutdown.clone()));
+            tasks.spawn(serve(args.listen.clone(), app, metrics.clone(), shutdown.clone()));
             spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
             join(tasks, shutdown).await
         }
@@ -111,7 +111,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            tasks.spawn(serve(args.listen.clone(), api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
+            tasks.spawn(serve(
+                args.listen.clone(),
+                api::ops_only(pool.clone(), metrics.clone()),
+                metrics.clone(),
+                shutdown.clone(),
+            ));
             spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             spawn_retention(&mut tasks, &pool, &clock, &metrics, &args.retention, &shutdown);
@@ -123,7 +128,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            tasks.spawn(serve(args.listen.clone(), api::ops_only(pool.clone(), metrics.clone()), shutdown.clone()));
+            tasks.spawn(serve(
+                args.listen.clone(),
+                api::ops_only(pool.clone(), metrics.clone()),
+                metrics.clone(),
+                shutdown.clone(),
+            ));
             spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
             spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
@@ -399,11 +409,18 @@ fn shutdown_signal() -> CancellationToken {
 /// a client that sends its headers a byte at a time, or opens connections and sends nothing,
 /// holds them for ever. Here headers must arrive within `http_read_timeout` (which also closes
 /// idle keep-alive connections), and a whole request, body included, within `request_timeout`.
-async fn serve(listen: cli::ListenArgs, app: axum::Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn serve(
+    listen: cli::ListenArgs,
+    app: axum::Router,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let addr = listen.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, "Herald listening");
-    let app = app.layer(axum::middleware::from_fn_with_state(listen.request_timeout, request_timeout));
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(listen.request_timeout, request_timeout))
+        .layer(axum::middleware::from_fn_with_state(metrics, api::observe));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(listen.http_read_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

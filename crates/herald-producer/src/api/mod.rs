@@ -33,8 +33,7 @@ pub fn ops_only(pool: Pool, metrics: Arc<Metrics>) -> Router {
         .route_layer(axum::middleware::from_fn(mark_route))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
-        .layer(axum::middleware::from_fn_with_state(metrics.clone(), catch_panic))
-        .layer(axum::middleware::from_fn_with_state(metrics, observe))
+        .layer(axum::middleware::from_fn_with_state(metrics, catch_panic))
 }
 
 /// The route pattern a request matched, handed from routing to [`observe`] in the response.
@@ -51,8 +50,9 @@ async fn mark_route(req: Request, next: Next) -> Response {
 }
 
 /// Counts and times every request by route pattern (`unmatched` for none), method and status,
-/// and logs it at debug level (the access log: no query string, no headers, no body).
-async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+/// and logs it at debug level (the access log: no query string, no headers, no body). The
+/// server puts it outermost, outside the request timeout, so that a 408 is counted too.
+pub async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     use axum::http::Method;
     let method = match *req.method() {
         Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS => {
@@ -145,6 +145,5 @@ pub fn router(state: AppState) -> Router {
         .merge(ops_router(state.pool, state.metrics.clone()).route_layer(axum::middleware::from_fn(mark_route)))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
-        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), catch_panic))
-        .layer(axum::middleware::from_fn_with_state(state.metrics, observe))
+        .layer(axum::middleware::from_fn_with_state(state.metrics, catch_panic))
 }
