@@ -70,7 +70,8 @@ async fn a_real_prometheus_scrapes_herald() {
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: herald\n    static_configs:\n      - targets: ['{target}']\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{RULES}']\n\
+             scrape_configs:\n  - job_name: herald\n    static_configs:\n      - targets: ['{target}']\n"
         ),
     )
     .unwrap();
@@ -114,6 +115,46 @@ async fn a_real_prometheus_scrapes_herald() {
     assert_eq!(due, "0", "nothing is due once the delivery is made");
     let endpoints = query("herald_endpoints{status=\"healthy\"}").await.unwrap();
     assert_eq!(endpoints["data"]["result"][0]["value"][1], "1", "{endpoints}");
+
+    // The shipped alert rules: valid, about metrics Herald exports, and evaluated without error.
+    let out = Command::new(tool("promtool")).args(["check", "rules", RULES]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported: std::collections::HashSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let rules = std::fs::read_to_string(RULES).unwrap();
+    for used in metric_names(&rules) {
+        assert!(exported.contains(used.as_str()), "the rules use {used}, which Herald does not export");
+    }
+    eventually("the rules evaluated", WAIT, || async {
+        let v = get("/api/v1/rules".into()).await?;
+        let rules: Vec<&Value> =
+            v["data"]["groups"].as_array()?.iter().flat_map(|g| g["rules"].as_array().unwrap().iter()).collect();
+        let bad: Vec<&Value> = rules.iter().copied().filter(|r| r["health"] != "ok").collect();
+        assert!(bad.is_empty(), "rules that failed: {bad:?}");
+        (rules.len() >= 9 && rules.iter().all(|r| r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001"))))
+            .then_some(())
+    })
+    .await;
+}
+
+/// The shipped rule file, from the repository's root.
+const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/prometheus/herald-rules.yml");
+
+/// Every `herald_...` metric name in `text`.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("herald_") {
+        let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[at + name.len()..];
+        names.push(name);
+    }
+    names
 }
 
 fn urlencode(s: &str) -> String {

@@ -154,6 +154,18 @@ impl Metrics {
         registry.register("http_request_seconds", "Duration of an HTTP request, by route", m.http_seconds.clone());
         registry.register_collector(Box::new(m.pool.clone()));
         registry.register_collector(Box::new(m.queue.clone()));
+        // The series that alerts and dashboards watch exist from the start, at 0 (an empty
+        // family prints nothing, and `increase()` of a series that appears says nothing).
+        for component in ["api", "worker", "poller", "retention"] {
+            let _ = m.panics.get_or_create(&label("component", component));
+        }
+        for state in ["delivered", "failed"] {
+            let _ = m.finished.get_or_create(&label("state", state));
+        }
+        let _ = m.published.get_or_create(&label("door", "http"));
+        for what in ["deliveries", "events", "attempt_partitions"] {
+            let _ = m.retention.get_or_create(&label("what", what));
+        }
         Arc::new(Self { registry, ..m })
     }
 
