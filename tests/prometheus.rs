@@ -130,6 +130,24 @@ async fn a_real_prometheus_scrapes_herald() {
     for used in metric_names(&rules) {
         assert!(exported.contains(used.as_str()), "the rules use {used}, which Herald does not export");
     }
+    // The shipped Grafana dashboard: every query about metrics Herald exports, and one this
+    // Prometheus runs without error.
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(DASHBOARD).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    for expr in &exprs {
+        for used in metric_names(expr) {
+            let name = used.trim_end_matches("_bucket");
+            assert!(exported.contains(name), "the dashboard uses {used}, which Herald does not export");
+        }
+        let v = query(&expr.replace("$__rate_interval", "1m")).await.unwrap();
+        assert_eq!(v["status"], "success", "{expr}: {v}");
+    }
     eventually("the rules evaluated", WAIT, || async {
         let v = get("/api/v1/rules".into()).await?;
         let rules: Vec<&Value> =
@@ -142,8 +160,9 @@ async fn a_real_prometheus_scrapes_herald() {
     .await;
 }
 
-/// The shipped rule file, from the repository's root.
+/// The shipped rule file and dashboard, from the repository's root.
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/prometheus/herald-rules.yml");
+const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana/herald-dashboard.json");
 
 /// Every `herald_...` metric name in `text`.
 fn metric_names(text: &str) -> Vec<String> {
