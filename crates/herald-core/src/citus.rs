@@ -57,9 +57,9 @@ pub async fn distributed(client: &Client) -> Result<bool, DbError> {
     is_distributed(client, "herald.events").await
 }
 
-/// Distributes what is not distributed yet; answers the tables it changed.
+/// Distributes what is not distributed yet; answers the tables it changed. On a database with
+/// Citus ([`check`]; `db::migrate_with` runs it under the migration lock).
 pub async fn distribute(client: &Client) -> Result<Vec<String>, DbError> {
-    check(client).await?;
     let functions = row_functions(client).await?;
     let mut done = Vec::new();
     for (table, reference) in REFERENCE.iter().map(|t| (*t, true)).chain(DISTRIBUTED.iter().map(|t| (*t, false))) {
@@ -113,9 +113,9 @@ async fn place(client: &Client, on_citus: bool) -> Result<(), DbError> {
 
 /// The way back: every Herald table becomes a plain table of the coordinator again, its rows
 /// brought back from the workers (`undistribute_table`). Answers the tables it changed; then
-/// the coordinator is a single PostgreSQL for Herald (and `pg_dump` moves it to another).
+/// the coordinator is a single PostgreSQL for Herald (and `pg_dump` moves it to another). On a
+/// database with Citus ([`check`]; `db::undistribute` runs it under the migration lock).
 pub async fn undistribute(client: &Client) -> Result<Vec<String>, DbError> {
-    check(client).await?;
     let functions = row_functions(client).await?;
     let mut done = Vec::new();
     for table in DISTRIBUTED.iter().chain(REFERENCE) {

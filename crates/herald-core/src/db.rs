@@ -251,6 +251,12 @@ pub async fn migrations_current(client: &tokio_postgres::Client) -> Result<bool,
     }
 }
 
+/// Every tenant, in name order (a reference table under Citus: read on the coordinator).
+pub async fn tenants(client: &tokio_postgres::Client) -> Result<Vec<crate::id::TenantId>, DbError> {
+    let rows = client.query("SELECT tenant_id FROM herald.tenants ORDER BY tenant_id", &[]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// The tenants for which `probe` (a statement that takes the tenant as `$1`, then `params`,
 /// and answers one boolean) is true. One statement per tenant, each naming one tenant (so each
 /// is a one-node query under Citus and an index probe under PostgreSQL), pipelined on one
@@ -260,12 +266,7 @@ pub async fn tenants_where(
     probe: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<crate::id::TenantId>, DbError> {
-    let tenants: Vec<crate::id::TenantId> = client
-        .query("SELECT tenant_id FROM herald.tenants ORDER BY tenant_id", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tenants = tenants(client).await?;
     let statement = client.prepare(probe).await?;
     let probes = tenants.iter().map(|t| {
         let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![t];

@@ -169,8 +169,9 @@ impl Metrics {
         Arc::new(Self { registry, ..m })
     }
 
-    pub fn published(&self, door: &str, n: u64) {
-        self.published.get_or_create(&label("door", door)).inc_by(n);
+    /// An event published through `door` (`http`).
+    pub fn published(&self, door: &str) {
+        self.published.get_or_create(&label("door", door)).inc();
     }
 
     pub fn attempt(&self, result: &str) {

@@ -15,7 +15,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use herald_core::clock::SharedClock;
-use herald_core::id::TenantId;
 use herald_core::metrics::Metrics;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -47,8 +46,6 @@ impl Default for RetentionConfig {
 
 /// An arbitrary constant: the advisory lock of the poller that runs retention.
 const RETENTION_LOCK: i64 = 0x6865_7261_6c72; // "heralr"
-
-const TENANTS: &str = "SELECT tenant_id FROM herald.tenants ORDER BY tenant_id";
 
 /// Finished (or cancelled) deliveries made before the cutoff; the outer conditions again, for
 /// a row a manual retry changed between the two.
@@ -134,8 +131,7 @@ impl Retention {
         let first_kept = herald_core::id::DeliveryId::first_at(cutoff);
         let seq = herald_core::id::seq_at(cutoff) & !1023;
         let mut removed = Removed::default();
-        let tenants: Vec<TenantId> = client.query(TENANTS, &[]).await?.iter().map(|r| r.get(0)).collect();
-        for tenant in &tenants {
+        for tenant in &herald_core::db::tenants(client).await? {
             removed.deliveries += self
                 .in_batches(client, DELETE_DELIVERIES, &[&tenant, &first_kept, &self.config.batch], shutdown)
                 .await?;

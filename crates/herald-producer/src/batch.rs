@@ -169,7 +169,7 @@ async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, group: Vec<P
     let answer = |answers: Vec<Answer>, published: Vec<Published>| {
         for (answer, p) in answers.into_iter().zip(published) {
             if !p.duplicate {
-                metrics.published("http", 1);
+                metrics.published("http");
             }
             let _ = answer.send(Ok(p));
         }
@@ -220,7 +220,7 @@ async fn write(pool: &Pool, clock: &SharedClock, metrics: &Metrics, group: Vec<P
                 .await
                 .map(|mut p| p.remove(0).remove(0));
             if one.as_ref().is_ok_and(|p| !p.duplicate) {
-                metrics.published("http", 1);
+                metrics.published("http");
             }
             let _ = answer.send(one);
         }

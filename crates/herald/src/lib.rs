@@ -89,8 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
             let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
-            tasks.spawn(serve(args.listen.clone(), app, metrics.clone(), shutdown.clone()));
-            spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
+            spawn_http(&mut tasks, &args.listen, app, &url, &clock, &metrics, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             spawn_retention(&mut tasks, &pool, &clock, &metrics, &args.retention, &shutdown);
             spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
@@ -102,8 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
             let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
-            tasks.spawn(serve(args.listen.clone(), app, metrics.clone(), shutdown.clone()));
-            spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
+            spawn_http(&mut tasks, &args.listen, app, &url, &clock, &metrics, &shutdown);
             join(tasks, shutdown).await
         }
         Command::Poller(args) => {
@@ -111,13 +109,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            tasks.spawn(serve(
-                args.listen.clone(),
-                api::ops_only(pool.clone(), metrics.clone()),
-                metrics.clone(),
-                shutdown.clone(),
-            ));
-            spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
+            let app = api::ops_only(pool.clone(), metrics.clone());
+            spawn_http(&mut tasks, &args.listen, app, &url, &clock, &metrics, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             spawn_retention(&mut tasks, &pool, &clock, &metrics, &args.retention, &shutdown);
             join(tasks, shutdown).await
@@ -128,13 +121,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            tasks.spawn(serve(
-                args.listen.clone(),
-                api::ops_only(pool.clone(), metrics.clone()),
-                metrics.clone(),
-                shutdown.clone(),
-            ));
-            spawn_queue_gauges(&mut tasks, &url, &clock, &metrics, &args.listen, &shutdown);
+            let app = api::ops_only(pool.clone(), metrics.clone());
+            spawn_http(&mut tasks, &args.listen, app, &url, &clock, &metrics, &shutdown);
             spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
         }
@@ -189,15 +177,19 @@ fn worker_config(d: &DeliveryArgs, targets: &TargetArgs, poll: &PollArgs) -> any
 
 type Task = JoinSet<anyhow::Result<()>>;
 
-/// The queue's gauges, counted by one process at a time ([`herald_core::metrics::watch_queue`]).
-fn spawn_queue_gauges(
+/// What every Herald process serves: its HTTP routes (with /healthz, /readyz, /metrics), and
+/// the queue's gauges for /metrics, counted by one process at a time
+/// ([`herald_core::metrics::watch_queue`]).
+fn spawn_http(
     tasks: &mut Task,
+    listen: &cli::ListenArgs,
+    app: axum::Router,
     url: &str,
     clock: &SharedClock,
     metrics: &Arc<Metrics>,
-    listen: &cli::ListenArgs,
     shutdown: &CancellationToken,
 ) {
+    tasks.spawn(serve(listen.clone(), app, metrics.clone(), shutdown.clone()));
     let watch = herald_core::metrics::watch_queue(
         url.to_string(),
         metrics.clone(),

@@ -224,7 +224,7 @@ async fn create(
     };
     if let Some(mut answer) = inserted {
         tx.commit().await?;
-        state.metrics.published("http", 1);
+        state.metrics.published("http");
         if let Some(g) = generated {
             answer["callback_secret"] = Value::String(g.expose().to_string());
         }
@@ -447,6 +447,6 @@ async fn respond(
         return Err(ApiError::internal("an operation locked as pending could not be answered"));
     };
     tx.commit().await?;
-    state.metrics.published("http", 1);
+    state.metrics.published("http");
     Ok(Json(answered))
 }
