@@ -31,6 +31,7 @@ async fn delivers_signed_to_each_subscriber_and_the_callback() {
         .post(format!("{}/v1/events", api.base))
         .bearer_auth(&api.token)
         .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header("tracestate", "vendor=abc")
         .json(&json!({"id": "evt_meet_1", "type": "meeting.completed", "data": {"meeting_id": "m1", "minutes": 42},
                       "callback_url": rx.url("/callback"), "callback_secret": callback_secret}))
         .send()
@@ -45,7 +46,9 @@ async fn delivers_signed_to_each_subscriber_and_the_callback() {
     assert_eq!(r.header("webhook-id"), Some("evt_meet_1"));
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert!(r.header("user-agent").unwrap().starts_with("Herald/"));
+    // Without OpenTelemetry, the trace context is passed on as it came (tests/otel.rs: with).
     assert_eq!(r.header("traceparent"), Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    assert_eq!(r.header("tracestate"), Some("vendor=abc"));
     let body = r.json();
     assert_eq!(body["id"], "evt_meet_1");
     assert_eq!(body["type"], "meeting.completed");

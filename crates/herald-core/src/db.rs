@@ -297,6 +297,7 @@ mod tests {
         ("V9__publish_on_one_node.sql", "9445ce19f601646946b711ee2c94f64c02f8b77421c6fdad45400c1f619d90ac"),
         ("V10__retention.sql", "ba578b03fc841f597d2de7b54160c3015c21b72acba56f31a93147c3da5a9713"),
         ("V11__publish_by_placement.sql", "99cb83f4c71d2f0738529b529f3a56275150e09464d09eef8b1123de01d0e063"),
+        ("V12__tracestate.sql", "5d140983db8f0c3f959b7041c6ac73c0b2e935cf5d6c246522d4cfb4cd8abfc4"),
     ];
 
     #[test]

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 
 use crate::id::{DeliveryId, EndpointId, EventId, TenantId};
+use crate::trace::{self, TraceContext};
 use crate::validate;
 
 /// A delivery's state, as stored.
@@ -121,6 +122,8 @@ pub struct Event {
     pub id: EventId,
     pub event_type: String,
     pub callback_url: Option<String>,
+    /// The context its fan-out span continues (empty when Herald makes no spans).
+    pub trace: TraceContext,
 }
 
 /// Creates the deliveries of `events` (all of `tenant`) in `tx`, and wakes the workers when
@@ -149,7 +152,10 @@ pub async fn fan_out(
         .collect();
     let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<&str>::new());
+    // One span per event, in its publisher's trace, over the writing of its deliveries.
+    let mut spans = Vec::new();
     for event in events {
+        let before = ids.len();
         for (endpoint_id, url, patterns) in &endpoints {
             if validate::type_matches(patterns, &event.event_type) {
                 ids.push(DeliveryId::generate(now));
@@ -165,6 +171,12 @@ pub async fn fan_out(
             targets.push(CALLBACK);
             endpoint_ids.push(None);
             urls.push(url.as_str());
+        }
+        if trace::on() {
+            let span = tracing::info_span!("herald.fan_out", herald.tenant = %tenant, herald.event_id = %event.id,
+                herald.event_type = %event.event_type, herald.deliveries = ids.len() - before);
+            event.trace.parent_of(&span);
+            spans.push(span);
         }
     }
     if ids.is_empty() {
@@ -282,7 +294,7 @@ fn claim(targets: &str) -> String {
                      d.lost_leases, d.next_attempt_at) \
          SELECT c.delivery_id, c.event_id, c.endpoint_id, c.next_attempt_at, coalesce(e.url, c.url) AS url, \
                 c.attempt_count, c.schedule_offset, c.lost_leases, ev.event_type, ev.created_at, \
-                ev.data::text AS data, ev.traceparent, \
+                ev.data::text AS data, ev.traceparent, ev.tracestate, \
                 coalesce(e.signature_scheme, 'standard-webhooks') AS signature_scheme, \
                 coalesce(e.secret, ev.callback_secret) AS secret, \
                 CASE WHEN e.previous_secret_until > $2 THEN e.previous_secret END AS previous_secret, \

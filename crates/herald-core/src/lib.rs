@@ -24,4 +24,5 @@ pub mod statements;
 pub mod targets;
 pub mod tls;
 pub mod token;
+pub mod trace;
 pub mod validate;

@@ -188,6 +188,27 @@ pub fn traceparent(v: &str) -> bool {
     parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2)
 }
 
+/// A W3C tracestate: at most 32 comma-separated `key=value` members, 512 characters in all;
+/// keys of `a-z 0-9 _ - * / @`, values of visible ASCII but `,` and `=`.
+pub fn tracestate(v: &str) -> bool {
+    let key = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 256
+            && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/@".contains(&b))
+    };
+    let value = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 256
+            && !v.ends_with(' ')
+            && v.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b',' && b != b'=')
+    };
+    let members: Vec<&str> = v.split(',').map(|m| m.trim_matches([' ', '\t'])).filter(|m| !m.is_empty()).collect();
+    v.len() <= 512
+        && !members.is_empty()
+        && members.len() <= 32
+        && members.iter().all(|m| m.split_once('=').is_some_and(|(k, v)| key(k) && value(v)))
+}
+
 /// A client-given signing secret (`field` names it in the message).
 pub fn secret(field: &str, s: &str) -> Result<crate::signing::Secret, Invalid> {
     crate::signing::Secret::parse(s).map_err(|m| Invalid::new("invalid_secret", format!("{field}: {m}")))
@@ -213,6 +234,19 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracestate_shapes() {
+        for ok in ["vendor=abc", "a=1,b=2", "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7", "t@sys-1/x*y=v a l"] {
+            assert!(tracestate(ok), "{ok}");
+        }
+        let long = format!("a={}", "x".repeat(600));
+        for bad in ["", ",", "novalue", "Upper=1", "a=b=c", "a=\u{7f}", "a=1\r\nx: y", long.as_str()] {
+            assert!(!tracestate(bad), "{bad:?}");
+        }
+        let many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+        assert!(!tracestate(&many.join(",")));
+    }
 
     #[test]
     fn ids_and_types_follow_the_contract() {

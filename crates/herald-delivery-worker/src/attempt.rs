@@ -10,6 +10,7 @@ use herald_core::config::RetrySchedule;
 use herald_core::deliveries;
 use herald_core::id::{self, DeliveryId, EndpointId, EventId, TenantId};
 use herald_core::signing::Secret;
+use herald_core::trace::TraceContext;
 
 impl Claimed {
     /// What a worker counts its attempts in flight under: the tenant and the target (the
@@ -50,7 +51,8 @@ pub struct Claimed {
     pub created_at: DateTime<Utc>,
     /// The event's data as stored: valid JSON text, sent as it is.
     pub data: String,
-    pub traceparent: Option<String>,
+    /// The event's trace context: the attempt's span continues it.
+    pub trace: TraceContext,
     pub signature_scheme: String,
     pub secret: Option<Secret>,
     pub previous_secret: Option<Secret>,

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use herald_core::config::RetrySchedule;
 use herald_core::id::{DeliveryId, TenantId};
 use herald_core::signing::Secret;
+use herald_core::trace::TraceContext;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
@@ -43,7 +44,7 @@ pub fn prepare(tenant: &TenantId, row: &Row, now: DateTime<Utc>) -> Option<Resul
         event_type: String::new(),
         created_at: now,
         data: String::new(),
-        traceparent: None,
+        trace: TraceContext::default(),
         signature_scheme: String::new(),
         secret: None,
         previous_secret: None,
@@ -86,7 +87,7 @@ fn fill(c: &mut Claimed, row: &Row) -> Result<(), String> {
     c.event_type = col(row, "event_type")?;
     c.created_at = col(row, "created_at")?;
     c.data = col(row, "data")?;
-    c.traceparent = col(row, "traceparent")?;
+    c.trace = TraceContext::new(col(row, "traceparent")?, col(row, "tracestate")?);
     c.signature_scheme = col(row, "signature_scheme")?;
     c.endpoint_failing = col::<Option<String>>(row, "endpoint_status")?.as_deref() == Some("failing");
     let schedule: Option<Vec<i64>> = col(row, "retry_schedule_ms")?;

@@ -153,7 +153,7 @@ mod tests {
             event_type: "x".into(),
             created_at: Utc::now(),
             data: "{}".into(),
-            traceparent: None,
+            trace: Default::default(),
             signature_scheme: "standard-webhooks".into(),
             secret: None,
             previous_secret: None,

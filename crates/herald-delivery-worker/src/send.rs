@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use herald_core::signing;
 use herald_core::targets::AllowList;
+use herald_core::trace::TraceContext;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::attempt::{AttemptOutcome, Claimed};
@@ -85,7 +86,7 @@ impl Sender {
     }
 
     /// Sends one attempt. `now` is the signing time.
-    pub async fn send(&self, c: &Claimed, now: DateTime<Utc>) -> AttemptOutcome {
+    pub async fn send(&self, c: &Claimed, trace: &TraceContext, now: DateTime<Utc>) -> AttemptOutcome {
         let started = Instant::now();
         let mut outcome = AttemptOutcome {
             started_at: now,
@@ -138,8 +139,12 @@ impl Sender {
                 req = req.header("webhook-signature", sig);
             }
         }
-        if let Some(tp) = &c.traceparent {
+        // The attempt's span as parent (when Herald makes spans), the publisher's trace.
+        if let Some(tp) = &trace.traceparent {
             req = req.header("traceparent", tp);
+            if let Some(ts) = &trace.tracestate {
+                req = req.header("tracestate", ts);
+            }
         }
         let mut response = match req.body(body).send().await {
             Ok(r) => r,
@@ -182,6 +187,33 @@ impl Sender {
             tracing::debug!(error = %e, delivery = %c.delivery_id, "response body broke off after a 2xx");
         }
         outcome
+    }
+}
+
+/// The span of one attempt, in the event's trace (a child of its publisher's context), when
+/// Herald makes spans. The URL's host only: a path or query may carry a receiver's token.
+pub fn attempt_span(c: &Claimed) -> tracing::Span {
+    if !herald_core::trace::on() {
+        return tracing::Span::none();
+    }
+    let host = url::Url::parse(&c.url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+    let span = tracing::info_span!("herald.attempt", otel.kind = "client", http.request.method = "POST",
+        server.address = host, herald.tenant = %c.tenant_id, herald.delivery_id = %c.delivery_id,
+        herald.event_id = %c.event_id, herald.event_type = %c.event_type, herald.attempt = c.attempt,
+        http.response.status_code = tracing::field::Empty, error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty);
+    c.trace.parent_of(&span);
+    span
+}
+
+/// What the attempt came to, on its span.
+pub fn record(span: &tracing::Span, outcome: &AttemptOutcome) {
+    if let Some(code) = outcome.status_code {
+        span.record("http.response.status_code", code);
+    }
+    if let Some(class) = outcome.error {
+        span.record("error.type", class);
+        span.record("otel.status_code", "ERROR");
     }
 }
 

@@ -13,6 +13,7 @@ use herald_core::listen::Wake;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::attempt::{AttemptOutcome, Claimed, Finished, INTERNAL};
 use crate::config::WorkerConfig;
@@ -231,8 +232,15 @@ impl Worker {
                 out.busy.push(tenant);
                 continue;
             }
-            match self.store.claim(&tenant, want, now, local, rotate).await {
+            let span = claim_span(&tenant);
+            match self.store.claim(&tenant, want, now, local, rotate).instrument(span.clone()).await {
                 Ok(got) => {
+                    if herald_core::trace::on() {
+                        span.record("herald.claimed", got.len());
+                        for c in got.ready.iter().chain(got.refused.iter().map(|f| &f.claimed)) {
+                            c.trace.link_from(&span);
+                        }
+                    }
                     if got.more || got.len() == want {
                         out.more = true;
                         out.busy.push(tenant.clone());
@@ -250,6 +258,14 @@ impl Worker {
         }
         Ok(out)
     }
+}
+
+/// The span of one tenant's claim: a batch, linked to the trace of each delivery it leased.
+fn claim_span(tenant: &TenantId) -> tracing::Span {
+    if !herald_core::trace::on() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!("herald.claim", herald.tenant = %tenant, herald.claimed = tracing::field::Empty)
 }
 
 /// How an attempt's task ended.
@@ -281,11 +297,15 @@ impl InFlight {
     fn start(&mut self, c: Claimed, sender: &Sender, clock: &SharedClock) {
         *self.per_target.entry(c.target_key()).or_default() += 1;
         let (sender, clock, task) = (sender.clone(), clock.clone(), c.clone());
-        let handle = self.tasks.spawn(async move {
+        let span = crate::send::attempt_span(&c);
+        let trace = c.trace.from_within(&span);
+        let attempt = async move {
             crate::fault::at(crate::fault::Fault::PanicAttempt, &task.event_type);
-            let outcome = sender.send(&task, clock.now()).await;
+            let outcome = sender.send(&task, &trace, clock.now()).await;
+            crate::send::record(&tracing::Span::current(), &outcome);
             Finished::new(task, outcome)
-        });
+        };
+        let handle = self.tasks.spawn(attempt.instrument(span));
         self.held.insert(handle.id(), c);
     }
 

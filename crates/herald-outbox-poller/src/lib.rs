@@ -16,6 +16,7 @@ use herald_core::deliveries;
 use herald_core::id::{EventId, TenantId};
 use herald_core::listen::Wake;
 use herald_core::metrics::Metrics;
+use herald_core::trace::TraceContext;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +36,7 @@ mod sql {
           WHERE p.tenant_id = $1 AND p.seq = taken.seq AND p.event_id = taken.event_id \
          RETURNING p.event_id";
 
-    pub const EVENTS: &str = "SELECT event_id, event_type, callback_url FROM herald.events \
+    pub const EVENTS: &str = "SELECT event_id, event_type, callback_url, traceparent, tracestate FROM herald.events \
          WHERE tenant_id = $1 AND event_id = ANY($2) ORDER BY seq, event_id";
 
     /// A tenant's pending events in sequence order, read without locks (to go one at a time).
@@ -255,7 +256,12 @@ impl Poller {
             .await?
             .iter()
             .map(|r| {
-                Ok(deliveries::Event { id: r.try_get(0)?, event_type: r.try_get(1)?, callback_url: r.try_get(2)? })
+                Ok(deliveries::Event {
+                    id: r.try_get(0)?,
+                    event_type: r.try_get(1)?,
+                    callback_url: r.try_get(2)?,
+                    trace: TraceContext::new(r.try_get(3)?, r.try_get(4)?),
+                })
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         // Due from now, not from when the transaction began: claims start shortly before where

@@ -31,10 +31,10 @@ const WRITERS: usize = 2;
 
 /// Events of one tenant, straight into the outbox table; a duplicate id keeps the first.
 const INSERT_EVENTS: &str = "INSERT INTO herald.events AS e (tenant_id, event_id, seq, event_type, data, \
-        created_at, traceparent) \
-     SELECT $1, u.id, u.seq, u.event_type, u.data::json, u.at, u.traceparent \
-       FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::text[]) \
-            AS u(id, seq, event_type, data, at, traceparent) \
+        created_at, traceparent, tracestate) \
+     SELECT $1, u.id, u.seq, u.event_type, u.data::json, u.at, u.traceparent, u.tracestate \
+       FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[]) \
+            AS u(id, seq, event_type, data, at, traceparent, tracestate) \
      ON CONFLICT ON CONSTRAINT events_pkey DO NOTHING \
      RETURNING e.event_id";
 
@@ -272,9 +272,10 @@ async fn write_tenant(
         let data: Vec<&str> = plain.iter().map(|&i| jobs[i].event.data.as_str()).collect();
         let ats: Vec<DateTime<Utc>> = plain.iter().map(|&i| jobs[i].at).collect();
         let traceparents: Vec<Option<&str>> = plain.iter().map(|&i| jobs[i].event.traceparent.as_deref()).collect();
+        let tracestates: Vec<Option<&str>> = plain.iter().map(|&i| jobs[i].event.tracestate.as_deref()).collect();
         let insert = tx.prepare_cached(INSERT_EVENTS).await?;
         let inserted: Vec<EventId> = tx
-            .query(&insert, &[&tenant, &ids, &seqs, &types, &data, &ats, &traceparents])
+            .query(&insert, &[&tenant, &ids, &seqs, &types, &data, &ats, &traceparents, &tracestates])
             .await
             .map_err(publish_error)?
             .iter()
@@ -291,6 +292,7 @@ async fn write_tenant(
                     id: ids[k].clone(),
                     event_type: types[k].to_string(),
                     callback_url: None,
+                    trace: jobs[i].event.trace_context(),
                 });
                 answers[i] = Some(Published {
                     id: ids[k].clone(),

@@ -5,6 +5,7 @@ use herald_core::config::RetrySchedule;
 use herald_core::data::EventData;
 use herald_core::id::{EventId, TenantId};
 use herald_core::signing::Secret;
+use herald_core::trace::TraceContext;
 use herald_core::validate::{self, Invalid};
 use tokio_postgres::Transaction;
 
@@ -22,9 +23,19 @@ pub struct NewEvent {
     pub callback_secret: Option<Secret>,
     pub retry_schedule: Option<RetrySchedule>,
     pub traceparent: Option<String>,
+    /// W3C `tracestate`, passed on with `traceparent` (ignored without one).
+    pub tracestate: Option<String>,
 }
 
 impl NewEvent {
+    /// Its trace context, when Herald makes spans (fan-out continues it); none otherwise.
+    pub fn trace_context(&self) -> TraceContext {
+        if !herald_core::trace::on() {
+            return TraceContext::default();
+        }
+        TraceContext::new(self.traceparent.clone(), self.tracestate.clone())
+    }
+
     /// The rules every door applies (contract section 8); returns the callback URL as it is
     /// stored (parsed: lower-case scheme and host, percent-encoded, as endpoint URLs are).
     pub fn check(&self) -> Result<Option<String>, Invalid> {
@@ -45,6 +56,12 @@ impl NewEvent {
             return Err(Invalid::new(
                 "invalid_traceparent",
                 "traceparent must be a W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>",
+            ));
+        }
+        if self.tracestate.as_deref().is_some_and(|t| !validate::tracestate(t)) {
+            return Err(Invalid::new(
+                "invalid_tracestate",
+                "tracestate must be a W3C tracestate: at most 512 characters of visible ASCII, commas and spaces",
             ));
         }
         Ok(callback_url)
@@ -125,10 +142,15 @@ pub async fn publish(
                 PublishError::Database(e)
             }
         })?;
-    Ok(Published {
+    let published = Published {
         id: row.get(0),
         created_at: row.get(1),
         duplicate: row.get(2),
         generated_callback_secret: row.get(3),
-    })
+    };
+    // herald.publish takes no tracestate: kept beside the traceparent it came with.
+    if let (Some(state), Some(_), false) = (&event.tracestate, &event.traceparent, published.duplicate) {
+        tx.execute(sql::SET_TRACESTATE, &[&tenant, &published.id, state]).await?;
+    }
+    Ok(published)
 }

@@ -8,6 +8,8 @@ pub const PUBLISH_EVENT: &str =
      (SELECT array_agg(ms * interval '1 millisecond' ORDER BY n) FROM unnest($7::int8[]) WITH ORDINALITY s(ms, n)), \
      $8, $9)";
 
+pub const SET_TRACESTATE: &str = "UPDATE herald.events SET tracestate = $3 WHERE tenant_id = $1 AND event_id = $2";
+
 pub const TOKEN_EXISTS: &str = "SELECT 1 FROM herald.api_tokens WHERE tenant_id = $1 AND token_hash = $2";
 
 pub const CREATE_TENANT: &str =

@@ -4,6 +4,7 @@
 //! Must not: be a dependency of anything but tests.
 
 mod cluster;
+pub mod otlp;
 mod receiver;
 
 use std::time::{Duration, Instant};

@@ -6,6 +6,7 @@
 //! Must not: hold business rules. Those live in the component crates.
 
 mod cli;
+mod otel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,17 +28,58 @@ use cli::{ApiArgs, Command, DeliveryArgs, PollArgs, TargetArgs, TenantCommand};
 
 /// Logs to standard error at the level `HERALD_LOG` says (`info`); with `HERALD_LOG_FORMAT=json`,
 /// one JSON object a line (timestamp, level, target, message, fields), for a log collector.
-pub fn init_logging() {
+/// Traces go to an OTLP receiver when the environment names one (`otel`). Must be called from
+/// within the runtime; the answer is kept until the end, then shut down (it sends what is left).
+pub fn init_logging() -> Telemetry {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match std::env::var("HERALD_LOG_FORMAT").as_deref() {
-        Ok("json") => fmt.json().with_current_span(false).with_span_list(false).init(),
-        other => {
-            // Colours only on a terminal: logs sent to a file or a collector stay plain text.
-            fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
-            if let Some(v) = other.ok().filter(|v| *v != "text") {
-                tracing::warn!(value = v, "HERALD_LOG_FORMAT is text or json; logging text");
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let format = std::env::var("HERALD_LOG_FORMAT");
+    let fmt = match format.as_deref() {
+        Ok("json") => fmt.json().with_current_span(false).with_span_list(false).with_filter(filter).boxed(),
+        // Colours only on a terminal: logs sent to a file or a collector stay plain text.
+        _ => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_filter(filter).boxed(),
+    };
+    let (provider, trouble) = match otel::wanted().then(otel::provider).transpose() {
+        Ok(p) => (p, None),
+        Err(e) => (None, Some(e)),
+    };
+    // Herald's own spans only, whatever HERALD_LOG says; log lines do not become span events.
+    let spans = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider;
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("herald"))
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_span() && m.name().starts_with("herald.")))
+    });
+    tracing_subscriber::registry().with(fmt).with(spans).init();
+    if let Some(v) = format.ok().filter(|v| v != "text" && v != "json") {
+        tracing::warn!(value = v, "HERALD_LOG_FORMAT is text or json; logging text");
+    }
+    if let Some(e) = trouble {
+        tracing::error!(error = %e, "OpenTelemetry traces are off: the exporter could not be made");
+    }
+    if provider.is_some() {
+        herald_core::trace::turn_on();
+        tracing::info!("OpenTelemetry traces on (OTLP over HTTP)");
+    }
+    Telemetry(provider)
+}
+
+/// What sends traces, while the process runs.
+pub struct Telemetry(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
+
+impl Telemetry {
+    /// Sends the spans not sent yet, and stops.
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.0 {
+            // It waits for its export, which runs on this runtime: not on a runtime thread.
+            let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            if let Ok(Err(e)) = done {
+                tracing::warn!(error = %e, "OpenTelemetry: the last spans could not be sent");
             }
         }
     }

@@ -6,12 +6,14 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = herald::Cli::parse();
-    herald::init_logging();
-    match herald::run(cli).await {
+    let telemetry = herald::init_logging();
+    let code = match herald::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }

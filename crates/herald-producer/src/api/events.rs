@@ -5,11 +5,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::config::RetrySchedule;
 use herald_core::data::EventData;
-use herald_core::id::EventId;
+use herald_core::id::{EventId, TenantId};
+use herald_core::trace::{self, TraceContext};
 use herald_core::validate::{self, Invalid};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use super::error::{ApiError, Col};
 use super::extract::{ApiJson, ApiPath, Tenant};
@@ -29,11 +31,29 @@ pub struct PublishBody {
     retry_schedule: Option<Vec<String>>,
 }
 
-/// A W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex>`); anything else is ignored, as the
-/// specification asks of a malformed header.
-fn traceparent(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get("traceparent")?.to_str().ok()?.trim();
-    validate::traceparent(v).then(|| v.to_string())
+/// The request's W3C trace context; a malformed header is ignored, as the specification asks
+/// (and a `tracestate` without a `traceparent` means nothing).
+fn trace_context(headers: &HeaderMap) -> TraceContext {
+    let header = |name: &str, valid: fn(&str) -> bool| {
+        let v = headers.get(name)?.to_str().ok()?.trim();
+        valid(v).then(|| v.to_string())
+    };
+    let traceparent = header("traceparent", validate::traceparent);
+    let tracestate = traceparent.as_ref().and_then(|_| header("tracestate", validate::tracestate));
+    TraceContext::new(traceparent, tracestate)
+}
+
+/// The span of a publish, continuing the publisher's trace; the event keeps its context, so
+/// that fan-out and attempts continue it in turn.
+fn publish_span(tenant: &TenantId, event_type: &str, from: &TraceContext) -> tracing::Span {
+    if !trace::on() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!("herald.publish", otel.kind = "server", herald.tenant = %tenant,
+        herald.event_type = event_type, herald.event_id = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty, error.type = tracing::field::Empty);
+    from.parent_of(&span);
+    span
 }
 
 pub async fn publish(
@@ -41,6 +61,23 @@ pub async fn publish(
     Tenant(tenant): Tenant,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PublishBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let from = trace_context(&headers);
+    let span = publish_span(&tenant, &body.event_type, &from);
+    let answer = publish_in(state, tenant, &headers, body, from.from_within(&span)).instrument(span.clone()).await;
+    if let Err(e) = &answer {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", e.code);
+    }
+    answer
+}
+
+async fn publish_in(
+    state: AppState,
+    tenant: TenantId,
+    headers: &HeaderMap,
+    body: PublishBody,
+    trace: TraceContext,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -73,10 +110,12 @@ pub async fn publish(
         callback_url: body.callback_url,
         callback_secret,
         retry_schedule,
-        traceparent: traceparent(&headers),
+        traceparent: trace.traceparent,
+        tracestate: trace.tracestate,
     };
     event.check()?;
     let published = state.publisher.publish(&tenant, event, state.clock.now()).await?;
+    tracing::Span::current().record("herald.event_id", published.id.as_str());
     let mut answer = json!({"id": published.id, "created_at": published.created_at, "duplicate": published.duplicate});
     if let Some(secret) = published.generated_callback_secret {
         answer["callback_secret"] = Value::String(secret);
