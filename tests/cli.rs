@@ -7,6 +7,27 @@ use herald_testkit::TestDb;
 use serde_json::{json, Value};
 use support::{herald_output, Herald};
 
+/// A rollback: an earlier image's `herald migrate` (an initContainer) on a database that a later
+/// release migrated goes through, and says so; a landed migration edited is still refused.
+#[tokio::test]
+async fn migrate_runs_on_a_database_a_later_release_migrated() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO herald.schema_history (version, name, applied_on, checksum) \
+             VALUES (9999, 'from_a_later_release', '2027-01-01T00:00:00Z', '1')",
+        )
+        .await
+        .unwrap();
+    let (ok, _, err) = herald_output(&db, &["migrate"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("later Herald") && err.contains("from_a_later_release"), "{err}");
+    client.batch_execute("UPDATE herald.schema_history SET checksum = '1' WHERE version = 1").await.unwrap();
+    let (ok, _, err) = herald_output(&db, &["migrate"]);
+    assert!(!ok && err.contains("V1"), "an edited migration is refused: {err}");
+}
+
 #[tokio::test]
 async fn tenant_create_prints_the_token_alone_and_it_works() {
     let db = TestDb::new().await;
