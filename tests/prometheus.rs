@@ -236,3 +236,49 @@ async fn one_process_counts_the_queue_and_another_takes_over_when_it_dies() {
     })
     .await;
 }
+
+/// `herald_events_published_total` by door: the API counts what it accepts; what SQL and the
+/// Rust crate publish in their own transactions is counted by the poller as it fans it out, and a
+/// rolled-back publish is not counted at all.
+#[tokio::test]
+async fn events_are_counted_by_the_door_they_came_in() {
+    let (db, herald, api) = herald_all(&fast_with(&[])).await;
+    api.endpoint(json!({"url": "http://127.0.0.1:9/never"})).await;
+    api.publish(json!({"type": "t", "data": 1})).await;
+    api.publish(json!({"type": "t", "data": 2, "callback_url": "http://127.0.0.1:9/cb"})).await;
+    let mut client = db.client().await;
+    client.batch_execute("SELECT herald.publish('acme', 't', '1'::jsonb)").await.unwrap();
+    client.batch_execute("SELECT herald.publish_json('acme', 't', '2')").await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    client_publish(&tx, "r1").await;
+    tx.commit().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    client_publish(&tx, "r2").await;
+    tx.rollback().await.unwrap();
+
+    let want = [("http", 2.0), ("sql", 2.0), ("rust", 1.0)];
+    let got = eventually("events counted by door", WAIT, || async {
+        let text = api.http.get(format!("{}/metrics", herald.base)).send().await.ok()?.text().await.ok()?;
+        let got: Vec<f64> = want
+            .iter()
+            .map(|(door, _)| {
+                let line = format!("herald_events_published_total{{door=\"{door}\"}} ");
+                text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|v| v.parse().ok()).unwrap_or(-1.0)
+            })
+            .collect();
+        (got[1] + got[2] >= 3.0).then_some(got)
+    })
+    .await;
+    assert_eq!(got, want.iter().map(|(_, n)| *n).collect::<Vec<_>>(), "{want:?}");
+}
+
+async fn client_publish(tx: &tokio_postgres::Transaction<'_>, id: &str) {
+    let event = herald_producer::NewEvent {
+        id: Some(herald_core::id::EventId::parse(id).unwrap()),
+        event_type: "t".into(),
+        data: json!({"r": id}).into(),
+        ..Default::default()
+    };
+    let tenant = herald_core::id::TenantId::parse("acme").unwrap();
+    herald_producer::publish(tx, &tenant, &event, chrono::Utc::now()).await.unwrap();
+}

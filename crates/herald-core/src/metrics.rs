@@ -32,8 +32,8 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub struct Metrics {
     registry: Registry,
-    /// Events published, by door: `http` (the API) or `outbox` (`herald.publish`, from SQL or
-    /// the Rust crate, counted when the poller fans them out).
+    /// Events published, by door: `http` (the API, counted as accepted), `sql` (`herald.publish`)
+    /// or `rust` (the Rust crate), those two counted when the poller fans them out.
     published: Family<Labels, Counter>,
     pub events_fanned_out: Counter,
     pub deliveries_created: Counter,
@@ -115,7 +115,7 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("build", "Herald's version", Info::new(label("version", env!("CARGO_PKG_VERSION"))));
-        registry.register("events_published", "Events published, by door: http or outbox", m.published.clone());
+        registry.register("events_published", "Events published, by door: http, sql or rust", m.published.clone());
         registry.register("events_fanned_out", "Events fanned out into deliveries", m.events_fanned_out.clone());
         registry.register("deliveries_created", "Deliveries created by fan-out", m.deliveries_created.clone());
         registry.register("attempts", "HTTP attempts by result", m.attempts.clone());
@@ -162,14 +162,16 @@ impl Metrics {
         for state in ["delivered", "failed"] {
             let _ = m.finished.get_or_create(&label("state", state));
         }
-        let _ = m.published.get_or_create(&label("door", "http"));
+        for door in ["http", "sql", "rust"] {
+            let _ = m.published.get_or_create(&label("door", door));
+        }
         for what in ["deliveries", "events", "attempt_partitions"] {
             let _ = m.retention.get_or_create(&label("what", what));
         }
         Arc::new(Self { registry, ..m })
     }
 
-    /// An event published through `door` (`http`).
+    /// An event published through `door` (`http`, `sql`, `rust`).
     pub fn published(&self, door: &str) {
         self.published.get_or_create(&label("door", door)).inc();
     }

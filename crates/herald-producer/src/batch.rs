@@ -263,7 +263,7 @@ async fn write_tenant(
     let (plain, with_callback): (Vec<usize>, Vec<usize>) =
         (0..jobs.len()).partition(|&i| jobs[i].event.callback_url.is_none());
     for i in with_callback {
-        answers[i] = Some(crate::publish(tx, tenant, &jobs[i].event, jobs[i].at).await?);
+        answers[i] = Some(crate::publish::publish_as(tx, tenant, &jobs[i].event, jobs[i].at, None).await?);
     }
     if !plain.is_empty() {
         let ids: Vec<&EventId> = plain.iter().map(|&i| &jobs[i].id).collect();

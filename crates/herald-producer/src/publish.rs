@@ -108,6 +108,18 @@ pub async fn publish(
     event: &NewEvent,
     at: DateTime<Utc>,
 ) -> Result<Published, PublishError> {
+    publish_as(tx, tenant, event, at, Some("rust")).await
+}
+
+/// [`publish`], counted in `herald_events_published_total` under `door` by the outbox-poller,
+/// or not at all (`None`: the API counted it).
+pub(crate) async fn publish_as(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    event: &NewEvent,
+    at: DateTime<Utc>,
+    door: Option<&str>,
+) -> Result<Published, PublishError> {
     let callback_url = event.check()?;
     let schedule_ms = event.retry_schedule.as_ref().map(RetrySchedule::stored);
     let row = tx
@@ -123,6 +135,8 @@ pub async fn publish(
                 &schedule_ms,
                 &event.traceparent,
                 &at,
+                &event.traceparent.as_ref().and(event.tracestate.as_ref()),
+                &door,
             ],
         )
         .await
@@ -142,15 +156,10 @@ pub async fn publish(
                 PublishError::Database(e)
             }
         })?;
-    let published = Published {
+    Ok(Published {
         id: row.get(0),
         created_at: row.get(1),
         duplicate: row.get(2),
         generated_callback_secret: row.get(3),
-    };
-    // herald.publish takes no tracestate: kept beside the traceparent it came with.
-    if let (Some(state), Some(_), false) = (&event.tracestate, &event.traceparent, published.duplicate) {
-        tx.execute(sql::SET_TRACESTATE, &[&tenant, &published.id, state]).await?;
-    }
-    Ok(published)
+    })
 }

@@ -1,14 +1,13 @@
 //! Every statement of herald-producer, by name. Each names one tenant (shared/scale-out.md,
 //! rule 2) and takes its time as a parameter (rule 4).
 
-/// `$7` is the callback's retry schedule in milliseconds, as the function's `interval[]`.
+/// `$7` is the callback's retry schedule in milliseconds, as the function's `interval[]`; `$11`
+/// the door the outbox-poller counts it under (`rust`), or NULL when it was counted already.
 pub const PUBLISH_EVENT: &str =
     "SELECT event_id, created_at, duplicate, generated_secret FROM herald.publish_event_json(\
      $1, $2, $3::text::json, $4, $5, $6, \
      (SELECT array_agg(ms * interval '1 millisecond' ORDER BY n) FROM unnest($7::int8[]) WITH ORDINALITY s(ms, n)), \
-     $8, $9)";
-
-pub const SET_TRACESTATE: &str = "UPDATE herald.events SET tracestate = $3 WHERE tenant_id = $1 AND event_id = $2";
+     $8, $9, $10, $11)";
 
 pub const TOKEN_EXISTS: &str = "SELECT 1 FROM herald.api_tokens WHERE tenant_id = $1 AND token_hash = $2";
 
