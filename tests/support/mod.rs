@@ -130,6 +130,13 @@ impl Api {
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r =
+            self.http.patch(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
         let status = r.status().as_u16();

@@ -109,6 +109,37 @@ impl Ctx {
     }
 }
 
+/// Rows live and dead in Herald's busiest tables once a phase is over (every delivery made,
+/// sent and recorded): whether autovacuum keeps up with the churn of claims and results.
+async fn tables(stack: &Stack) -> anyhow::Result<Value> {
+    let db = stack.db().await?;
+    // The statistics of the last second's writes reach the views when each backend flushes them.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    db.batch_execute("SELECT pg_stat_clear_snapshot()").await?;
+    let rows = db
+        .query(
+            "SELECT relname::text, n_live_tup, n_dead_tup, coalesce(autovacuum_count, 0), \
+                    pg_total_relation_size(relid) \
+               FROM pg_stat_user_tables \
+              WHERE schemaname = 'herald' AND relname IN ('deliveries', 'events', 'pending_events') \
+              ORDER BY relname",
+            &[],
+        )
+        .await?;
+    let pending: i64 =
+        db.query_one("SELECT count(*) FROM herald.deliveries WHERE state = 'pending'", &[]).await?.get(0);
+    let mut out = Map::new();
+    for r in rows {
+        out.insert(
+            r.get::<_, String>(0),
+            json!({"live": r.get::<_, i64>(1), "dead": r.get::<_, i64>(2), "autovacuums": r.get::<_, i64>(3),
+                   "mib": r.get::<_, i64>(4) as f64 / 1048576.0}),
+        );
+    }
+    out.insert("pending_deliveries".into(), json!(pending));
+    Ok(Value::Object(out))
+}
+
 const PHASES: &[&str] = &["http-1", "http-10", "sql-backlog", "latency", "noisy-neighbour", "agent", "ceiling"];
 
 #[tokio::main]
@@ -216,6 +247,7 @@ async fn http_1(ctx: &Ctx, t: Topology) -> anyhow::Result<Value> {
         "duplicates": rx.count("/hook") - rx.distinct("/hook"),
         "cost": cost,
         "peak_rss_mib": rss(&stack),
+        "tables": tables(&stack).await?,
     }))
 }
 
@@ -286,6 +318,7 @@ async fn sql_backlog(ctx: &Ctx, t: Topology) -> anyhow::Result<Value> {
         "cost": cost,
         "peak_rss_mib": rss(&stack),
         "timeline_per_half_second": timeline,
+        "tables": tables(&stack).await?,
     }))
 }
 
@@ -439,6 +472,26 @@ fn print_table(results: &Map<String, Value>, topologies: &[Topology]) {
         }
         if phase == "http-1" || phase == "sql-backlog" {
             for c in &cols {
+                if let Some(t) = p.get(*c).and_then(|v| v.get("tables")).and_then(Value::as_object) {
+                    let shown: Vec<String> = t
+                        .iter()
+                        .filter(|(_, v)| v.is_object())
+                        .map(|(name, v)| {
+                            format!(
+                                "{name} {} live / {} dead ({:.1} MiB, {} autovacuums)",
+                                v["live"],
+                                v["dead"],
+                                v["mib"].as_f64().unwrap_or(0.0),
+                                v["autovacuums"]
+                            )
+                        })
+                        .collect();
+                    println!(
+                        "{phase} ({c}) tables after: {}; pending deliveries {}",
+                        shown.join(", "),
+                        t.get("pending_deliveries").unwrap_or(&Value::Null)
+                    );
+                }
                 if let Some(list) = p.get(*c).and_then(|v| v.get("peak_rss_mib")).and_then(Value::as_array) {
                     let shown: Vec<String> = list
                         .iter()

@@ -311,6 +311,7 @@ mod tests {
         ("V11__publish_by_placement.sql", "99cb83f4c71d2f0738529b529f3a56275150e09464d09eef8b1123de01d0e063"),
         ("V12__tracestate.sql", "5d140983db8f0c3f959b7041c6ac73c0b2e935cf5d6c246522d4cfb4cd8abfc4"),
         ("V13__publish_door.sql", "5852b7defba3f5ce1c2471cf13ff8af6edafda1ab5a825f0eb581762ec4abfa2"),
+        ("V14__receiver_dialects.sql", "0e504a2f740dc5941008ad812b8c404642aa8cf85866e41702a88d090ad2faa0"),
     ];
 
     #[test]

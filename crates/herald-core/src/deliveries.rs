@@ -300,7 +300,8 @@ fn claim(targets: &str) -> String {
                 CASE WHEN e.previous_secret_until > $2 THEN e.previous_secret END AS previous_secret, \
                 CASE WHEN c.endpoint_id IS NULL THEN ev.retry_schedule_ms ELSE e.retry_schedule_ms END \
                   AS retry_schedule_ms, \
-                e.status AS endpoint_status \
+                e.status AS endpoint_status, e.signature_header, e.headers::text AS headers, e.timeout_ms, \
+                coalesce(e.payload_format, 'envelope') AS payload_format \
            FROM claimed c \
            /* a delivery whose event is gone comes back with NULL event columns, and fails as \
               invalid_delivery when prepared, instead of staying leased for ever */ \

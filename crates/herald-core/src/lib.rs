@@ -15,6 +15,7 @@ pub mod config;
 pub mod data;
 pub mod db;
 pub mod deliveries;
+pub mod dialect;
 pub mod id;
 pub mod listen;
 pub mod metrics;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use herald_core::config::RetrySchedule;
 use herald_core::deliveries;
+use herald_core::dialect::{Headers, PayloadFormat};
 use herald_core::id::{self, DeliveryId, EndpointId, EventId, TenantId};
 use herald_core::signing::Secret;
 use herald_core::trace::TraceContext;
@@ -59,6 +60,13 @@ pub struct Claimed {
     pub retry_schedule: Option<RetrySchedule>,
     /// The endpoint was `failing` when this was claimed (a success then means it recovered).
     pub endpoint_failing: bool,
+    /// The hex scheme's header (`x-webhook-signature` when the endpoint names none).
+    pub signature_header: Option<String>,
+    /// Headers of the receiver's own, sent with every attempt; values are secrets.
+    pub headers: Headers,
+    /// The endpoint's own attempt timeout, if it has one.
+    pub timeout: Option<Duration>,
+    pub payload_format: PayloadFormat,
 }
 
 /// What one attempt came to.

@@ -7,10 +7,13 @@
 //! crashed or hung while holding it) as `abandoned`. A panic while preparing one row fails
 //! that row alone (class `internal`, retried on the schedule). None stops the rest of the claim.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use herald_core::config::RetrySchedule;
+use herald_core::dialect::{self, PayloadFormat};
 use herald_core::id::{DeliveryId, TenantId};
-use herald_core::signing::Secret;
+use herald_core::signing::{Scheme, Secret};
 use herald_core::trace::TraceContext;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
@@ -50,6 +53,10 @@ pub fn prepare(tenant: &TenantId, row: &Row, now: DateTime<Utc>) -> Option<Resul
         previous_secret: None,
         retry_schedule: None,
         endpoint_failing: false,
+        signature_header: None,
+        headers: Default::default(),
+        timeout: None,
+        payload_format: PayloadFormat::Envelope,
     };
     let refuse = |c: Claimed, class: &'static str, why: String| {
         tracing::warn!(%tenant, delivery = %c.delivery_id, class, why, "a delivery that cannot be sent is failed");
@@ -97,11 +104,22 @@ fn fill(c: &mut Claimed, row: &Row) -> Result<(), String> {
         Ok(u) => return Err(format!("its URL is not an http or https URL with a host (scheme {:?})", u.scheme())),
         Err(e) => return Err(format!("its URL no longer parses ({e})")),
     }
+    let scheme = Scheme::parse(&c.signature_scheme)
+        .ok_or_else(|| format!("its signature scheme {:?} is unknown", c.signature_scheme))?;
     let secret = |name: &str| -> Result<Option<Secret>, String> {
         col::<Option<String>>(row, name)?
-            .map(|s| Secret::parse(&s).map_err(|why| format!("its {} is unusable: {why}", name.replace('_', " "))))
+            .map(|s| scheme.secret(&s).map_err(|why| format!("its {} is unusable: {why}", name.replace('_', " "))))
             .transpose()
     };
+    c.signature_header = col(row, "signature_header")?;
+    if let Some(text) = col::<Option<String>>(row, "headers")? {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| format!("its headers are not a JSON object ({e})"))?;
+        c.headers = dialect::headers(&object, c.signature_header.as_deref())
+            .map_err(|e| format!("its headers are unusable: {}", e.message))?;
+    }
+    c.timeout = col::<Option<i32>>(row, "timeout_ms")?.map(|ms| Duration::from_millis(ms.max(1) as u64));
+    c.payload_format = PayloadFormat::parse(&col::<String>(row, "payload_format")?).map_err(|e| e.message)?;
     c.secret = secret("secret")?;
     c.previous_secret = secret("previous_secret")?;
     if c.secret.is_none() {

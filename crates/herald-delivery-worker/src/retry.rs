@@ -159,6 +159,10 @@ mod tests {
             previous_secret: None,
             retry_schedule: None,
             endpoint_failing: failing,
+            signature_header: None,
+            headers: Default::default(),
+            timeout: None,
+            payload_format: Default::default(),
         }
     }
 

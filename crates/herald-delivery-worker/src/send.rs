@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use herald_core::dialect::{self, PayloadFormat};
 use herald_core::signing;
 use herald_core::targets::AllowList;
 use herald_core::trace::TraceContext;
@@ -51,10 +52,21 @@ pub struct Sender {
     client: reqwest::Client,
     allow: AllowList,
     timeout: Duration,
+    /// An endpoint's own timeout stops short of the lease, so that no other worker takes the
+    /// delivery while this one still waits for its answer.
+    longest: Duration,
 }
 
+/// What an attempt keeps of its lease after its timeout at the least.
+const LEASE_SPARE: Duration = Duration::from_secs(5);
+
 impl Sender {
-    pub fn new(allow: AllowList, connect_timeout: Duration, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        allow: AllowList,
+        connect_timeout: Duration,
+        timeout: Duration,
+        lease: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -64,12 +76,17 @@ impl Sender {
             .pool_idle_timeout(Duration::from_secs(60))
             .dns_resolver(Arc::new(GuardedResolver { allow: allow.clone() }))
             .build()?;
-        Ok(Self { client, allow, timeout })
+        let longest = lease.saturating_sub(LEASE_SPARE).max(timeout);
+        Ok(Self { client, allow, timeout, longest })
     }
 
     /// The body a receiver gets: `{"id", "type", "created_at", "data"}`, with the data spliced
-    /// in as stored (it is valid JSON text; parsing it again would rewrite its numbers).
+    /// in as stored (it is valid JSON text; parsing it again would rewrite its numbers), or the
+    /// HumanLayer shape when the endpoint asks for it.
     pub fn body(c: &Claimed) -> Vec<u8> {
+        if c.payload_format == PayloadFormat::HumanLayer {
+            return dialect::humanlayer_body(&c.event_type, &c.data);
+        }
         let created_at = c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let quoted = |s: &str| serde_json::Value::String(s.to_string()).to_string();
         let mut body = Vec::with_capacity(c.data.len() + c.event_id.len() + c.event_type.len() + 80);
@@ -121,15 +138,24 @@ impl Sender {
         }
         let body = Self::body(c);
         let ts = now.timestamp();
+        let timeout = c.timeout.map_or(self.timeout, |t| t.min(self.longest));
         let mut req = self
             .client
             .post(&c.url)
+            .timeout(timeout)
             .header("content-type", "application/json")
             .header("webhook-id", c.event_id.as_str())
             .header("webhook-timestamp", ts.to_string());
+        // The receiver's own (checked when set: never one of Herald's).
+        for (name, value) in &c.headers.0 {
+            req = req.header(name, value);
+        }
         if let Some(secret) = &c.secret {
             if c.signature_scheme == "hmac-sha256-hex" {
-                req = req.header("x-webhook-signature", signing::hmac_sha256_hex(secret, &body));
+                // One signature, the current secret's, even while a rotated-out one overlaps:
+                // the header has room for one (docs/receiving.md).
+                let header = c.signature_header.as_deref().unwrap_or(dialect::SIGNATURE_HEADER);
+                req = req.header(header, signing::hmac_sha256_hex(secret, &body));
             } else {
                 let mut sig = signing::standard_webhooks(secret, &c.event_id, ts, &body);
                 if let Some(prev) = &c.previous_secret {
@@ -150,7 +176,7 @@ impl Sender {
             Ok(r) => r,
             Err(e) => {
                 // The URL may carry a token in its query: keep it out of the error text.
-                let (class, detail) = classify(&e.without_url(), self.timeout);
+                let (class, detail) = classify(&e.without_url(), timeout);
                 return fail(outcome, class, detail);
             }
         };

@@ -42,7 +42,7 @@ impl Worker {
         config: WorkerConfig,
         metrics: Arc<herald_core::metrics::Metrics>,
     ) -> Result<Self, reqwest::Error> {
-        let sender = Sender::new(config.allow.clone(), config.connect_timeout, config.attempt_timeout)?;
+        let sender = Sender::new(config.allow.clone(), config.connect_timeout, config.attempt_timeout, config.lease)?;
         Ok(Self { store: Store::new(pool, config, metrics), sender, clock, wake: Wake::new() })
     }
 

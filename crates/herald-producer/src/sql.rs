@@ -23,14 +23,22 @@ pub const GET_EVENT: &str = "SELECT ev.event_id, ev.event_type, ev.created_at, e
       WHERE ev.tenant_id = $1 AND ev.event_id = $2";
 
 const ENDPOINT_COLUMNS: &str = "endpoint_id, url, description, event_types, status, disabled_reason, \
-     signature_scheme, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at, secret";
+     signature_scheme, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at, secret, \
+     signature_header, headers::text AS headers, timeout_ms, payload_format";
 
 pub fn insert_endpoint() -> String {
     format!(
         "INSERT INTO herald.endpoints (tenant_id, endpoint_id, url, description, event_types, \
-         signature_scheme, secret, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING {ENDPOINT_COLUMNS}"
+         signature_scheme, secret, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at, \
+         signature_header, headers, timeout_ms, payload_format) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13::text::jsonb, $14, $15) \
+         RETURNING {ENDPOINT_COLUMNS}"
     )
+}
+
+/// The endpoint, locked for a PATCH or a rotation that must see it whole.
+pub fn lock_endpoint() -> String {
+    format!("SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2 FOR UPDATE")
 }
 
 pub fn get_endpoint() -> String {
@@ -44,18 +52,17 @@ pub fn list_endpoints() -> String {
     )
 }
 
-/// PATCH: each column is replaced only when its `set_` flag is true.
+/// PATCH, on the row [`lock_endpoint`] holds: every settable column as the request and the row
+/// together make it. A new secret (`$15` not NULL) is a rotation: the old one keeps signing
+/// until `$16`.
 pub fn update_endpoint() -> String {
     format!(
-        "UPDATE herald.endpoints SET \
-           url = CASE WHEN $3 THEN $4 ELSE url END, \
-           description = CASE WHEN $5 THEN $6 ELSE description END, \
-           event_types = CASE WHEN $7 THEN $8 ELSE event_types END, \
-           signature_scheme = CASE WHEN $9 THEN $10 ELSE signature_scheme END, \
-           retry_schedule_ms = CASE WHEN $11 THEN $12 ELSE retry_schedule_ms END, \
-           max_in_flight = CASE WHEN $13 THEN $14 ELSE max_in_flight END, \
-           rate_limit_per_s = CASE WHEN $15 THEN $16 ELSE rate_limit_per_s END, \
-           updated_at = $17 \
+        "UPDATE herald.endpoints SET url = $3, description = $4, event_types = $5, signature_scheme = $6, \
+           retry_schedule_ms = $7, max_in_flight = $8, rate_limit_per_s = $9, signature_header = $10, \
+           headers = $11::text::jsonb, timeout_ms = $12, payload_format = $13, updated_at = $14, \
+           previous_secret = CASE WHEN $15::text IS NULL THEN previous_secret ELSE secret END, \
+           previous_secret_until = CASE WHEN $15::text IS NULL THEN previous_secret_until ELSE $16 END, \
+           secret = coalesce($15, secret) \
          WHERE tenant_id = $1 AND endpoint_id = $2 RETURNING {ENDPOINT_COLUMNS}"
     )
 }

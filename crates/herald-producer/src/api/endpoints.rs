@@ -4,23 +4,23 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use herald_core::config::RetrySchedule;
+use herald_core::dialect::{self, PayloadFormat};
 use herald_core::id::{EndpointId, TenantId};
-use herald_core::signing::Secret;
+use herald_core::signing::{Scheme, Secret};
 use herald_core::validate::{self, Invalid};
 use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
 use tokio_postgres::Row;
 
 use super::error::ApiError;
-use super::extract::{page_of, ApiJson, ApiPath, ApiQuery, Page, Tenant, Whole};
+use super::extract::{page_of, ApiJson, ApiPath, ApiQuery, MaybeJson, Page, Tenant, Whole};
 use super::AppState;
 use crate::sql;
 
 /// How long a rotated-out secret keeps signing (contract section 1).
 const SECRET_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
 const MAX_DESCRIPTION: usize = 1024;
-const SCHEMES: [&str; 2] = ["standard-webhooks", "hmac-sha256-hex"];
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
@@ -29,6 +29,10 @@ pub struct CreateBody {
     description: Option<String>,
     secret: Option<String>,
     signature_scheme: Option<String>,
+    signature_header: Option<String>,
+    headers: Option<Map<String, Value>>,
+    timeout: Option<String>,
+    payload_format: Option<String>,
     retry_schedule: Option<Vec<String>>,
     max_in_flight: Option<Whole>,
     rate_limit_per_s: Option<Whole>,
@@ -45,13 +49,28 @@ pub struct UpdateBody {
     url: Option<String>,
     event_types: Option<Vec<String>>,
     description: Option<String>,
+    /// A new secret: a rotation, as `rotate-secret` with a body.
+    secret: Option<String>,
     signature_scheme: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    signature_header: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    headers: Option<Option<Map<String, Value>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    timeout: Option<Option<String>>,
+    payload_format: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     retry_schedule: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
     max_in_flight: Option<Option<Whole>>,
     #[serde(default, deserialize_with = "nullable")]
     rate_limit_per_s: Option<Option<Whole>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    secret: Option<String>,
 }
 
 fn check_description(d: &str) -> Result<(), Invalid> {
@@ -64,16 +83,31 @@ fn check_description(d: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn check_scheme(s: &str) -> Result<(), Invalid> {
-    if SCHEMES.contains(&s) {
-        Ok(())
-    } else {
-        Err(Invalid::new(
+fn check_scheme(s: &str) -> Result<Scheme, Invalid> {
+    Scheme::parse(s).ok_or_else(|| {
+        Invalid::new(
             "invalid_signature_scheme",
             format!(
                 "signature_scheme {s:?} is unknown: use \"standard-webhooks\" (the default) or \"hmac-sha256-hex\""
             ),
-        ))
+        )
+    })
+}
+
+/// A client-given secret, for the endpoint's scheme.
+fn check_secret(scheme: Scheme, s: &str) -> Result<Secret, Invalid> {
+    scheme.secret(s).map_err(|m| Invalid::new("invalid_secret", format!("secret: {m}")))
+}
+
+/// The hex scheme's header: only for that scheme.
+fn check_signature_header(scheme: Scheme, header: Option<&str>) -> Result<Option<String>, Invalid> {
+    match (scheme, header) {
+        (_, None) => Ok(None),
+        (Scheme::HmacSha256Hex, Some(h)) => dialect::header_name("signature_header", h).map(Some),
+        (Scheme::StandardWebhooks, Some(_)) => Err(Invalid::new(
+            "invalid_signature_header",
+            "signature_header is for signature_scheme \"hmac-sha256-hex\"; Standard Webhooks signs in webhook-signature",
+        )),
     }
 }
 
@@ -86,9 +120,29 @@ fn check_limit(field: &'static str, Whole(v): Whole, max: i32) -> Result<i32, In
     }
 }
 
-/// The endpoint as the API answers it; the secret only where the contract shows it.
+/// Headers as stored: a JSON object's text, or NULL for none.
+fn stored_headers(h: &dialect::Headers) -> Option<String> {
+    (!h.0.is_empty())
+        .then(|| Value::Object(h.0.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect()).to_string())
+}
+
+/// The headers a row holds (checked when they were set).
+fn row_headers(row: &Row) -> Map<String, Value> {
+    row.get::<_, Option<String>>("headers").and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+}
+
+/// The endpoint as the API answers it; the secret only where the contract shows it, header
+/// values never (masked).
 fn endpoint_json(row: &Row, with_secret: bool) -> Value {
     let schedule: Option<Vec<i64>> = row.get("retry_schedule_ms");
+    let scheme: String = row.get("signature_scheme");
+    let signature_header = (scheme == Scheme::HmacSha256Hex.name()).then(|| {
+        row.get::<_, Option<String>>("signature_header").unwrap_or_else(|| dialect::SIGNATURE_HEADER.to_string())
+    });
+    let headers: Map<String, Value> =
+        row_headers(row).into_iter().map(|(k, v)| (k, Value::from(dialect::mask(v.as_str().unwrap_or(""))))).collect();
+    let timeout =
+        row.get::<_, Option<i32>>("timeout_ms").map(|ms| validate::format_duration(Duration::from_millis(ms as u64)));
     let mut v = json!({
         "id": row.get::<_, String>("endpoint_id"),
         "url": row.get::<_, String>("url"),
@@ -96,7 +150,11 @@ fn endpoint_json(row: &Row, with_secret: bool) -> Value {
         "event_types": row.get::<_, Vec<String>>("event_types"),
         "status": row.get::<_, String>("status"),
         "disabled_reason": row.get::<_, Option<String>>("disabled_reason"),
-        "signature_scheme": row.get::<_, String>("signature_scheme"),
+        "signature_scheme": scheme,
+        "signature_header": signature_header,
+        "headers": headers,
+        "timeout": timeout,
+        "payload_format": row.get::<_, String>("payload_format"),
         "retry_schedule": schedule.map(|ms| RetrySchedule::from_stored(&ms).written()),
         "max_in_flight": row.get::<_, Option<i32>>("max_in_flight"),
         "rate_limit_per_s": row.get::<_, Option<i32>>("rate_limit_per_s"),
@@ -109,6 +167,10 @@ fn endpoint_json(row: &Row, with_secret: bool) -> Value {
     v
 }
 
+fn timeout_ms(t: &str) -> Result<i32, Invalid> {
+    Ok(dialect::timeout(t)?.as_millis() as i32)
+}
+
 pub async fn create(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -119,12 +181,18 @@ pub async fn create(
     validate::event_type_patterns(&event_types)?;
     let description = body.description.unwrap_or_default();
     check_description(&description)?;
+    let scheme = check_scheme(body.signature_scheme.as_deref().unwrap_or(Scheme::NAMES[0]))?;
     let secret = match body.secret {
-        Some(s) => validate::secret("secret", &s)?,
+        Some(s) => check_secret(scheme, &s)?,
         None => Secret::generate(),
     };
-    let scheme = body.signature_scheme.unwrap_or_else(|| SCHEMES[0].to_string());
-    check_scheme(&scheme)?;
+    let signature_header = check_signature_header(scheme, body.signature_header.as_deref())?;
+    let headers = match &body.headers {
+        Some(h) => dialect::headers(h, Some(signature_header.as_deref().unwrap_or(dialect::SIGNATURE_HEADER)))?,
+        None => dialect::Headers::default(),
+    };
+    let timeout = body.timeout.as_deref().map(timeout_ms).transpose()?;
+    let payload_format = PayloadFormat::parse(body.payload_format.as_deref().unwrap_or("envelope"))?;
     let schedule = body.retry_schedule.as_deref().map(RetrySchedule::parse).transpose()?.map(|s| s.stored());
     let max_in_flight = body.max_in_flight.map(|v| check_limit("max_in_flight", v, 10_000)).transpose()?;
     let rate_limit_per_s = body.rate_limit_per_s.map(|v| check_limit("rate_limit_per_s", v, 100_000)).transpose()?;
@@ -140,12 +208,16 @@ pub async fn create(
                 &url.as_str(),
                 &description,
                 &event_types,
-                &scheme,
+                &scheme.name(),
                 &secret.expose(),
                 &schedule,
                 &max_in_flight,
                 &rate_limit_per_s,
                 &now,
+                &signature_header,
+                &stored_headers(&headers),
+                &timeout,
+                &payload_format.name(),
             ],
         )
         .await?;
@@ -188,9 +260,13 @@ pub async fn update(
     if let Some(d) = &body.description {
         check_description(d)?;
     }
-    if let Some(s) = &body.signature_scheme {
-        check_scheme(s)?;
-    }
+    let new_scheme = body.signature_scheme.as_deref().map(check_scheme).transpose()?;
+    let timeout = match &body.timeout {
+        Some(Some(t)) => Some(Some(timeout_ms(t)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let payload_format = body.payload_format.as_deref().map(PayloadFormat::parse).transpose()?;
     let schedule = match &body.retry_schedule {
         Some(Some(steps)) => Some(Some(RetrySchedule::parse(steps)?.stored())),
         Some(None) => Some(None),
@@ -202,32 +278,66 @@ pub async fn update(
         .rate_limit_per_s
         .map(|v| v.map(|v| check_limit("rate_limit_per_s", v, 100_000)).transpose())
         .transpose()?;
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
+    let now = state.clock.now();
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(row) = tx.query_opt(&sql::lock_endpoint(), &[&tenant, &id]).await? else {
+        return Err(ApiError::not_found("endpoint", &id));
+    };
+    // What the request and the row make together, checked as a whole: a scheme and a secret,
+    // a signature header and the other headers, must go together.
+    let scheme = match new_scheme {
+        Some(s) => s,
+        None => check_scheme(&row.get::<_, String>("signature_scheme"))?,
+    };
+    let secret = body.secret.as_deref().map(|s| check_secret(scheme, s)).transpose()?;
+    if secret.is_none() && new_scheme.is_some() {
+        scheme.secret(&row.get::<_, String>("secret")).map_err(|_| {
+            Invalid::new(
+                "invalid_secret",
+                format!(
+                    "the endpoint's secret is not one {} can use: give a `secret` for it in the same request",
+                    scheme.name()
+                ),
+            )
+        })?;
+    }
+    let signature_header = match (&body.signature_header, scheme) {
+        (Some(h), _) => check_signature_header(scheme, h.as_deref())?,
+        (None, Scheme::HmacSha256Hex) => row.get("signature_header"),
+        (None, Scheme::StandardWebhooks) => None,
+    };
+    let headers_in = match &body.headers {
+        Some(h) => h.clone().unwrap_or_default(),
+        None => row_headers(&row),
+    };
+    let headers =
+        dialect::headers(&headers_in, Some(signature_header.as_deref().unwrap_or(dialect::SIGNATURE_HEADER)))?;
+    let row = tx
+        .query_one(
             &sql::update_endpoint(),
             &[
                 &tenant,
                 &id,
-                &url.is_some(),
-                &url.as_ref().map(|u| u.as_str()),
-                &body.description.is_some(),
-                &body.description,
-                &body.event_types.is_some(),
-                &body.event_types,
-                &body.signature_scheme.is_some(),
-                &body.signature_scheme,
-                &schedule.is_some(),
-                &schedule.flatten(),
-                &max_in_flight.is_some(),
-                &max_in_flight.flatten(),
-                &rate_limit_per_s.is_some(),
-                &rate_limit_per_s.flatten(),
-                &state.clock.now(),
+                &url.as_ref().map_or_else(|| row.get::<_, String>("url"), |u| u.to_string()),
+                &body.description.clone().unwrap_or_else(|| row.get("description")),
+                &body.event_types.clone().unwrap_or_else(|| row.get("event_types")),
+                &scheme.name(),
+                &schedule.unwrap_or_else(|| row.get("retry_schedule_ms")),
+                &max_in_flight.unwrap_or_else(|| row.get("max_in_flight")),
+                &rate_limit_per_s.unwrap_or_else(|| row.get("rate_limit_per_s")),
+                &signature_header,
+                &stored_headers(&headers),
+                &timeout.unwrap_or_else(|| row.get("timeout_ms")),
+                &payload_format.map_or_else(|| row.get::<_, String>("payload_format"), |p| p.name().to_string()),
+                &now,
+                &secret.as_ref().map(Secret::expose),
+                &(now + SECRET_OVERLAP),
             ],
         )
         .await?;
-    row.map(|r| Json(endpoint_json(&r, false))).ok_or_else(|| ApiError::not_found("endpoint", &id))
+    tx.commit().await?;
+    Ok(Json(endpoint_json(&row, secret.is_some())))
 }
 
 pub async fn delete(
@@ -254,14 +364,22 @@ pub async fn rotate_secret(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     ApiPath(id): ApiPath<EndpointId>,
+    MaybeJson(body): MaybeJson<RotateBody>,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
-    let secret = Secret::generate();
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(&sql::rotate_secret(), &[&tenant, &id, &secret.expose(), &(now + SECRET_OVERLAP), &now])
-        .await?;
-    row.map(|r| Json(endpoint_json(&r, true))).ok_or_else(|| ApiError::not_found("endpoint", &id))
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(row) = tx.query_opt(&sql::lock_endpoint(), &[&tenant, &id]).await? else {
+        return Err(ApiError::not_found("endpoint", &id));
+    };
+    let secret = match body.and_then(|b| b.secret) {
+        Some(s) => check_secret(check_scheme(&row.get::<_, String>("signature_scheme"))?, &s)?,
+        None => Secret::generate(),
+    };
+    let row =
+        tx.query_one(&sql::rotate_secret(), &[&tenant, &id, &secret.expose(), &(now + SECRET_OVERLAP), &now]).await?;
+    tx.commit().await?;
+    Ok(Json(endpoint_json(&row, true)))
 }
 
 async fn set_status(

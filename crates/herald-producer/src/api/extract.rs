@@ -98,6 +98,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// [`ApiJson`] when the request has a body, `None` when it has none (`POST .../rotate-secret`
+/// takes an optional one).
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for MaybeJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let headers = req.headers();
+        let length = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+        let chunked = headers.contains_key(axum::http::header::TRANSFER_ENCODING);
+        if !chunked && matches!(length, None | Some("0")) {
+            return Ok(Self(None));
+        }
+        ApiJson::<T>::from_request(req, state).await.map(|ApiJson(v)| Self(Some(v)))
+    }
+}
+
 fn serde_message(body_text: String) -> String {
     body_text
         .trim_start_matches("Failed to deserialize the JSON body into the target type: ")

@@ -324,7 +324,7 @@ async fn bad_requests_are_refused_cleanly_and_write_nothing() {
             "patch unknown field",
             Method::PATCH,
             &format!("/v1/endpoints/{my_ep}"),
-            r#"{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}"#,
+            r#"{"signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}"#,
             422,
             "invalid_field",
         ),
