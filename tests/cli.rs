@@ -23,9 +23,17 @@ async fn migrate_runs_on_a_database_a_later_release_migrated() {
     let (ok, _, err) = herald_output(&db, &["migrate"]);
     assert!(ok, "{err}");
     assert!(err.contains("later Herald") && err.contains("from_a_later_release"), "{err}");
+    // A landed migration edited: refused.
+    let checksum: String =
+        client.query_one("SELECT checksum FROM herald.schema_history WHERE version = 1", &[]).await.unwrap().get(0);
     client.batch_execute("UPDATE herald.schema_history SET checksum = '1' WHERE version = 1").await.unwrap();
     let (ok, _, err) = herald_output(&db, &["migrate"]);
-    assert!(!ok && err.contains("V1"), "an edited migration is refused: {err}");
+    assert!(!ok && err.contains("V1__initial") && err.contains("different"), "an edited migration is refused: {err}");
+    client.execute("UPDATE herald.schema_history SET checksum = $1 WHERE version = 1", &[&checksum]).await.unwrap();
+    // One of its own never applied below the newest: refused, not skipped.
+    client.batch_execute("DELETE FROM herald.schema_history WHERE version = 2").await.unwrap();
+    let (ok, _, err) = herald_output(&db, &["migrate"]);
+    assert!(!ok && err.contains("never applied V2__delivery"), "a gap is refused: {err}");
 }
 
 #[tokio::test]

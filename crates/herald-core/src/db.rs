@@ -29,6 +29,9 @@ pub enum DbError {
     Migrate(#[from] refinery::Error),
     #[error("HERALD_DATABASE_URL: {0}")]
     Settings(String),
+    /// The database's migrations and this build's do not go together.
+    #[error("migrations: {0}")]
+    Schema(String),
     #[error(
         "this PostgreSQL has no Citus: on the coordinator, CREATE EXTENSION citus, set it with citus_set_coordinator_host and add the workers with citus_add_node, then run `herald migrate --citus` there"
     )]
@@ -164,12 +167,26 @@ pub async fn migrate_with(
         let on_citus = crate::citus::distributed(&client).await?;
         // A later release migrated this database, and this one was rolled back to: its
         // migrations only add (docs/operations.md, Upgrading), so this release runs on them.
-        let newest = all.iter().map(|m| m.version() as i32).max().unwrap_or(0);
-        let ahead: Vec<String> = client
-            .query(&format!("SELECT name FROM {MIGRATION_TABLE} WHERE version > $1 ORDER BY version"), &[&newest])
+        // One of its own missing below the newest applied is another matter: refused.
+        let applied: Vec<(i32, String)> = client
+            .query(&format!("SELECT version, name FROM {MIGRATION_TABLE} ORDER BY version"), &[])
             .await
-            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
             .unwrap_or_default();
+        let newest = all.iter().map(|m| m.version() as i32).max().unwrap_or(0);
+        let top = applied.iter().map(|(v, _)| *v).max().unwrap_or(0);
+        let skipped: Vec<String> = all
+            .iter()
+            .filter(|m| (m.version() as i32) < top && !applied.iter().any(|(v, _)| *v == m.version() as i32))
+            .map(|m| m.to_string())
+            .collect();
+        if !skipped.is_empty() {
+            return Err(DbError::Schema(format!(
+                "the database is at V{top} but never applied {}: it was migrated by a Herald without them; migrate it with a release that has them all",
+                skipped.join(", ")
+            )));
+        }
+        let ahead: Vec<&str> = applied.iter().filter(|(v, _)| *v > newest).map(|(_, n)| n.as_str()).collect();
         if !ahead.is_empty() {
             tracing::warn!(later = ?ahead, "the database has migrations of a later Herald than this one; running on them");
         }

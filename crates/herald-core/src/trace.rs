@@ -66,8 +66,9 @@ impl TraceContext {
         }
     }
 
-    /// The context to pass on from within `span`: the span's own when Herald makes spans (its
-    /// trace id is the publisher's, its parent id `span`'s), else this one as it came.
+    /// The context to pass on from within `span`: the span's own traceparent when Herald makes
+    /// spans (its trace id is the publisher's, its parent id `span`'s), else this one as it
+    /// came. The tracestate goes on as it came either way: Herald adds no member of its own.
     pub fn from_within(&self, span: &tracing::Span) -> TraceContext {
         let cx = span.context();
         if !cx.span().span_context().is_valid() {
@@ -75,10 +76,7 @@ impl TraceContext {
         }
         let mut carrier = HashMap::new();
         TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-        TraceContext {
-            traceparent: carrier.remove("traceparent"),
-            tracestate: carrier.remove("tracestate").filter(|s| !s.is_empty()),
-        }
+        TraceContext { traceparent: carrier.remove("traceparent"), tracestate: self.tracestate.clone() }
     }
 }
 

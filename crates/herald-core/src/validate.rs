@@ -188,13 +188,22 @@ pub fn traceparent(v: &str) -> bool {
     parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2)
 }
 
-/// A W3C tracestate: at most 32 comma-separated `key=value` members, 512 characters in all;
-/// keys of `a-z 0-9 _ - * / @`, values of visible ASCII but `,` and `=`.
+/// A W3C tracestate (Trace Context, section 3.3): at most 32 comma-separated `key=value`
+/// members and 512 characters; a key is `a-z` then up to 255 of `a-z 0-9 _ - * /`, or
+/// `tenant@system` (tenant: `a-z 0-9` then up to 240 of those; system: `a-z` then up to 13); a
+/// value is 1 to 256 of visible ASCII but `,` and `=`, with spaces inside but not at its end.
 pub fn tracestate(v: &str) -> bool {
-    let key = |k: &str| {
-        !k.is_empty()
-            && k.len() <= 256
-            && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/@".contains(&b))
+    let rest = |s: &[u8], max: usize| {
+        s.len() <= max && s.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/".contains(&b))
+    };
+    let key = |k: &str| match k.split_once('@') {
+        None => k.as_bytes().first().is_some_and(u8::is_ascii_lowercase) && rest(&k.as_bytes()[1..], 255),
+        Some((tenant, system)) => {
+            tenant.as_bytes().first().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && rest(&tenant.as_bytes()[1..], 240)
+                && system.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+                && rest(&system.as_bytes()[1..], 13)
+        }
     };
     let value = |v: &str| {
         !v.is_empty()
@@ -237,11 +246,25 @@ mod tests {
 
     #[test]
     fn tracestate_shapes() {
-        for ok in ["vendor=abc", "a=1,b=2", "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7", "t@sys-1/x*y=v a l"] {
+        for ok in ["vendor=abc", "a=1,b=2", "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7", "t@sys-1/x*y=v a l", "0t@a=1"] {
             assert!(tracestate(ok), "{ok}");
         }
         let long = format!("a={}", "x".repeat(600));
-        for bad in ["", ",", "novalue", "Upper=1", "a=b=c", "a=\u{7f}", "a=1\r\nx: y", long.as_str()] {
+        let vendor = format!("t@{}=1", "s".repeat(15));
+        for bad in [
+            "",
+            ",",
+            "novalue",
+            "Upper=1",
+            "a=b=c",
+            "a=\u{7f}",
+            "a=1\r\nx: y",
+            "_a=1",
+            "a@b@c=1",
+            "0a=1",
+            &long,
+            &vendor,
+        ] {
             assert!(!tracestate(bad), "{bad:?}");
         }
         let many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();

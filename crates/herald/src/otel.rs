@@ -3,8 +3,9 @@
 //! or when `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`. The SDK reads the other
 //! standard variables itself: `OTEL_SERVICE_NAME` (Herald's default: `herald`),
 //! `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and `_ARG`, `OTEL_EXPORTER_OTLP_HEADERS`,
-//! `OTEL_BSP_*`. Which spans exist, and how they join the publisher's trace: `herald_core::trace`.
+//! `OTEL_BSP_*`; this module `OTEL_EXPORTER_OTLP_TIMEOUT` and `OTEL_EXPORTER_OTLP_CERTIFICATE`. Which spans exist, and how they join the publisher's trace: `herald_core::trace`.
 
+use anyhow::Context;
 use bytes::Bytes;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -27,7 +28,10 @@ pub fn provider() -> anyhow::Result<SdkTracerProvider> {
         .with_http_client(Client::new()?)
         .build()?;
     let mut resource = Resource::builder();
-    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+    let named = std::env::var("OTEL_SERVICE_NAME").is_ok()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+            .is_ok_and(|a| a.split(',').any(|kv| kv.trim().starts_with("service.name=")));
+    if !named {
         resource = resource.with_service_name("herald");
     }
     Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build())
@@ -47,7 +51,18 @@ impl Client {
             .ok()
             .and_then(|ms| ms.parse::<u64>().ok())
             .map_or(std::time::Duration::from_secs(10), std::time::Duration::from_millis);
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        let mut http = reqwest::Client::builder().timeout(timeout);
+        // A collector whose certificate a CA of one's own signed.
+        if let Ok(path) = std::env::var("OTEL_EXPORTER_OTLP_CERTIFICATE") {
+            let pem =
+                std::fs::read(&path).with_context(|| format!("OTEL_EXPORTER_OTLP_CERTIFICATE: reading {path}"))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("OTEL_EXPORTER_OTLP_CERTIFICATE: {path} is not PEM certificates"))?
+            {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build()?;
         Ok(Self { http, runtime: tokio::runtime::Handle::try_current()? })
     }
 }

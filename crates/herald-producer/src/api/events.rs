@@ -34,9 +34,11 @@ pub struct PublishBody {
 /// The request's W3C trace context; a malformed header is ignored, as the specification asks
 /// (and a `tracestate` without a `traceparent` means nothing).
 fn trace_context(headers: &HeaderMap) -> TraceContext {
+    // Several tracestate fields are one list (W3C): joined with commas.
     let header = |name: &str, valid: fn(&str) -> bool| {
-        let v = headers.get(name)?.to_str().ok()?.trim();
-        valid(v).then(|| v.to_string())
+        let fields: Option<Vec<&str>> = headers.get_all(name).iter().map(|v| v.to_str().ok().map(str::trim)).collect();
+        let v = fields?.join(",");
+        (!v.is_empty() && valid(&v)).then_some(v)
     };
     let traceparent = header("traceparent", validate::traceparent);
     let tracestate = traceparent.as_ref().and_then(|_| header("tracestate", validate::tracestate));
@@ -45,12 +47,12 @@ fn trace_context(headers: &HeaderMap) -> TraceContext {
 
 /// The span of a publish, continuing the publisher's trace; the event keeps its context, so
 /// that fan-out and attempts continue it in turn.
-fn publish_span(tenant: &TenantId, event_type: &str, from: &TraceContext) -> tracing::Span {
+fn publish_span(tenant: &TenantId, from: &TraceContext) -> tracing::Span {
     if !trace::on() {
         return tracing::Span::none();
     }
     let span = tracing::info_span!("herald.publish", otel.kind = "server", herald.tenant = %tenant,
-        herald.event_type = event_type, herald.event_id = tracing::field::Empty,
+        herald.event_type = tracing::field::Empty, herald.event_id = tracing::field::Empty,
         otel.status_code = tracing::field::Empty, error.type = tracing::field::Empty);
     from.parent_of(&span);
     span
@@ -63,7 +65,7 @@ pub async fn publish(
     ApiJson(body): ApiJson<PublishBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let from = trace_context(&headers);
-    let span = publish_span(&tenant, &body.event_type, &from);
+    let span = publish_span(&tenant, &from);
     let answer = publish_in(state, tenant, &headers, body, from.from_within(&span)).instrument(span.clone()).await;
     if let Err(e) = &answer {
         span.record("otel.status_code", "ERROR");
@@ -114,6 +116,7 @@ async fn publish_in(
         tracestate: trace.tracestate,
     };
     event.check()?;
+    tracing::Span::current().record("herald.event_type", event.event_type.as_str());
     let published = state.publisher.publish(&tenant, event, state.clock.now()).await?;
     tracing::Span::current().record("herald.event_id", published.id.as_str());
     let mut answer = json!({"id": published.id, "created_at": published.created_at, "duplicate": published.duplicate});
