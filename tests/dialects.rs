@@ -175,3 +175,173 @@ async fn a_humanlayer_style_agent_resumes_its_threads_from_both_kinds_of_operati
         assert!(r.header("webhook-signature").is_some());
     }
 }
+
+/// Delayed publish, over HTTP and in SQL: nothing is sent before `deliver_at`, and the event
+/// shows it; more than 30 days ahead is refused where it enters.
+#[tokio::test]
+async fn nothing_is_sent_before_deliver_at() {
+    let (db, _herald, api) = support::herald_all(&fast_with(&[])).await;
+    let rx = Receiver::start().await;
+    api.endpoint(json!({"url": rx.url("/later")})).await;
+    let start = std::time::Instant::now();
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let (s, v) = api
+        .post("/v1/events", json!({"id": "evt_later", "type": "t", "data": {}, "deliver_at": at.to_rfc3339()}))
+        .await;
+    assert_eq!(s, 202, "{v}");
+    db.client()
+        .await
+        .execute("SELECT herald.publish('acme', 't', '{}'::jsonb, id => 'evt_later_sql', deliver_at => $1)", &[&at])
+        .await
+        .unwrap();
+    let (_, shown) = api.get("/v1/events/evt_later").await;
+    let shown_at = chrono::DateTime::parse_from_rfc3339(shown["deliver_at"].as_str().unwrap()).unwrap();
+    assert!((shown_at.to_utc() - at).num_milliseconds().abs() < 2, "{shown}");
+    assert_eq!(shown["deliveries"][0]["next_attempt_at"], shown["deliver_at"], "{shown}");
+    let got = rx.wait_for("/later", 2, WAIT).await;
+    for r in &got {
+        let after = r.at.duration_since(start);
+        assert!(after >= Duration::from_millis(1400), "delivered {after:?} after publishing, before deliver_at");
+    }
+    // Too far ahead: refused with how to fix it, nothing written.
+    let far = (chrono::Utc::now() + chrono::Duration::days(31)).to_rfc3339();
+    let (s, v) = api.post("/v1/events", json!({"id": "evt_far", "type": "t", "data": {}, "deliver_at": far})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_deliver_at")), "{v}");
+    let (s, v) = api.post("/v1/events", json!({"type": "t", "data": {}, "deliver_at": "tomorrow 9am"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_deliver_at")), "{v}");
+    assert_eq!(api.get("/v1/events/evt_far").await.0, 404);
+    let err = db
+        .client()
+        .await
+        .execute("SELECT herald.publish('acme', 't', '{}'::jsonb, deliver_at => now() + interval '31 days')", &[])
+        .await
+        .unwrap_err();
+    assert!(herald_core::db::describe(&err).contains("30 days"), "{err}");
+}
+
+/// Run callbacks as agent platforms send them: the URL (with its token) and the secret in
+/// headers; unsigned only where the tenant's operator allows it.
+#[tokio::test]
+async fn run_callbacks_come_in_headers_and_go_unsigned_only_when_allowed() {
+    let log =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("dialects-cb-{}.log", std::process::id()));
+    let (db, _herald, api) = start(&log).await;
+    let rx = Receiver::start().await;
+    rx.set("/cb", Behaviour::Status(500, None));
+    let token = "tok%2Fsecret-0123456789";
+    let publish = |id: &'static str, secret: Option<&'static str>| {
+        let api = api.clone();
+        let url = rx.url(&format!("/cb?token={token}&run={id}"));
+        async move {
+            let mut req = api
+                .http
+                .post(format!("{}/v1/events", api.base))
+                .bearer_auth(&api.token)
+                .header("x-callback-url", url)
+                .json(&json!({"id": id, "type": "run.finished", "data": {}}));
+            if let Some(s) = secret {
+                req = req.header("x-callback-secret", s);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // Signed by default, with a secret Herald makes and answers once.
+    let (s, v) = publish("run-1", None).await;
+    assert_eq!(s, 202, "{v}");
+    let made = v["callback_secret"].as_str().expect("a secret made for the callback").to_string();
+    let first = rx.wait_for("/cb", 1, WAIT).await;
+    assert_eq!(first[0].query, format!("token={token}&run=run-1"), "the token arrives intact");
+    assert!(first[0].header("webhook-signature").is_some());
+    rx.set("/cb", Behaviour::Ok);
+    api.wait_delivery("run-1", None, "delivered", WAIT).await;
+    // The secret from the header signs it.
+    let (s, _) = publish("run-2", Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).await;
+    assert_eq!(s, 202);
+    let r = rx.wait_for("/cb", 3, WAIT).await.into_iter().find(|r| r.query.ends_with("run=run-2")).unwrap();
+    standardwebhooks::Webhook::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .unwrap()
+        .verify(&r.body, &r.headers)
+        .unwrap();
+
+    // The operator allows unsigned callbacks: none is made, none is sent.
+    let (ok, out, err) = support::herald_output(&db, &["tenant", "set", "acme", "--unsigned-callbacks", "true"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["unsigned_callbacks"], true, "{out}");
+    let (s, v) = publish("run-3", None).await;
+    assert_eq!(s, 202, "{v}");
+    assert!(v.get("callback_secret").is_none(), "{v}");
+    let r = rx.wait_for("/cb", 4, WAIT).await.into_iter().find(|r| r.query.ends_with("run=run-3")).unwrap();
+    assert!(r.header("webhook-signature").is_none(), "unsigned");
+
+    // The token is in no log line and no error text.
+    let (_, event) = api.get("/v1/events/run-1/attempts").await;
+    assert!(!event.to_string().contains("secret-0123456789"), "{event}");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(!logged.contains("secret-0123456789") && !logged.contains(&made), "a token or secret was logged");
+}
+
+/// The operator's URL policy for a tenant: refused where URLs are set, and at send time for
+/// URLs set before it (a clear attempt error), until it is loosened again.
+#[tokio::test]
+async fn a_tenants_url_policy_holds_where_urls_are_set_and_when_they_are_sent() {
+    let (db, _herald, api) = support::herald_all(&fast_with(&[])).await;
+    let rx = Receiver::start().await;
+    let (ep, _) = api.endpoint(json!({"url": rx.url("/p"), "retry_schedule": ["30s"]})).await;
+    let set = |args: &[&str]| {
+        let mut all = vec!["tenant", "set", "acme"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = support::herald_output(&db, &all);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let shown = set(&["--allowed-domains", "hooks.example.com,*.Example.org"]);
+    assert_eq!(shown["allowed_domains"], json!(["hooks.example.com", "*.example.org"]));
+    let (_, tenant) = api.get("/v1/tenant").await;
+    assert_eq!(tenant["allowed_domains"], shown["allowed_domains"], "{tenant}");
+    assert_eq!(tenant["require_https"], false);
+
+    // Where URLs are set: refused, with why.
+    let local = rx.url("/q");
+    for (what, s, v) in [
+        ("create", api.post("/v1/endpoints", json!({"url": local})).await),
+        ("patch", api.patch(&format!("/v1/endpoints/{ep}"), json!({"url": local})).await),
+        ("event callback", api.post("/v1/events", json!({"type": "t", "data": {}, "callback_url": local})).await),
+        ("approval callback", api.post("/v1/approvals", json!({"fn": "f", "kwargs": {}, "callback_url": local})).await),
+    ]
+    .map(|(w, (s, v))| (w, s, v))
+    {
+        assert_eq!((s, v["error"]["code"].as_str()), (422, Some("url_not_allowed")), "{what}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("allowed domains"), "{what}: {v}");
+    }
+    // At send time: the endpoint set before the policy gets nothing, and says why.
+    api.publish(json!({"id": "evt_policy", "type": "t", "data": {}})).await;
+    let attempt = eventually("a refused attempt", WAIT, || async {
+        let (_, v) = api.get("/v1/events/evt_policy/attempts").await;
+        v["data"].as_array().and_then(|a| a.first().cloned()).filter(|a| a["error"] == "url_policy")
+    })
+    .await;
+    assert_eq!(attempt["status_code"], Value::Null, "nothing was sent: {attempt}");
+    let (_, event) = api.get("/v1/events/evt_policy").await;
+    let why = event["deliveries"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("not among this tenant's allowed domains"), "{event}");
+    assert_eq!(rx.count("/p"), 0);
+    // Loosened: a retry by hand goes through (once the workers read the settings again).
+    set(&["--allowed-domains", ""]);
+    let delivery = event["deliveries"][0]["id"].as_str().unwrap().to_string();
+    eventually("the delivery to go through once the policy allows it", WAIT, || async {
+        if rx.count("/p") > 0 {
+            return Some(());
+        }
+        api.post(&format!("/v1/deliveries/{delivery}/retry"), json!({})).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        None
+    })
+    .await;
+    // https only.
+    set(&["--require-https", "true"]);
+    let (s, v) = api.post("/v1/endpoints", json!({"url": local})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("url_not_allowed")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("https"), "{v}");
+}

@@ -329,6 +329,7 @@ mod tests {
         ("V12__tracestate.sql", "5d140983db8f0c3f959b7041c6ac73c0b2e935cf5d6c246522d4cfb4cd8abfc4"),
         ("V13__publish_door.sql", "5852b7defba3f5ce1c2471cf13ff8af6edafda1ab5a825f0eb581762ec4abfa2"),
         ("V14__receiver_dialects.sql", "0e504a2f740dc5941008ad812b8c404642aa8cf85866e41702a88d090ad2faa0"),
+        ("V15__deliver_at_and_tenant_settings.sql", "d8371c24b791bae55a3f5a85a5d291849f581690d90607290b4a2ca9f2bc56e5"),
     ];
 
     #[test]

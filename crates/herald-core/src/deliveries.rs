@@ -43,14 +43,15 @@ impl State {
 const ENDPOINTS: &str = "SELECT endpoint_id, url, event_types FROM herald.endpoints \
      WHERE tenant_id = $1 AND status IN ('healthy', 'failing') ORDER BY endpoint_id FOR KEY SHARE";
 
-/// The insert of new deliveries, due at `$6`, shared by fan-out and replay.
+/// The insert of new deliveries, due at `$6` or at their event's `deliver_at` (`u.due`) if
+/// later, shared by fan-out and replay.
 macro_rules! insert_deliveries {
     () => {
         "INSERT INTO herald.deliveries AS d (tenant_id, delivery_id, event_id, target, \
            endpoint_id, url, state, next_attempt_at, created_at, updated_at) \
-         SELECT $1, u.delivery_id, u.event_id, u.target, u.endpoint_id, u.url, 'pending', $6, $6, $6 \
-           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $7::text[]) \
-                AS u(delivery_id, event_id, target, endpoint_id, url)"
+         SELECT $1, u.delivery_id, u.event_id, u.target, u.endpoint_id, u.url, 'pending', greatest($6, u.due), $6, $6 \
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::timestamptz[]) \
+                AS u(delivery_id, event_id, target, endpoint_id, url, due)"
     };
 }
 
@@ -84,6 +85,8 @@ pub struct New<'a> {
     pub targets: Vec<&'a str>,
     pub endpoint_ids: Vec<Option<&'a EndpointId>>,
     pub urls: Vec<&'a str>,
+    /// When each is due if later than now: its event's `deliver_at`.
+    pub dues: Vec<Option<DateTime<Utc>>>,
 }
 
 /// What a delivery is sent to, for claims and limits: its endpoint, or its event's callback.
@@ -108,7 +111,10 @@ pub async fn insert(
     }
     let insert = tx.prepare_cached(if again { INSERT_AGAIN } else { INSERT }).await?;
     let n = tx
-        .execute(&insert, &[&tenant, &rows.ids, &rows.event_ids, &rows.targets, &rows.endpoint_ids, &now, &rows.urls])
+        .execute(
+            &insert,
+            &[&tenant, &rows.ids, &rows.event_ids, &rows.targets, &rows.endpoint_ids, &now, &rows.urls, &rows.dues],
+        )
         .await?;
     if n > 0 {
         tx.execute(&tx.prepare_cached(NOTIFY_WORKERS).await?, &[&tenant]).await?;
@@ -124,6 +130,8 @@ pub struct Event {
     pub callback_url: Option<String>,
     /// The context its fan-out span continues (empty when Herald makes no spans).
     pub trace: TraceContext,
+    /// Nothing is sent before it (delayed publish).
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
 /// Creates the deliveries of `events` (all of `tenant`) in `tx`, and wakes the workers when
@@ -150,8 +158,8 @@ pub async fn fan_out(
             }
         })
         .collect();
-    let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<&str>::new());
+    let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls, mut dues) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<&str>::new(), Vec::new());
     // One span per event, in its publisher's trace, over the writing of its deliveries.
     let mut spans = Vec::new();
     for event in events {
@@ -163,6 +171,7 @@ pub async fn fan_out(
                 targets.push(target_of(Some(endpoint_id)));
                 endpoint_ids.push(Some(endpoint_id));
                 urls.push(url.as_str());
+                dues.push(event.deliver_at);
             }
         }
         if let Some(url) = &event.callback_url {
@@ -171,6 +180,7 @@ pub async fn fan_out(
             targets.push(CALLBACK);
             endpoint_ids.push(None);
             urls.push(url.as_str());
+            dues.push(event.deliver_at);
         }
         if trace::on() {
             let span = tracing::info_span!("herald.fan_out", herald.tenant = %tenant, herald.event_id = %event.id,
@@ -183,7 +193,7 @@ pub async fn fan_out(
         return Ok(0);
     }
     let made = ids.len();
-    insert(tx, tenant, &New { ids, event_ids, targets, endpoint_ids, urls }, now, false).await?;
+    insert(tx, tenant, &New { ids, event_ids, targets, endpoint_ids, urls, dues }, now, false).await?;
     Ok(made)
 }
 

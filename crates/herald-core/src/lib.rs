@@ -20,6 +20,7 @@ pub mod id;
 pub mod listen;
 pub mod metrics;
 pub mod panic;
+pub mod policy;
 pub mod signing;
 pub mod statements;
 pub mod targets;

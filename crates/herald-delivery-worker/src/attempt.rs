@@ -30,6 +30,8 @@ pub fn target_key(tenant: &TenantId, target: &str) -> String {
 
 /// The class of an attempt refused before sending because the delivery cannot be prepared.
 pub const INVALID_DELIVERY: &str = "invalid_delivery";
+/// The class of an attempt not made because the tenant's URL policy refuses its URL.
+pub const URL_POLICY: &str = "url_policy";
 /// The class of an attempt refused because earlier ones never came back.
 pub const ABANDONED: &str = "abandoned";
 

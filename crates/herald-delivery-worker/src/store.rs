@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use herald_core::deliveries::{self, State};
 use herald_core::id::{DeliveryId, EndpointId, TenantId};
+use herald_core::policy::TenantSettings;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::attempt::{target_key, Claimed, Finished};
+use crate::attempt::{target_key, AttemptOutcome, Claimed, Finished, URL_POLICY};
 use crate::config::WorkerConfig;
 use crate::retry;
 use crate::sql;
@@ -53,7 +54,13 @@ pub struct Store {
     /// later than the margin) is found at the next poll, when [`Store::forget_marks`] makes
     /// the claim start from the beginning.
     marks: std::sync::Arc<std::sync::Mutex<Marks>>,
+    /// Tenants' settings as read lately (their URL policy applies at every attempt).
+    settings: std::sync::Arc<std::sync::Mutex<HashMap<TenantId, (std::time::Instant, TenantSettings)>>>,
 }
+
+/// How long a tenant's settings are used before they are read again: a policy tightened takes
+/// effect within it.
+const SETTINGS_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How far before its mark a claim starts (see `Store::marks`).
 const MARK_MARGIN: chrono::Duration = chrono::Duration::milliseconds(250);
@@ -73,6 +80,24 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// Deliveries to URLs the tenant's policy no longer allows are not sent: each is a refused
+    /// attempt (`url_policy`), retried on the schedule, so a policy loosened again lets them go.
+    fn apply_policy(&mut self, settings: &TenantSettings, now: DateTime<Utc>) {
+        if !settings.require_https && settings.allowed_domains.is_none() {
+            return;
+        }
+        for c in std::mem::take(&mut self.ready) {
+            let field = if c.endpoint_id.is_some() { "the endpoint's URL" } else { "the callback URL" };
+            let verdict = url::Url::parse(&c.url)
+                .map_err(|e| e.to_string())
+                .and_then(|u| settings.permits(field, &u).map_err(|e| format!("{}; it is not sent", e.message)));
+            match verdict {
+                Ok(()) => self.ready.push(c),
+                Err(why) => self.refused.push(Finished::new(c, AttemptOutcome::refused(now, URL_POLICY, why))),
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ready.len() + self.refused.len()
     }
@@ -95,7 +120,7 @@ impl Claim {
 
 impl Store {
     pub fn new(pool: Pool, config: WorkerConfig, metrics: std::sync::Arc<herald_core::metrics::Metrics>) -> Self {
-        Self { pool, config, metrics, marks: Default::default() }
+        Self { pool, config, metrics, marks: Default::default(), settings: Default::default() }
     }
 
     /// Claims start from the beginning of each target's range again (see `marks`).
@@ -223,7 +248,23 @@ impl Store {
         self.metrics.leases_reclaimed.inc_by(reclaimed as u64);
         let mut claim = Claim { more, ..Claim::default() };
         claim.take(tenant, rows, now);
+        let settings = self.settings(&client, tenant).await?;
+        claim.apply_policy(&settings, now);
         Ok(claim)
+    }
+
+    /// `tenant`'s settings, read again when older than [`SETTINGS_FOR`].
+    async fn settings(&self, client: &tokio_postgres::Client, tenant: &TenantId) -> Result<TenantSettings, StoreError> {
+        let cached = self.settings.lock().unwrap_or_else(|p| p.into_inner()).get(tenant).cloned();
+        if let Some((_, s)) = cached.filter(|(at, _)| at.elapsed() < SETTINGS_FOR) {
+            return Ok(s);
+        }
+        let s = TenantSettings::load(client, tenant).await?.unwrap_or_default();
+        self.settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.clone(), (std::time::Instant::now(), s.clone()));
+        Ok(s)
     }
 
     /// Claims up to `want` of a limited endpoint's due deliveries in `tx`, under the endpoint

@@ -25,6 +25,8 @@ pub struct NewEvent {
     pub traceparent: Option<String>,
     /// W3C `tracestate`, passed on with `traceparent` (ignored without one).
     pub tracestate: Option<String>,
+    /// Nothing is sent before this time (at most 30 days after publishing; a time past is now).
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
 impl NewEvent {
@@ -65,6 +67,20 @@ impl NewEvent {
             ));
         }
         Ok(callback_url)
+    }
+}
+
+/// The furthest ahead an event may be scheduled.
+pub const MAX_DELAY: chrono::Duration = chrono::Duration::days(30);
+
+/// `deliver_at` at most 30 days after `at`.
+pub fn check_deliver_at(deliver_at: Option<DateTime<Utc>>, at: DateTime<Utc>) -> Result<(), Invalid> {
+    match deliver_at {
+        Some(t) if t > at + MAX_DELAY => Err(Invalid::new(
+            "invalid_deliver_at",
+            format!("deliver_at {} is more than 30 days ahead; schedule it at most 30 days ahead", t.to_rfc3339()),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -121,6 +137,7 @@ pub(crate) async fn publish_as(
     door: Option<&str>,
 ) -> Result<Published, PublishError> {
     let callback_url = event.check()?;
+    check_deliver_at(event.deliver_at, at)?;
     let schedule_ms = event.retry_schedule.as_ref().map(RetrySchedule::stored);
     let row = tx
         .query_one(
@@ -137,6 +154,7 @@ pub(crate) async fn publish_as(
                 &at,
                 &event.traceparent.as_ref().and(event.tracestate.as_ref()),
                 &door,
+                &event.deliver_at,
             ],
         )
         .await

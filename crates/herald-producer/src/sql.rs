@@ -7,7 +7,7 @@ pub const PUBLISH_EVENT: &str =
     "SELECT event_id, created_at, duplicate, generated_secret FROM herald.publish_event_json(\
      $1, $2, $3::text::json, $4, $5, $6, \
      (SELECT array_agg(ms * interval '1 millisecond' ORDER BY n) FROM unnest($7::int8[]) WITH ORDINALITY s(ms, n)), \
-     $8, $9, $10, $11)";
+     $8, $9, $10, $11, $12)";
 
 pub const TOKEN_EXISTS: &str = "SELECT 1 FROM herald.api_tokens WHERE tenant_id = $1 AND token_hash = $2";
 
@@ -17,7 +17,7 @@ pub const CREATE_TOKEN: &str = "INSERT INTO herald.api_tokens (tenant_id, token_
 
 /// The data as text: it is answered as the publisher sent it, never parsed.
 pub const GET_EVENT: &str = "SELECT ev.event_id, ev.event_type, ev.created_at, ev.data::text AS data, \
-            ev.callback_url, f.error AS fan_out_error \
+            ev.callback_url, ev.deliver_at, f.error AS fan_out_error \
        FROM herald.events ev \
        LEFT JOIN herald.fanout_failures f ON f.tenant_id = $1 AND f.event_id = ev.event_id \
       WHERE ev.tenant_id = $1 AND ev.event_id = $2";

@@ -30,6 +30,8 @@ pub enum Behaviour {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// The query string as it arrived (without `?`), or empty.
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -60,7 +62,8 @@ pub struct Receiver {
 
 async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
-    shared.requests.lock().unwrap().push(Received { path: path.clone(), headers, body, at: Instant::now() });
+    let query = uri.query().unwrap_or("").to_string();
+    shared.requests.lock().unwrap().push(Received { path: path.clone(), query, headers, body, at: Instant::now() });
     let behaviour = shared.behaviour.lock().unwrap().get(&path).cloned().unwrap_or(Behaviour::Ok);
     {
         let mut f = shared.in_flight.lock().unwrap();

@@ -38,6 +38,26 @@ pub enum TenantCommand {
     Create(TenantArgs),
     /// Print a new API token for an existing tenant.
     Token(TenantArgs),
+    /// Change a tenant's settings (only those given), then print them all as JSON.
+    Set(TenantSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantSetArgs {
+    /// The tenant's name.
+    pub name: herald_core::id::TenantId,
+    /// Endpoints and callbacks must be https:// (checked where they are set, and at every attempt).
+    #[arg(long, value_name = "true|false")]
+    pub require_https: Option<bool>,
+    /// Hosts endpoints and callbacks may be on, comma-separated: api.example.com or *.example.com
+    /// (any name below it). An empty value allows any host again.
+    #[arg(long, value_name = "DOMAINS")]
+    pub allowed_domains: Option<String>,
+    /// Callbacks published without a secret go unsigned, instead of with one Herald makes.
+    #[arg(long, value_name = "true|false")]
+    pub unsigned_callbacks: Option<bool>,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]

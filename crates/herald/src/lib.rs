@@ -117,6 +117,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Tenant(TenantCommand::Set(args)) => {
+            let domains = match args.allowed_domains.as_deref().map(str::trim) {
+                None => None,
+                Some("") => Some(None),
+                Some(list) => Some(Some(
+                    list.split(',')
+                        .map(herald_core::policy::domain_pattern)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| anyhow::anyhow!("--allowed-domains: {e}"))?,
+                )),
+            };
+            let client = connect(&args.db.database_url.0).await?;
+            let row = client
+                .query_opt(
+                    herald_core::policy::UPDATE,
+                    &[
+                        &args.name,
+                        &args.unsigned_callbacks,
+                        &args.require_https,
+                        &domains.is_some(),
+                        &domains.flatten(),
+                    ],
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", herald_core::db::describe(&e)))?;
+            let Some(row) = row else {
+                bail!("no tenant {:?}; `herald tenant create {}` creates it", args.name.as_str(), args.name);
+            };
+            let settings = herald_core::policy::TenantSettings::from_row(&row)?;
+            println!("{}", api::tenant::answer(args.name.as_str(), &settings));
+            Ok(())
+        }
         Command::Tenant(TenantCommand::Token(args)) => {
             let mut client = connect(&args.db.database_url.0).await?;
             let token = herald_producer::tenant::issue_token(&mut client, &args.name, clock.now()).await?;

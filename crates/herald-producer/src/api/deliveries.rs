@@ -148,6 +148,7 @@ pub async fn replay(
         targets: vec![herald_core::deliveries::target_of(Some(&endpoint)); events.len()],
         endpoint_ids: vec![Some(&endpoint); events.len()],
         urls: vec![url.as_str(); events.len()],
+        dues: vec![None; events.len()],
     };
     let scheduled = herald_core::deliveries::insert(&tx, &tenant, &again, now, true).await?;
     tx.commit().await?;

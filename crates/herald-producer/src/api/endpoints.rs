@@ -177,6 +177,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let url = validate::target_url("url", &body.url, &state.allow)?;
+    state.check_url(&tenant, "url", &url).await?;
     let event_types = body.event_types.unwrap_or_default();
     validate::event_type_patterns(&event_types)?;
     let description = body.description.unwrap_or_default();
@@ -254,6 +255,9 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<Value>, ApiError> {
     let url = body.url.as_deref().map(|u| validate::target_url("url", u, &state.allow)).transpose()?;
+    if let Some(u) = &url {
+        state.check_url(&tenant, "url", u).await?;
+    }
     if let Some(t) = &body.event_types {
         validate::event_type_patterns(t)?;
     }

@@ -29,6 +29,33 @@ pub struct PublishBody {
     callback_url: Option<String>,
     callback_secret: Option<String>,
     retry_schedule: Option<Vec<String>>,
+    /// RFC 3339; nothing is sent before it.
+    deliver_at: Option<String>,
+}
+
+/// `deliver_at` as RFC 3339.
+fn deliver_at(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, Invalid> {
+    v.map(|s| {
+        chrono::DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).map_err(|_| {
+            Invalid::new(
+                "invalid_deliver_at",
+                format!("deliver_at {s:?} is not an RFC 3339 time: write it like 2026-12-24T09:00:00Z"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// A header as text, if it is there; one that is not visible ASCII is refused.
+fn text_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Invalid> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map(|s| s.trim().to_string())
+                .map_err(|_| Invalid::new("invalid_header", format!("the {name} header must be visible ASCII")))
+        })
+        .transpose()
 }
 
 /// The request's W3C trace context; a malformed header is ignored, as the specification asks
@@ -99,21 +126,32 @@ async fn publish_in(
         (a, b) => a.or(b),
     };
     let id = id.as_deref().map(EventId::parse).transpose()?;
-    if let Some(url) = &body.callback_url {
-        validate::target_url("callback_url", url, &state.allow)?;
+    // Agent platforms send a run's callback in headers: taken when the body names none.
+    let (callback_url, callback_secret) = match body.callback_url {
+        Some(url) => (Some(url), body.callback_secret),
+        None => (
+            text_header(headers, "x-callback-url")?,
+            body.callback_secret.or(text_header(headers, "x-callback-secret")?),
+        ),
+    };
+    if let Some(url) = &callback_url {
+        let parsed = validate::target_url("callback_url", url, &state.allow)?;
+        state.check_url(&tenant, "callback_url", &parsed).await?;
     }
-    let callback_secret =
-        body.callback_secret.as_deref().map(|s| validate::secret("callback_secret", s)).transpose()?;
+    let callback_secret = callback_secret.as_deref().map(|s| validate::secret("callback_secret", s)).transpose()?;
+    let deliver_at = deliver_at(body.deliver_at.as_deref())?;
+    crate::publish::check_deliver_at(deliver_at, state.clock.now())?;
     let retry_schedule = body.retry_schedule.as_deref().map(RetrySchedule::parse).transpose()?;
     let event = NewEvent {
         id,
         event_type: body.event_type,
         data: EventData::from_raw(body.data)?,
-        callback_url: body.callback_url,
+        callback_url,
         callback_secret,
         retry_schedule,
         traceparent: trace.traceparent,
         tracestate: trace.tracestate,
+        deliver_at,
     };
     event.check()?;
     tracing::Span::current().record("herald.event_type", event.event_type.as_str());
@@ -162,6 +200,7 @@ pub async fn get_one(
         created_at: event.col("created_at")?,
         data,
         callback_url: event.col("callback_url")?,
+        deliver_at: event.col("deliver_at")?,
         deliveries,
         fan_out_error: event.col("fan_out_error")?,
     }))
@@ -176,6 +215,9 @@ pub struct EventAnswer {
     created_at: chrono::DateTime<chrono::Utc>,
     data: Box<RawValue>,
     callback_url: Option<String>,
+    /// When its deliveries are due from, if it was published for later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliver_at: Option<chrono::DateTime<chrono::Utc>>,
     deliveries: Vec<Value>,
     /// Why the outbox-poller set the event aside without deliveries; absent when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]

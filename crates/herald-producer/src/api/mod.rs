@@ -8,6 +8,7 @@ pub mod extract;
 mod health;
 mod inbox;
 mod operations;
+pub mod tenant;
 
 use std::panic::AssertUnwindSafe;
 
@@ -101,6 +102,19 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Whether `tenant`'s URL policy lets `url` be set as an endpoint or a callback.
+    pub async fn check_url(
+        &self,
+        tenant: &herald_core::id::TenantId,
+        field: &str,
+        url: &url::Url,
+    ) -> Result<(), ApiError> {
+        let client = self.pool.get().await?;
+        let settings = herald_core::policy::TenantSettings::load(&client, tenant).await?.unwrap_or_default();
+        settings.permits(field, url)?;
+        Ok(())
+    }
+
     /// The state of an API process; starts its publisher's writers.
     pub fn new(
         pool: Pool,
@@ -118,6 +132,7 @@ impl AppState {
 /// `/v1` and the operator routes (`/healthz`, `/readyz`, `/metrics`).
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
+        .route("/tenant", get(tenant::get))
         .route("/events", post(events::publish))
         .route("/events/{id}", get(events::get_one))
         .route("/events/{id}/attempts", get(deliveries::attempts))

@@ -158,11 +158,12 @@ async fn create(
         check_text("run_id", r, 200)?;
     }
     // Stored as parsed (lower-case scheme and host, percent-encoded), as endpoint URLs are.
-    let callback_url: Option<String> = op
-        .callback_url
-        .as_deref()
-        .map(|u| validate::target_url("callback_url", u, &state.allow).map(|u| u.to_string()))
-        .transpose()?;
+    let callback_url =
+        op.callback_url.as_deref().map(|u| validate::target_url("callback_url", u, &state.allow)).transpose()?;
+    if let Some(u) = &callback_url {
+        state.check_url(&tenant, "callback_url", u).await?;
+    }
+    let callback_url: Option<String> = callback_url.map(|u| u.to_string());
     validate::callback_fields(
         callback_url.is_some(),
         op.callback_secret.is_some(),
