@@ -162,6 +162,20 @@ async fn herald_runs_on_citus() {
     let concurrent = rx.max_concurrent("/t02/narrow");
     assert!(concurrent <= 2, "max_in_flight 2 must hold across workers on Citus, saw {concurrent} at once");
 
+    // A FIFO endpoint: one at a time, in publish order, across the two workers (its head's
+    // claim is one more statement the log check below sees).
+    api.endpoint(json!({"url": rx.url("/t02/fifo"), "event_types": ["fifo"], "ordering": "fifo"})).await;
+    let mut order = Vec::new();
+    for i in 0..15 {
+        let id = api.publish(json!({"id": format!("fifo{i:02}"), "type": "fifo", "data": i})).await;
+        expect("t02", id.clone(), "fifo");
+        order.push(id);
+    }
+    let got: Vec<String> =
+        rx.wait_for("/t02/fifo", 15, WAIT).await.iter().map(|r| r.header("webhook-id").unwrap().to_string()).collect();
+    assert_eq!(got, order, "a FIFO endpoint on Citus gets its events in publish order");
+    assert_eq!(rx.max_concurrent("/t02/fifo"), 1);
+
     // A later release's migration, on the distributed schema, by `herald migrate`'s own code.
     let done = herald_core::db::migrate_with(&url, &herald_core::clock::system(), false, later()).await.unwrap();
     assert_eq!(done.applied, ["V1000__later"]);

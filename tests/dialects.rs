@@ -104,6 +104,23 @@ async fn a_humanconnection_receiver_verifies_and_gets_its_header_in_its_time() {
         assert_eq!((s, v["error"]["code"].as_str()), (422, Some("invalid_header")), "{headers}: {v}");
     }
 
+    // Back to Standard Webhooks with a secret for it: the raw secret rotated out earlier does
+    // not stand in the way (a scheme change ends the overlap), and the new one signs.
+    rx.set("/hc", Behaviour::Ok);
+    let whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (s, v) = api
+        .patch(&format!("/v1/endpoints/{id}"), json!({"signature_scheme": "standard-webhooks", "secret": whsec}))
+        .await;
+    assert_eq!((s, v["signature_header"].clone()), (200, Value::Null), "{v}");
+    api.publish(json!({"id": "evt_hc_4", "type": "approval_completed", "data": {"n": 4}})).await;
+    let r = eventually("evt_hc_4 at the receiver", WAIT, || async {
+        rx.requests("/hc").into_iter().find(|r| r.header("webhook-id") == Some("evt_hc_4"))
+    })
+    .await;
+    let sig = r.header("webhook-signature").expect("signed the Standard Webhooks way");
+    assert!(!sig.contains(' '), "one signature: no overlap across a scheme change: {sig}");
+    standardwebhooks::Webhook::new(whsec).unwrap().verify(&r.body, &r.headers).unwrap();
+
     // Secrets never reach the logs: the header's value, the secrets.
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);

@@ -330,6 +330,7 @@ mod tests {
         ("V13__publish_door.sql", "5852b7defba3f5ce1c2471cf13ff8af6edafda1ab5a825f0eb581762ec4abfa2"),
         ("V14__receiver_dialects.sql", "0e504a2f740dc5941008ad812b8c404642aa8cf85866e41702a88d090ad2faa0"),
         ("V15__deliver_at_and_tenant_settings.sql", "d8371c24b791bae55a3f5a85a5d291849f581690d90607290b4a2ca9f2bc56e5"),
+        ("V16__fifo.sql", "b00a243544c9316c6d94af3bfdc74240d5ecdde516b271181152c4016f0f0cb9"),
     ];
 
     #[test]

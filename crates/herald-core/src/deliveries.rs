@@ -40,18 +40,19 @@ impl State {
 /// Endpoints that take new deliveries: healthy or failing, not disabled. FOR KEY SHARE: an
 /// endpoint being deleted waits for this fan-out to commit (and then cancels the deliveries it
 /// made), and this one does not see it after its delete.
-const ENDPOINTS: &str = "SELECT endpoint_id, url, event_types FROM herald.endpoints \
+const ENDPOINTS: &str = "SELECT endpoint_id, url, event_types, ordering = 'fifo' FROM herald.endpoints \
      WHERE tenant_id = $1 AND status IN ('healthy', 'failing') ORDER BY endpoint_id FOR KEY SHARE";
 
 /// The insert of new deliveries, due at `$6` or at their event's `deliver_at` (`u.due`) if
-/// later, shared by fan-out and replay.
+/// later, shared by fan-out and replay; a FIFO endpoint's carry their event's `seq`.
 macro_rules! insert_deliveries {
     () => {
         "INSERT INTO herald.deliveries AS d (tenant_id, delivery_id, event_id, target, \
-           endpoint_id, url, state, next_attempt_at, created_at, updated_at) \
-         SELECT $1, u.delivery_id, u.event_id, u.target, u.endpoint_id, u.url, 'pending', greatest($6, u.due), $6, $6 \
-           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::timestamptz[]) \
-                AS u(delivery_id, event_id, target, endpoint_id, url, due)"
+           endpoint_id, url, state, next_attempt_at, created_at, updated_at, seq) \
+         SELECT $1, u.delivery_id, u.event_id, u.target, u.endpoint_id, u.url, 'pending', greatest($6, u.due), $6, $6, \
+                u.seq \
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::timestamptz[], $9::bigint[]) \
+                AS u(delivery_id, event_id, target, endpoint_id, url, due, seq)"
     };
 }
 
@@ -69,7 +70,8 @@ const INSERT_AGAIN: &str = concat!(
     insert_deliveries!(),
     " ON CONFLICT (tenant_id, event_id, target) DO UPDATE \
         SET state = 'pending', next_attempt_at = EXCLUDED.next_attempt_at, lease_owner = NULL, lease_until = NULL, \
-            schedule_offset = d.attempt_count, url = EXCLUDED.url, updated_at = EXCLUDED.updated_at \
+            schedule_offset = d.attempt_count, url = EXCLUDED.url, updated_at = EXCLUDED.updated_at, \
+            seq = EXCLUDED.seq \
       WHERE d.state IN ('delivered', 'failed', 'cancelled')"
 );
 
@@ -87,6 +89,8 @@ pub struct New<'a> {
     pub urls: Vec<&'a str>,
     /// When each is due if later than now: its event's `deliver_at`.
     pub dues: Vec<Option<DateTime<Utc>>>,
+    /// Its event's `seq`, for a FIFO endpoint's (their order); `None` for every other.
+    pub seqs: Vec<Option<i64>>,
 }
 
 /// What a delivery is sent to, for claims and limits: its endpoint, or its event's callback.
@@ -113,7 +117,17 @@ pub async fn insert(
     let n = tx
         .execute(
             &insert,
-            &[&tenant, &rows.ids, &rows.event_ids, &rows.targets, &rows.endpoint_ids, &now, &rows.urls, &rows.dues],
+            &[
+                &tenant,
+                &rows.ids,
+                &rows.event_ids,
+                &rows.targets,
+                &rows.endpoint_ids,
+                &now,
+                &rows.urls,
+                &rows.dues,
+                &rows.seqs,
+            ],
         )
         .await?;
     if n > 0 {
@@ -132,6 +146,8 @@ pub struct Event {
     pub trace: TraceContext,
     /// Nothing is sent before it (delayed publish).
     pub deliver_at: Option<DateTime<Utc>>,
+    /// Herald's time-ordered key: a FIFO endpoint's deliveries go in its order.
+    pub seq: i64,
 }
 
 /// Creates the deliveries of `events` (all of `tenant`) in `tx`, and wakes the workers when
@@ -146,25 +162,25 @@ pub async fn fan_out(
         return Ok(0);
     }
     // An endpoint row that cannot be read gets nothing (and says so); the others go on.
-    let endpoints: Vec<(EndpointId, String, Vec<String>)> = tx
+    let endpoints: Vec<(EndpointId, String, Vec<String>, bool)> = tx
         .query(&tx.prepare_cached(ENDPOINTS).await?, &[&tenant])
         .await?
         .iter()
-        .filter_map(|r| match (r.try_get(0), r.try_get(1), r.try_get(2)) {
-            (Ok(id), Ok(url), Ok(types)) => Some((id, url, types)),
-            (id, _, _) => {
+        .filter_map(|r| match (r.try_get(0), r.try_get(1), r.try_get(2), r.try_get(3)) {
+            (Ok(id), Ok(url), Ok(types), Ok(fifo)) => Some((id, url, types, fifo)),
+            (id, _, _, _) => {
                 tracing::error!(%tenant, endpoint = ?id.ok(), "an endpoint row cannot be read; it gets no deliveries");
                 None
             }
         })
         .collect();
-    let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls, mut dues) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<&str>::new(), Vec::new());
+    let (mut ids, mut event_ids, mut targets, mut endpoint_ids, mut urls, mut dues, mut seqs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<&str>::new(), Vec::new(), Vec::new());
     // One span per event, in its publisher's trace, over the writing of its deliveries.
     let mut spans = Vec::new();
     for event in events {
         let before = ids.len();
-        for (endpoint_id, url, patterns) in &endpoints {
+        for (endpoint_id, url, patterns, fifo) in &endpoints {
             if validate::type_matches(patterns, &event.event_type) {
                 ids.push(DeliveryId::generate(now));
                 event_ids.push(&event.id);
@@ -172,6 +188,7 @@ pub async fn fan_out(
                 endpoint_ids.push(Some(endpoint_id));
                 urls.push(url.as_str());
                 dues.push(event.deliver_at);
+                seqs.push(fifo.then_some(event.seq));
             }
         }
         if let Some(url) = &event.callback_url {
@@ -181,6 +198,7 @@ pub async fn fan_out(
             endpoint_ids.push(None);
             urls.push(url.as_str());
             dues.push(event.deliver_at);
+            seqs.push(None);
         }
         if trace::on() {
             let span = tracing::info_span!("herald.fan_out", herald.tenant = %tenant, herald.event_id = %event.id,
@@ -193,7 +211,7 @@ pub async fn fan_out(
         return Ok(0);
     }
     let made = ids.len();
-    insert(tx, tenant, &New { ids, event_ids, targets, endpoint_ids, urls, dues }, now, false).await?;
+    insert(tx, tenant, &New { ids, event_ids, targets, endpoint_ids, urls, dues, seqs }, now, false).await?;
     Ok(made)
 }
 
@@ -263,7 +281,7 @@ pub const TENANT_HAS_DUE: &str = concat!(
 pub const DUE_LIMITED: &str = concat!(
     "SELECT e.endpoint_id FROM herald.endpoints e \
       WHERE e.tenant_id = $1 AND e.status <> 'disabled' \
-        AND (e.max_in_flight IS NOT NULL OR e.rate_limit_per_s IS NOT NULL) \
+        AND (e.max_in_flight IS NOT NULL OR e.rate_limit_per_s IS NOT NULL OR e.ordering = 'fifo') \
         AND EXISTS (SELECT 1 FROM herald.deliveries d WHERE d.tenant_id = $1 AND d.target = e.endpoint_id AND ",
     due!(),
     ") ORDER BY e.endpoint_id"
@@ -283,7 +301,7 @@ pub const IN_FLIGHT: &str = "SELECT count(*) FROM herald.deliveries \
 /// as lost (`lost_leases`). Parameters: $1 tenant, $2 now, $3 limit, $4 lease deadline,
 /// $5 worker, then those of `targets`.
 fn claim(targets: &str) -> String {
-    format!(
+    claim_from(&format!(
         "WITH room AS ({targets}), \
          due AS ( \
            SELECT x.delivery_id FROM room r CROSS JOIN LATERAL ( \
@@ -293,7 +311,32 @@ fn claim(targets: &str) -> String {
               ORDER BY d.next_attempt_at, d.delivery_id \
               LIMIT greatest(r.room, 0) \
               FOR UPDATE OF d SKIP LOCKED) x \
-           LIMIT $3), \
+           LIMIT $3)",
+        due = due!()
+    ))
+}
+
+/// A FIFO endpoint's head (`$6`), if it may go now: its oldest pending delivery in Herald's key
+/// order, due, not leased, published before `$7` (the settle time: a publish still committing
+/// may yet come before it), and with no older event of the tenant still in the outbox. `$3` is
+/// unused but kept for the shared parameters. Run under the endpoint row's lock.
+pub fn claim_fifo() -> String {
+    claim_from(
+        "WITH due AS ( \
+           SELECT h.delivery_id FROM ( \
+             SELECT d.delivery_id, d.seq, d.next_attempt_at, d.lease_until FROM herald.deliveries d \
+              WHERE d.tenant_id = $1 AND d.target = $6 AND d.state = 'pending' AND d.seq IS NOT NULL \
+              ORDER BY d.seq, d.delivery_id LIMIT 1) h \
+            WHERE h.next_attempt_at <= $2 AND (h.lease_until IS NULL OR h.lease_until <= $2) \
+              AND h.seq <= $7 AND $3::bigint > 0 \
+              AND NOT EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = $1 AND p.seq < h.seq))",
+    )
+}
+
+/// The claim's lease and answer, after a `due` CTE of delivery ids.
+fn claim_from(due_cte: &str) -> String {
+    format!(
+        "{due_cte}, \
          claimed AS ( \
            UPDATE herald.deliveries d \
               SET lease_until = $4, lease_owner = $5, attempt_count = d.attempt_count + 1, updated_at = $2, \
@@ -311,13 +354,12 @@ fn claim(targets: &str) -> String {
                 CASE WHEN c.endpoint_id IS NULL THEN ev.retry_schedule_ms ELSE e.retry_schedule_ms END \
                   AS retry_schedule_ms, \
                 e.status AS endpoint_status, e.signature_header, e.headers::text AS headers, e.timeout_ms, \
-                coalesce(e.payload_format, 'envelope') AS payload_format \
+                coalesce(e.payload_format, 'envelope') AS payload_format, coalesce(e.ordering = 'fifo', false) AS fifo \
            FROM claimed c \
            /* a delivery whose event is gone comes back with NULL event columns, and fails as \
               invalid_delivery when prepared, instead of staying leased for ever */ \
            LEFT JOIN herald.events ev ON ev.tenant_id = $1 AND ev.event_id = c.event_id \
-           LEFT JOIN herald.endpoints e ON e.tenant_id = $1 AND e.endpoint_id = c.endpoint_id",
-        due = due!()
+           LEFT JOIN herald.endpoints e ON e.tenant_id = $1 AND e.endpoint_id = c.endpoint_id"
     )
 }
 
@@ -332,7 +374,7 @@ pub fn claim_open() -> String {
             SELECT x.target, row_number() OVER (ORDER BY x.target) AS i, count(*) OVER () AS n FROM ( \
               SELECT e.endpoint_id AS target FROM herald.endpoints e \
                WHERE e.tenant_id = $1 AND e.status <> 'disabled' \
-                 AND e.max_in_flight IS NULL AND e.rate_limit_per_s IS NULL \
+                 AND e.max_in_flight IS NULL AND e.rate_limit_per_s IS NULL AND e.ordering <> 'fifo' \
               UNION ALL SELECT 'callback') x) t \
           LEFT JOIN unnest($7::text[], $8::int[]) AS l(target, n) ON l.target = t.target \
           LEFT JOIN unnest($10::text[], $11::timestamptz[]) AS m(target, at) \

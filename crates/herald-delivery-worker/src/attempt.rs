@@ -69,6 +69,8 @@ pub struct Claimed {
     /// The endpoint's own attempt timeout, if it has one.
     pub timeout: Option<Duration>,
     pub payload_format: PayloadFormat,
+    /// To a FIFO endpoint: when its result is recorded, the next one may go.
+    pub fifo: bool,
 }
 
 /// What one attempt came to.

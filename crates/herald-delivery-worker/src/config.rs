@@ -25,6 +25,9 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// How long SIGTERM waits for attempts in flight before giving their leases back.
     pub shutdown_grace: Duration,
+    /// A FIFO endpoint's head waits until it was published this long ago (HERALD_FIFO_SETTLE):
+    /// a publish of an earlier event still committing then comes before it.
+    pub fifo_settle: Duration,
 }
 
 impl WorkerConfig {
@@ -42,6 +45,8 @@ impl WorkerConfig {
     pub const CONNECT_TIMEOUT: &'static str = "5s";
     /// HERALD_SHUTDOWN_GRACE.
     pub const SHUTDOWN_GRACE: &'static str = "20s";
+    /// HERALD_FIFO_SETTLE.
+    pub const FIFO_SETTLE: &'static str = "1s";
     /// Without HERALD_LEASE, a lease lasts the attempt timeout and this much more.
     pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
@@ -58,6 +63,7 @@ impl WorkerConfig {
             endpoint_concurrency: Self::ENDPOINT_CONCURRENCY,
             poll_interval: default_duration(POLL_INTERVAL),
             shutdown_grace: default_duration(Self::SHUTDOWN_GRACE),
+            fifo_settle: default_duration(Self::FIFO_SETTLE),
         }
     }
 }

@@ -57,6 +57,7 @@ pub fn prepare(tenant: &TenantId, row: &Row, now: DateTime<Utc>) -> Option<Resul
         headers: Default::default(),
         timeout: None,
         payload_format: PayloadFormat::Envelope,
+        fifo: row.try_get("fifo").unwrap_or(false),
     };
     let refuse = |c: Claimed, class: &'static str, why: String| {
         tracing::warn!(%tenant, delivery = %c.delivery_id, class, why, "a delivery that cannot be sent is failed");
@@ -121,7 +122,9 @@ fn fill(c: &mut Claimed, row: &Row) -> Result<(), String> {
     c.timeout = col::<Option<i32>>(row, "timeout_ms")?.map(|ms| Duration::from_millis(ms.max(1) as u64));
     c.payload_format = PayloadFormat::parse(&col::<String>(row, "payload_format")?).map_err(|e| e.message)?;
     c.secret = secret("secret")?;
-    c.previous_secret = secret("previous_secret")?;
+    // A rotated-out secret that cannot sign in this scheme (rotated out before the scheme
+    // changed) is left out: the current one signs.
+    c.previous_secret = secret("previous_secret").ok().flatten();
     // A callback without a secret goes unsigned: stored so only where its tenant allows it.
     if c.secret.is_none() && c.endpoint_id.is_some() {
         return Err("it has no signing secret".to_string());

@@ -163,6 +163,7 @@ mod tests {
             headers: Default::default(),
             timeout: None,
             payload_format: Default::default(),
+            fifo: false,
         }
     }
 

@@ -5,7 +5,8 @@
 
 /// A limited endpoint, locked while this transaction claims from it (skipped if another worker
 /// is claiming from it right now).
-pub const LOCK_LIMITED: &str = "SELECT e.max_in_flight, e.rate_limit_per_s, e.rate_tokens, e.rate_refilled_at \
+pub const LOCK_LIMITED: &str = "SELECT e.max_in_flight, e.rate_limit_per_s, e.rate_tokens, e.rate_refilled_at, \
+            e.ordering = 'fifo' AS fifo \
      FROM herald.endpoints e \
      WHERE e.tenant_id = $1 AND e.endpoint_id = $2 AND e.status <> 'disabled' \
      FOR NO KEY UPDATE OF e SKIP LOCKED";

@@ -281,16 +281,17 @@ impl Store {
         let Some(l) = tx.query_opt(sql::LOCK_LIMITED, &[&tenant, &endpoint]).await? else {
             return Ok((Vec::new(), false));
         };
-        type Limits = (Option<i32>, Option<i32>, Option<f64>, Option<DateTime<Utc>>);
+        type Limits = (Option<i32>, Option<i32>, Option<f64>, Option<DateTime<Utc>>, bool);
         let read = || -> Result<Limits, tokio_postgres::Error> {
             Ok((
                 l.try_get("max_in_flight")?,
                 l.try_get("rate_limit_per_s")?,
                 l.try_get("rate_tokens")?,
                 l.try_get("rate_refilled_at")?,
+                l.try_get("fifo")?,
             ))
         };
-        let (max_in_flight, rate_limit, stored, at) = match read() {
+        let (max_in_flight, rate_limit, stored, at, fifo) = match read() {
             Ok(x) => x,
             // An endpoint row that cannot be read holds up its own deliveries only.
             Err(e) => {
@@ -299,6 +300,8 @@ impl Store {
             }
         };
         let mut budget = want as i64;
+        // FIFO: one at a time, across every worker.
+        let max_in_flight = if fifo { Some(max_in_flight.map_or(1, |m| m.min(1))) } else { max_in_flight };
         if let Some(m) = max_in_flight {
             let in_flight: i64 = tx.query_one(deliveries::IN_FLIGHT, &[&tenant, &endpoint, &now]).await?.try_get(0)?;
             budget = budget.min(i64::from(m) - in_flight);
@@ -313,11 +316,16 @@ impl Store {
             budget = budget.min(tokens.floor() as i64);
             bucket = Some(tokens);
         }
-        let rows = if budget > 0 {
-            let worker = &self.config.worker_id;
-            tx.query(&deliveries::claim_one(), &[&tenant, &now, &budget, &lease_until, worker, &endpoint]).await?
-        } else {
+        let worker = &self.config.worker_id;
+        let rows = if budget <= 0 {
             Vec::new()
+        } else if fifo {
+            let settled = now - chrono::Duration::from_std(self.config.fifo_settle).unwrap_or_default();
+            let before = herald_core::id::seq_at(settled) | 1023;
+            tx.query(&deliveries::claim_fifo(), &[&tenant, &now, &budget, &lease_until, worker, &endpoint, &before])
+                .await?
+        } else {
+            tx.query(&deliveries::claim_one(), &[&tenant, &now, &budget, &lease_until, worker, &endpoint]).await?
         };
         if let Some(tokens) = bucket {
             let left = tokens - rows.len() as f64;

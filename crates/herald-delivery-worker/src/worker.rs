@@ -65,7 +65,7 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RecorderStopped> {
         let config = self.store.config.clone();
         let (results, rx) = mpsc::channel::<Finished>(config.concurrency * 2 + 16);
-        let recorder = tokio::spawn(record_loop(self.store.clone(), self.clock.clone(), rx));
+        let recorder = tokio::spawn(record_loop(self.store.clone(), self.clock.clone(), self.wake.clone(), rx));
         let mut recorder_lost = false;
         let mut inflight = InFlight::default();
         let (mut want_claim, mut backlog, mut stopping) = (true, false, false);
@@ -362,7 +362,7 @@ impl InFlight {
     }
 }
 
-async fn record_loop(store: Store, clock: SharedClock, mut rx: mpsc::Receiver<Finished>) {
+async fn record_loop(store: Store, clock: SharedClock, wake: Arc<Wake>, mut rx: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -385,6 +385,11 @@ async fn record_loop(store: Store, clock: SharedClock, mut rx: mpsc::Receiver<Fi
             } else {
                 tracing::error!(error = %e, count = batch.len(), "giving up recording results; their leases will expire");
             }
+        }
+        // A FIFO endpoint's next delivery may go once this one's result is in: claim it now
+        // rather than at the next poll.
+        for f in batch.iter().filter(|f| f.claimed.fifo) {
+            wake.hint(Some(f.claimed.tenant_id.as_str()));
         }
         batch.clear();
     }

@@ -296,6 +296,7 @@ async fn write_tenant(
                     callback_url: None,
                     trace: jobs[i].event.trace_context(),
                     deliver_at: jobs[i].event.deliver_at,
+                    seq: seqs[k],
                 });
                 answers[i] = Some(Published {
                     id: ids[k].clone(),

@@ -24,14 +24,14 @@ pub const GET_EVENT: &str = "SELECT ev.event_id, ev.event_type, ev.created_at, e
 
 const ENDPOINT_COLUMNS: &str = "endpoint_id, url, description, event_types, status, disabled_reason, \
      signature_scheme, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at, secret, \
-     signature_header, headers::text AS headers, timeout_ms, payload_format";
+     signature_header, headers::text AS headers, timeout_ms, payload_format, ordering";
 
 pub fn insert_endpoint() -> String {
     format!(
         "INSERT INTO herald.endpoints (tenant_id, endpoint_id, url, description, event_types, \
          signature_scheme, secret, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at, \
-         signature_header, headers, timeout_ms, payload_format) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13::text::jsonb, $14, $15) \
+         signature_header, headers, timeout_ms, payload_format, ordering) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13::text::jsonb, $14, $15, $16) \
          RETURNING {ENDPOINT_COLUMNS}"
     )
 }
@@ -54,18 +54,26 @@ pub fn list_endpoints() -> String {
 
 /// PATCH, on the row [`lock_endpoint`] holds: every settable column as the request and the row
 /// together make it. A new secret (`$15` not NULL) is a rotation: the old one keeps signing
-/// until `$16`.
+/// until `$16`. A new scheme ends any overlap: a secret of the old scheme cannot sign in the
+/// new one.
 pub fn update_endpoint() -> String {
     format!(
         "UPDATE herald.endpoints SET url = $3, description = $4, event_types = $5, signature_scheme = $6, \
            retry_schedule_ms = $7, max_in_flight = $8, rate_limit_per_s = $9, signature_header = $10, \
            headers = $11::text::jsonb, timeout_ms = $12, payload_format = $13, updated_at = $14, \
-           previous_secret = CASE WHEN $15::text IS NULL THEN previous_secret ELSE secret END, \
-           previous_secret_until = CASE WHEN $15::text IS NULL THEN previous_secret_until ELSE $16 END, \
-           secret = coalesce($15, secret) \
+           previous_secret = CASE WHEN signature_scheme <> $6 THEN NULL \
+                                  WHEN $15::text IS NULL THEN previous_secret ELSE secret END, \
+           previous_secret_until = CASE WHEN signature_scheme <> $6 THEN NULL \
+                                        WHEN $15::text IS NULL THEN previous_secret_until ELSE $16 END, \
+           secret = coalesce($15, secret), ordering = $17 \
          WHERE tenant_id = $1 AND endpoint_id = $2 RETURNING {ENDPOINT_COLUMNS}"
     )
 }
+
+/// An endpoint made FIFO: its open deliveries get their event's key, which orders them.
+pub const FIFO_BACKFILL: &str = "UPDATE herald.deliveries d SET seq = ev.seq FROM herald.events ev \
+     WHERE d.tenant_id = $1 AND d.target = $2 AND d.state = 'pending' AND d.seq IS NULL \
+       AND ev.tenant_id = $1 AND ev.event_id = d.event_id";
 
 pub fn rotate_secret() -> String {
     format!(
@@ -94,7 +102,7 @@ pub const EVENT_ATTEMPTS: &str = "SELECT attempt_id, delivery_id, attempt, start
 /// Events in a replay window, by Herald's time-ordered key: those fanned out already. An event
 /// still waiting in the outbox (or set aside there) gets its deliveries from the outbox-poller,
 /// whose insert expects none to exist yet.
-pub const EVENTS_IN_WINDOW: &str = "SELECT e.event_id, e.event_type FROM herald.events e \
+pub const EVENTS_IN_WINDOW: &str = "SELECT e.event_id, e.event_type, e.seq FROM herald.events e \
       WHERE e.tenant_id = $1 AND e.seq >= $2 AND e.seq < $3 \
         AND NOT EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = $1 AND p.seq = e.seq AND p.event_id = e.event_id) \
         AND NOT EXISTS (SELECT 1 FROM herald.fanout_failures f WHERE f.tenant_id = $1 AND f.event_id = e.event_id) \

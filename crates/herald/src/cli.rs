@@ -187,6 +187,11 @@ pub struct DeliveryArgs {
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = WorkerConfig::SHUTDOWN_GRACE, value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// A FIFO endpoint's next delivery waits until its event was published this long ago, so
+    /// that an earlier event still being committed comes first.
+    #[arg(long, env = "HERALD_FIFO_SETTLE", default_value = WorkerConfig::FIFO_SETTLE, value_parser = parse_duration)]
+    pub fifo_settle: Duration,
+
     /// Names this worker's leases; default: host name and process id.
     #[arg(long, env = "HERALD_WORKER_ID")]
     pub worker_id: Option<String>,

@@ -246,6 +246,7 @@ fn worker_config(d: &DeliveryArgs, targets: &TargetArgs, poll: &PollArgs) -> any
     c.endpoint_concurrency = d.endpoint_concurrency;
     c.poll_interval = poll.poll_interval;
     c.shutdown_grace = d.shutdown_grace;
+    c.fifo_settle = d.fifo_settle;
     Ok(c)
 }
 

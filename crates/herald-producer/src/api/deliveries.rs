@@ -136,19 +136,21 @@ pub async fn replay(
             format!("the window holds more than {MAX_REPLAY} events; replay it in smaller windows"),
         ));
     }
-    let events: Vec<EventId> = rows
+    let fifo = ep.get::<_, String>("ordering") == "fifo";
+    let events: Vec<(EventId, i64)> = rows
         .iter()
         .filter(|r| r.try_get::<_, String>(1).is_ok_and(|t| type_matches(&patterns, &t)))
-        .filter_map(|r| r.try_get(0).ok())
+        .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(2).ok()?)))
         .collect();
     // Fan-out's own insert: new deliveries, and finished ones made pending again.
     let again = herald_core::deliveries::New {
         ids: events.iter().map(|_| DeliveryId::generate(now)).collect(),
-        event_ids: events.iter().collect(),
+        event_ids: events.iter().map(|(id, _)| id).collect(),
         targets: vec![herald_core::deliveries::target_of(Some(&endpoint)); events.len()],
         endpoint_ids: vec![Some(&endpoint); events.len()],
         urls: vec![url.as_str(); events.len()],
         dues: vec![None; events.len()],
+        seqs: events.iter().map(|(_, seq)| fifo.then_some(*seq)).collect(),
     };
     let scheduled = herald_core::deliveries::insert(&tx, &tenant, &again, now, true).await?;
     tx.commit().await?;

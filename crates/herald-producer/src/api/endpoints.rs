@@ -33,9 +33,24 @@ pub struct CreateBody {
     headers: Option<Map<String, Value>>,
     timeout: Option<String>,
     payload_format: Option<String>,
+    ordering: Option<String>,
     retry_schedule: Option<Vec<String>>,
     max_in_flight: Option<Whole>,
     rate_limit_per_s: Option<Whole>,
+}
+
+/// `ordering`: `none` (the default) or `fifo`, as stored.
+fn check_ordering(o: &str) -> Result<&'static str, Invalid> {
+    match o {
+        "none" => Ok("none"),
+        "fifo" => Ok("fifo"),
+        _ => Err(Invalid::new(
+            "invalid_ordering",
+            format!(
+                "ordering {o:?} is unknown: use \"none\" (the default) or \"fifo\" (one at a time, in publish order)"
+            ),
+        )),
+    }
 }
 
 /// Distinguishes a field that is absent (`None`) from one set to null (`Some(None)`).
@@ -59,6 +74,7 @@ pub struct UpdateBody {
     #[serde(default, deserialize_with = "nullable")]
     timeout: Option<Option<String>>,
     payload_format: Option<String>,
+    ordering: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     retry_schedule: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -155,6 +171,7 @@ fn endpoint_json(row: &Row, with_secret: bool) -> Value {
         "headers": headers,
         "timeout": timeout,
         "payload_format": row.get::<_, String>("payload_format"),
+        "ordering": row.get::<_, String>("ordering"),
         "retry_schedule": schedule.map(|ms| RetrySchedule::from_stored(&ms).written()),
         "max_in_flight": row.get::<_, Option<i32>>("max_in_flight"),
         "rate_limit_per_s": row.get::<_, Option<i32>>("rate_limit_per_s"),
@@ -194,6 +211,7 @@ pub async fn create(
     };
     let timeout = body.timeout.as_deref().map(timeout_ms).transpose()?;
     let payload_format = PayloadFormat::parse(body.payload_format.as_deref().unwrap_or("envelope"))?;
+    let ordering = check_ordering(body.ordering.as_deref().unwrap_or("none"))?;
     let schedule = body.retry_schedule.as_deref().map(RetrySchedule::parse).transpose()?.map(|s| s.stored());
     let max_in_flight = body.max_in_flight.map(|v| check_limit("max_in_flight", v, 10_000)).transpose()?;
     let rate_limit_per_s = body.rate_limit_per_s.map(|v| check_limit("rate_limit_per_s", v, 100_000)).transpose()?;
@@ -219,6 +237,7 @@ pub async fn create(
                 &stored_headers(&headers),
                 &timeout,
                 &payload_format.name(),
+                &ordering,
             ],
         )
         .await?;
@@ -271,6 +290,7 @@ pub async fn update(
         None => None,
     };
     let payload_format = body.payload_format.as_deref().map(PayloadFormat::parse).transpose()?;
+    let ordering = body.ordering.as_deref().map(check_ordering).transpose()?;
     let schedule = match &body.retry_schedule {
         Some(Some(steps)) => Some(Some(RetrySchedule::parse(steps)?.stored())),
         Some(None) => Some(None),
@@ -337,9 +357,14 @@ pub async fn update(
                 &now,
                 &secret.as_ref().map(Secret::expose),
                 &(now + SECRET_OVERLAP),
+                &ordering.map_or_else(|| row.get::<_, String>("ordering"), str::to_string),
             ],
         )
         .await?;
+    // Made FIFO: its open deliveries take their place in publish order.
+    if ordering == Some("fifo") {
+        tx.execute(sql::FIFO_BACKFILL, &[&tenant, &id]).await?;
+    }
     tx.commit().await?;
     Ok(Json(endpoint_json(&row, secret.is_some())))
 }
