@@ -149,7 +149,8 @@ async fn a_humanlayer_style_agent_resumes_its_threads_from_both_kinds_of_operati
     let (s, v) = api
         .post(
             "/v1/approvals",
-            json!({"call_id": "call-a", "fn": "deploy", "kwargs": {"env": "prod"}, "state": {"thread_id": "th-1"}}),
+            json!({"call_id": "call-a", "fn": "deploy", "kwargs": {"env": "prod"}, "state": {"thread_id": "th-1"},
+                   "callback_url": rx.url("/run-callback"), "callback_payload_format": "humanlayer"}),
         )
         .await;
     assert_eq!(s, 201, "{v}");
@@ -183,6 +184,23 @@ async fn a_humanlayer_style_agent_resumes_its_threads_from_both_kinds_of_operati
         "{:?}",
         got.iter().map(|r| r.json()).collect::<Vec<_>>()
     );
+    // The run's own callback, in the format the approval asked for.
+    let cb = rx.wait_for("/run-callback", 1, WAIT).await;
+    assert_eq!(handle(&cb[0].json()), ("th-1".to_string(), "approved: true (go)".to_string()), "{:?}", cb[0].json());
+    // An event's callback too; without a callback_url the format is refused, nothing written.
+    let (s, v) = api
+        .post(
+            "/v1/events",
+            json!({"id": "evt_cb_hl", "type": "run.finished", "data": {"ok": true},
+                   "callback_url": rx.url("/event-callback"), "callback_payload_format": "humanlayer"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let r = &rx.wait_for("/event-callback", 1, WAIT).await[0];
+    assert_eq!(r.json(), json!({"type": "run.finished", "is_test": false, "event": {"ok": true}}));
+    let (s, v) =
+        api.post("/v1/events", json!({"type": "t", "data": {}, "callback_payload_format": "humanlayer"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("callback_url_required")), "{v}");
     for r in &got {
         let body = r.json();
         assert_eq!(body["is_test"], false);

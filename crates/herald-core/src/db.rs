@@ -331,6 +331,7 @@ mod tests {
         ("V14__receiver_dialects.sql", "0e504a2f740dc5941008ad812b8c404642aa8cf85866e41702a88d090ad2faa0"),
         ("V15__deliver_at_and_tenant_settings.sql", "d8371c24b791bae55a3f5a85a5d291849f581690d90607290b4a2ca9f2bc56e5"),
         ("V16__fifo.sql", "b00a243544c9316c6d94af3bfdc74240d5ecdde516b271181152c4016f0f0cb9"),
+        ("V17__callback_payload_format.sql", "b8f19c0827978797a52c344766800d0a6ec72941171fddb6db573670066af265"),
     ];
 
     #[test]

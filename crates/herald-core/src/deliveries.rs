@@ -354,7 +354,7 @@ fn claim_from(due_cte: &str) -> String {
                 CASE WHEN c.endpoint_id IS NULL THEN ev.retry_schedule_ms ELSE e.retry_schedule_ms END \
                   AS retry_schedule_ms, \
                 e.status AS endpoint_status, e.signature_header, e.headers::text AS headers, e.timeout_ms, \
-                coalesce(e.payload_format, 'envelope') AS payload_format, coalesce(e.ordering = 'fifo', false) AS fifo \
+                coalesce(e.payload_format, ev.callback_payload_format, 'envelope') AS payload_format, coalesce(e.ordering = 'fifo', false) AS fifo \
            FROM claimed c \
            /* a delivery whose event is gone comes back with NULL event columns, and fails as \
               invalid_delivery when prepared, instead of staying leased for ever */ \

@@ -229,7 +229,7 @@ pub fn callback_fields(has_url: bool, has_secret: bool, has_schedule: bool, owne
     if !has_url && (has_secret || has_schedule) {
         return Err(Invalid::new(
             "callback_url_required",
-            format!("callback_secret and retry_schedule apply to the {owner}'s callback: give callback_url too, or leave them out"),
+            format!("callback_secret, callback_payload_format and retry_schedule apply to the {owner}'s callback: give callback_url too, or leave them out"),
         ));
     }
     Ok(())

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use herald_core::config::RetrySchedule;
 use herald_core::data::EventData;
+use herald_core::dialect::PayloadFormat;
 use herald_core::id::{EventId, TenantId};
 use herald_core::signing::Secret;
 use herald_core::trace::TraceContext;
@@ -27,6 +28,8 @@ pub struct NewEvent {
     pub tracestate: Option<String>,
     /// Nothing is sent before this time (at most 30 days after publishing; a time past is now).
     pub deliver_at: Option<DateTime<Utc>>,
+    /// The body the callback gets (the envelope when `None`).
+    pub callback_payload_format: Option<PayloadFormat>,
 }
 
 impl NewEvent {
@@ -50,7 +53,7 @@ impl NewEvent {
         };
         validate::callback_fields(
             callback_url.is_some(),
-            self.callback_secret.is_some(),
+            self.callback_secret.is_some() || self.callback_payload_format.is_some(),
             self.retry_schedule.is_some(),
             "event",
         )?;
@@ -174,10 +177,14 @@ pub(crate) async fn publish_as(
                 PublishError::Database(e)
             }
         })?;
-    Ok(Published {
+    let published = Published {
         id: row.get(0),
         created_at: row.get(1),
         duplicate: row.get(2),
         generated_callback_secret: row.get(3),
-    })
+    };
+    if let (Some(format), false) = (event.callback_payload_format, published.duplicate) {
+        tx.execute(sql::SET_CALLBACK_FORMAT, &[tenant, &published.id, &format.name()]).await?;
+    }
+    Ok(published)
 }

@@ -9,6 +9,14 @@ pub const PUBLISH_EVENT: &str =
      (SELECT array_agg(ms * interval '1 millisecond' ORDER BY n) FROM unnest($7::int8[]) WITH ORDINALITY s(ms, n)), \
      $8, $9, $10, $11, $12)";
 
+/// An event's callback format, beside herald.publish (which takes none).
+pub const SET_CALLBACK_FORMAT: &str =
+    "UPDATE herald.events SET callback_payload_format = $3 WHERE tenant_id = $1 AND event_id = $2";
+
+/// An operation's callback format, beside herald.create_operation (which takes none).
+pub const SET_OPERATION_CALLBACK_FORMAT: &str =
+    "UPDATE herald.operations SET callback_payload_format = $3 WHERE tenant_id = $1 AND call_id = $2";
+
 pub const TOKEN_EXISTS: &str = "SELECT 1 FROM herald.api_tokens WHERE tenant_id = $1 AND token_hash = $2";
 
 pub const CREATE_TENANT: &str =

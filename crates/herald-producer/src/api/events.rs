@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::config::RetrySchedule;
 use herald_core::data::EventData;
+use herald_core::dialect::PayloadFormat;
 use herald_core::id::{EventId, TenantId};
 use herald_core::trace::{self, TraceContext};
 use herald_core::validate::{self, Invalid};
@@ -31,6 +32,7 @@ pub struct PublishBody {
     retry_schedule: Option<Vec<String>>,
     /// RFC 3339; nothing is sent before it.
     deliver_at: Option<String>,
+    callback_payload_format: Option<String>,
 }
 
 /// `deliver_at` as RFC 3339.
@@ -152,6 +154,7 @@ async fn publish_in(
         traceparent: trace.traceparent,
         tracestate: trace.tracestate,
         deliver_at,
+        callback_payload_format: body.callback_payload_format.as_deref().map(PayloadFormat::parse).transpose()?,
     };
     event.check()?;
     tracing::Span::current().record("herald.event_type", event.event_type.as_str());

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Datelike, Utc};
 use herald_core::config::RetrySchedule;
+use herald_core::dialect::PayloadFormat;
 use herald_core::id::CallId;
 use herald_core::signing::Secret;
 use herald_core::validate::{self, Invalid};
@@ -57,6 +58,7 @@ pub struct CreateApproval {
     callback_url: Option<String>,
     callback_secret: Option<String>,
     retry_schedule: Option<Vec<String>>,
+    callback_payload_format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +73,7 @@ pub struct CreateHumanContact {
     callback_url: Option<String>,
     callback_secret: Option<String>,
     retry_schedule: Option<Vec<String>>,
+    callback_payload_format: Option<String>,
 }
 
 struct NewOperation {
@@ -83,6 +86,7 @@ struct NewOperation {
     callback_url: Option<String>,
     callback_secret: Option<String>,
     retry_schedule: Option<Vec<String>>,
+    callback_payload_format: Option<String>,
 }
 
 fn check_text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
@@ -117,6 +121,7 @@ pub async fn create_approval(
         callback_url: b.callback_url,
         callback_secret: b.callback_secret,
         retry_schedule: b.retry_schedule,
+        callback_payload_format: b.callback_payload_format,
     };
     create(state, tenant, op).await
 }
@@ -143,6 +148,7 @@ pub async fn create_human_contact(
         callback_url: b.callback_url,
         callback_secret: b.callback_secret,
         retry_schedule: b.retry_schedule,
+        callback_payload_format: b.callback_payload_format,
     };
     create(state, tenant, op).await
 }
@@ -166,10 +172,11 @@ async fn create(
     let callback_url: Option<String> = callback_url.map(|u| u.to_string());
     validate::callback_fields(
         callback_url.is_some(),
-        op.callback_secret.is_some(),
+        op.callback_secret.is_some() || op.callback_payload_format.is_some(),
         op.retry_schedule.is_some(),
         "operation",
     )?;
+    let callback_format = op.callback_payload_format.as_deref().map(PayloadFormat::parse).transpose()?;
     if let Some(s) = &op.callback_secret {
         validate::secret("callback_secret", s)?;
     }
@@ -191,6 +198,10 @@ async fn create(
         "expires_at": op.expires_at, "callback_url": callback_url, "callback_secret": op.callback_secret,
         "retry_schedule": schedule_ms,
     });
+    let mut request = request;
+    if let Some(f) = callback_format {
+        request["callback_payload_format"] = Value::from(f.name());
+    }
     let hash = format!("{:x}", Sha256::digest(request.to_string().as_bytes()));
     // A callback is always signed: without a secret from the caller, Herald makes one and
     // answers it once, on creation.
@@ -224,6 +235,9 @@ async fn create(
         .get(0)
     };
     if let Some(mut answer) = inserted {
+        if let Some(format) = callback_format {
+            tx.execute(sql::SET_OPERATION_CALLBACK_FORMAT, &[&tenant, &call_id, &format.name()]).await?;
+        }
         tx.commit().await?;
         state.metrics.published("http");
         if let Some(g) = generated {
