@@ -309,6 +309,27 @@ async fn run_callbacks_come_in_headers_and_go_unsigned_only_when_allowed() {
     let r = rx.wait_for("/cb", 4, WAIT).await.into_iter().find(|r| r.query.ends_with("run=run-3")).unwrap();
     assert!(r.header("webhook-signature").is_none(), "unsigned");
 
+    // A refused callback URL's error names it without its query, over HTTP and in SQL.
+    let (s, v) = api
+        .post(
+            "/v1/events",
+            json!({"type": "t", "data": {}, "callback_url": "ftp://cb.example/x?token=secret-0123456789"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(!v.to_string().contains("secret-0123456789"), "{v}");
+    let err = db
+        .client()
+        .await
+        .execute(
+            "SELECT herald.publish('acme', 't', '{}'::jsonb, callback_url => 'ftp://cb/x?token=secret-0123456789')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    let said = herald_core::db::describe(&err);
+    assert!(said.contains("invalid callback_url") && !said.contains("secret-0123456789"), "{said}");
+
     // The token is in no log line and no error text.
     let (_, event) = api.get("/v1/events/run-1/attempts").await;
     assert!(!event.to_string().contains("secret-0123456789"), "{event}");

@@ -248,9 +248,14 @@ pub const STATE: &str =
     concat!("SELECT ", shown_state!("$3"), " FROM herald.deliveries WHERE tenant_id = $1 AND delivery_id = $2");
 
 /// A manual retry: due now, and a new round of the retry schedule.
-pub const RETRY: &str = "UPDATE herald.deliveries \
+pub const RETRY: &str = "UPDATE herald.deliveries d \
         SET state = 'pending', next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, \
-            schedule_offset = attempt_count, updated_at = $3 \
+            schedule_offset = attempt_count, updated_at = $3, \
+            /* to a FIFO endpoint: in its place in the order (made before the endpoint was) */ \
+            seq = CASE WHEN d.seq IS NULL AND EXISTS (SELECT 1 FROM herald.endpoints e WHERE e.tenant_id = $1 \
+                          AND e.endpoint_id = d.endpoint_id AND e.ordering = 'fifo') \
+                       THEN (SELECT ev.seq FROM herald.events ev WHERE ev.tenant_id = $1 AND ev.event_id = d.event_id) \
+                       ELSE d.seq END \
       WHERE tenant_id = $1 AND delivery_id = $2 AND state IN ('pending', 'failed', 'delivered') \
         AND (state <> 'pending' OR lease_until IS NULL OR lease_until <= $3) \
      RETURNING delivery_id, endpoint_id, url, state, attempt_count, next_attempt_at, last_status_code, last_error";
@@ -343,10 +348,12 @@ fn claim_from(due_cte: &str) -> String {
                   lost_leases = CASE WHEN d.lease_until IS NULL THEN 0 ELSE d.lost_leases + 1 END \
              FROM due \
             WHERE d.tenant_id = $1 AND d.delivery_id = due.delivery_id \
+              /* checked again on the row as it is now: a FIFO head is read without a row lock */ \
+              AND d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until <= $2) \
            RETURNING d.delivery_id, d.event_id, d.endpoint_id, d.url, d.attempt_count, d.schedule_offset, \
                      d.lost_leases, d.next_attempt_at) \
          SELECT c.delivery_id, c.event_id, c.endpoint_id, c.next_attempt_at, coalesce(e.url, c.url) AS url, \
-                c.attempt_count, c.schedule_offset, c.lost_leases, ev.event_type, ev.created_at, \
+                c.attempt_count, c.schedule_offset, c.lost_leases, ev.event_type, ev.created_at, ev.deliver_at, \
                 ev.data::text AS data, ev.traceparent, ev.tracestate, \
                 coalesce(e.signature_scheme, 'standard-webhooks') AS signature_scheme, \
                 coalesce(e.secret, ev.callback_secret) AS secret, \

@@ -26,6 +26,11 @@ fn all_chars(s: &str, extra: &[u8]) -> bool {
 }
 
 /// Show a value in a message without letting it break the line.
+/// A URL as error messages show it: without its query or fragment (a token may be there).
+fn shown_url(s: &str) -> String {
+    shown(s.split(['?', '#']).next().unwrap_or(""))
+}
+
 fn shown(s: &str) -> String {
     let cut: String = s.chars().take(64).collect();
     format!("{:?}{}", cut, if s.chars().count() > 64 { "…" } else { "" })
@@ -119,7 +124,7 @@ pub fn target_url(field: &str, raw: &str, allow: &AllowList) -> Result<url::Url,
     let bad = |why: &str| {
         Invalid::new(
             "invalid_url",
-            format!("{field} {} {why}: give an http or https URL with a host and no user or password, at most {MAX_URL_LEN} characters", shown(raw)),
+            format!("{field} {} {why}: give an http or https URL with a host and no user or password, at most {MAX_URL_LEN} characters", shown_url(raw)),
         )
     };
     if raw.len() > MAX_URL_LEN {
@@ -159,7 +164,7 @@ pub fn target_url(field: &str, raw: &str, allow: &AllowList) -> Result<url::Url,
     let blocked = |what: &str| {
         Invalid::new(
             "blocked_target",
-            format!("{field} {} points at {what}, which Herald does not deliver to; use a public address, or allow it with HERALD_ALLOW_PRIVATE_TARGETS", shown(raw)),
+            format!("{field} {} points at {what}, which Herald does not deliver to; use a public address, or allow it with HERALD_ALLOW_PRIVATE_TARGETS", shown_url(raw)),
         )
     };
     match url.host() {

@@ -52,6 +52,8 @@ pub struct Claimed {
     pub round_attempt: i32,
     pub event_type: String,
     pub created_at: DateTime<Utc>,
+    /// When the event was scheduled to go, if it was (delayed publish).
+    pub deliver_at: Option<DateTime<Utc>>,
     /// The event's data as stored: valid JSON text, sent as it is.
     pub data: String,
     /// The event's trace context: the attempt's span continues it.

@@ -46,6 +46,7 @@ pub fn prepare(tenant: &TenantId, row: &Row, now: DateTime<Utc>) -> Option<Resul
         round_attempt: attempt,
         event_type: String::new(),
         created_at: now,
+        deliver_at: None,
         data: String::new(),
         trace: TraceContext::default(),
         signature_scheme: String::new(),
@@ -94,6 +95,7 @@ fn fill(c: &mut Claimed, row: &Row) -> Result<(), String> {
     c.round_attempt = c.attempt - col::<i32>(row, "schedule_offset")?;
     c.event_type = col(row, "event_type")?;
     c.created_at = col(row, "created_at")?;
+    c.deliver_at = col(row, "deliver_at")?;
     c.data = col(row, "data")?;
     c.trace = TraceContext::new(col(row, "traceparent")?, col(row, "tracestate")?);
     c.signature_scheme = col(row, "signature_scheme")?;

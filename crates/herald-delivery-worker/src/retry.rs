@@ -152,6 +152,7 @@ mod tests {
             round_attempt: round,
             event_type: "x".into(),
             created_at: Utc::now(),
+            deliver_at: None,
             data: "{}".into(),
             trace: Default::default(),
             signature_scheme: "standard-webhooks".into(),

@@ -248,8 +248,11 @@ impl Store {
         self.metrics.leases_reclaimed.inc_by(reclaimed as u64);
         let mut claim = Claim { more, ..Claim::default() };
         claim.take(tenant, rows, now);
-        let settings = self.settings(&client, tenant).await?;
-        claim.apply_policy(&settings, now);
+        // Leased already: a failed read must not drop them (they would wait for their leases).
+        match self.settings(&client, tenant).await {
+            Ok(settings) => claim.apply_policy(&settings, now),
+            Err(e) => tracing::warn!(%tenant, error = %e, "could not read the tenant's URL policy; sending as claimed"),
+        }
         Ok(claim)
     }
 
@@ -395,7 +398,9 @@ impl Store {
             if next.state != State::Pending && landed.contains(&f.claimed.delivery_id) {
                 self.metrics.finished(next.state.as_str());
                 if next.state == State::Delivered {
-                    let lag = (f.outcome.started_at - f.claimed.created_at).num_milliseconds().max(0) as f64 / 1e3;
+                    // From when it was due to go: a scheduled event's wait is not lag.
+                    let from = f.claimed.deliver_at.map_or(f.claimed.created_at, |d| d.max(f.claimed.created_at));
+                    let lag = (f.outcome.started_at - from).num_milliseconds().max(0) as f64 / 1e3;
                     self.metrics.delivery_lag_seconds.observe(lag + f.outcome.duration.as_secs_f64());
                 }
             }

@@ -44,10 +44,24 @@ pub fn insert_endpoint() -> String {
     )
 }
 
-/// The endpoint, locked for a PATCH or a rotation that must see it whole.
+/// The endpoint, locked for a PATCH or a rotation that must see it whole (NO KEY UPDATE: fan-out's
+/// FOR KEY SHARE of it goes on meanwhile).
 pub fn lock_endpoint() -> String {
-    format!("SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2 FOR UPDATE")
+    format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2 FOR NO KEY UPDATE"
+    )
 }
+
+/// The endpoint for a replay, held against a PATCH (one that makes it FIFO waits for the
+/// replay's deliveries, and orders them), not against fan-out.
+pub fn share_endpoint() -> String {
+    format!("SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2 FOR SHARE")
+}
+
+/// Before an endpoint is made FIFO: waits for every fan-out that holds it (FOR KEY SHARE) to
+/// commit, so that the backfill after it sees their deliveries, and fan-outs after it see FIFO.
+pub const LOCK_ENDPOINT_FULLY: &str =
+    "SELECT 1 FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2 FOR UPDATE";
 
 pub fn get_endpoint() -> String {
     format!("SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2")
@@ -110,7 +124,7 @@ pub const EVENT_ATTEMPTS: &str = "SELECT attempt_id, delivery_id, attempt, start
 /// Events in a replay window, by Herald's time-ordered key: those fanned out already. An event
 /// still waiting in the outbox (or set aside there) gets its deliveries from the outbox-poller,
 /// whose insert expects none to exist yet.
-pub const EVENTS_IN_WINDOW: &str = "SELECT e.event_id, e.event_type, e.seq FROM herald.events e \
+pub const EVENTS_IN_WINDOW: &str = "SELECT e.event_id, e.event_type, e.seq, e.deliver_at FROM herald.events e \
       WHERE e.tenant_id = $1 AND e.seq >= $2 AND e.seq < $3 \
         AND NOT EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = $1 AND p.seq = e.seq AND p.event_id = e.event_id) \
         AND NOT EXISTS (SELECT 1 FROM herald.fanout_failures f WHERE f.tenant_id = $1 AND f.event_id = e.event_id) \

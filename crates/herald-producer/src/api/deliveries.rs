@@ -122,7 +122,7 @@ pub async fn replay(
     }
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(ep) = tx.query_opt(&sql::get_endpoint(), &[&tenant, &endpoint]).await? else {
+    let Some(ep) = tx.query_opt(&sql::share_endpoint(), &[&tenant, &endpoint]).await? else {
         return Err(ApiError::not_found("endpoint", &endpoint));
     };
     let patterns: Vec<String> = ep.get("event_types");
@@ -137,20 +137,22 @@ pub async fn replay(
         ));
     }
     let fifo = ep.get::<_, String>("ordering") == "fifo";
-    let events: Vec<(EventId, i64)> = rows
+    type Replayed = (EventId, i64, Option<chrono::DateTime<chrono::Utc>>);
+    let events: Vec<Replayed> = rows
         .iter()
         .filter(|r| r.try_get::<_, String>(1).is_ok_and(|t| type_matches(&patterns, &t)))
-        .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(2).ok()?)))
+        .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(2).ok()?, r.try_get(3).ok()?)))
         .collect();
     // Fan-out's own insert: new deliveries, and finished ones made pending again.
     let again = herald_core::deliveries::New {
         ids: events.iter().map(|_| DeliveryId::generate(now)).collect(),
-        event_ids: events.iter().map(|(id, _)| id).collect(),
+        event_ids: events.iter().map(|(id, _, _)| id).collect(),
         targets: vec![herald_core::deliveries::target_of(Some(&endpoint)); events.len()],
         endpoint_ids: vec![Some(&endpoint); events.len()],
         urls: vec![url.as_str(); events.len()],
-        dues: vec![None; events.len()],
-        seqs: events.iter().map(|(_, seq)| fifo.then_some(*seq)).collect(),
+        // A scheduled event is not sent before its time, replayed or not.
+        dues: events.iter().map(|(_, _, due)| *due).collect(),
+        seqs: events.iter().map(|(_, seq, _)| fifo.then_some(*seq)).collect(),
     };
     let scheduled = herald_core::deliveries::insert(&tx, &tenant, &again, now, true).await?;
     tx.commit().await?;

@@ -337,6 +337,10 @@ pub async fn update(
     };
     let headers =
         dialect::headers(&headers_in, Some(signature_header.as_deref().unwrap_or(dialect::SIGNATURE_HEADER)))?;
+    let to_fifo = ordering == Some("fifo") && row.get::<_, String>("ordering") != "fifo";
+    if to_fifo {
+        tx.execute(sql::LOCK_ENDPOINT_FULLY, &[&tenant, &id]).await?;
+    }
     let row = tx
         .query_one(
             &sql::update_endpoint(),
@@ -362,7 +366,7 @@ pub async fn update(
         )
         .await?;
     // Made FIFO: its open deliveries take their place in publish order.
-    if ordering == Some("fifo") {
+    if to_fifo {
         tx.execute(sql::FIFO_BACKFILL, &[&tenant, &id]).await?;
     }
     tx.commit().await?;

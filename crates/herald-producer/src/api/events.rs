@@ -129,12 +129,13 @@ async fn publish_in(
     };
     let id = id.as_deref().map(EventId::parse).transpose()?;
     // Agent platforms send a run's callback in headers: taken when the body names none.
-    let (callback_url, callback_secret) = match body.callback_url {
-        Some(url) => (Some(url), body.callback_secret),
-        None => (
-            text_header(headers, "x-callback-url")?,
-            body.callback_secret.or(text_header(headers, "x-callback-secret")?),
-        ),
+    let callback_url = match body.callback_url {
+        Some(url) => Some(url),
+        None => text_header(headers, "x-callback-url")?,
+    };
+    let callback_secret = match body.callback_secret {
+        Some(s) => Some(s),
+        None => text_header(headers, "x-callback-secret")?,
     };
     if let Some(url) = &callback_url {
         let parsed = validate::target_url("callback_url", url, &state.allow)?;
