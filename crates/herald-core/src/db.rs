@@ -332,7 +332,10 @@ mod tests {
         ("V15__deliver_at_and_tenant_settings.sql", "d8371c24b791bae55a3f5a85a5d291849f581690d90607290b4a2ca9f2bc56e5"),
         ("V16__fifo.sql", "b00a243544c9316c6d94af3bfdc74240d5ecdde516b271181152c4016f0f0cb9"),
         ("V17__callback_payload_format.sql", "b8f19c0827978797a52c344766800d0a6ec72941171fddb6db573670066af265"),
-        ("V18__callback_url_error_without_query.sql", "54dca6fd517081a12d98f209f22dd11e108c638ff156ac85e4a184996606d24a"),
+        (
+            "V18__callback_url_error_without_query.sql",
+            "54dca6fd517081a12d98f209f22dd11e108c638ff156ac85e4a184996606d24a",
+        ),
     ];
 
     #[test]

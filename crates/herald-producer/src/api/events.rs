@@ -37,13 +37,18 @@ pub struct PublishBody {
 
 /// `deliver_at` as RFC 3339.
 fn deliver_at(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, Invalid> {
+    use chrono::Datelike;
     v.map(|s| {
-        chrono::DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).map_err(|_| {
+        let bad = || {
             Invalid::new(
                 "invalid_deliver_at",
-                format!("deliver_at {s:?} is not an RFC 3339 time: write it like 2026-12-24T09:00:00Z"),
+                format!(
+                    "deliver_at {s:?} is not an RFC 3339 time from the year 1 on: write it like 2026-12-24T09:00:00Z"
+                ),
             )
-        })
+        };
+        // A year before 1 in UTC could not be written back in RFC 3339.
+        chrono::DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).ok().filter(|t| t.year() >= 1).ok_or_else(bad)
     })
     .transpose()
 }
