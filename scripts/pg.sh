@@ -20,6 +20,20 @@ MSG
     fi
 }
 
+# pg_ensure_bin: pg_find_bin, and on Debian or Ubuntu as root, install PostgreSQL's server with
+# apt-get first when it is missing (saying so); otherwise pg_find_bin's message says what to do.
+pg_ensure_bin() {
+    if pg_find_bin 2>/dev/null; then
+        return 0
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "PostgreSQL's server is not installed: installing it with apt-get (postgresql)"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    fi
+    pg_find_bin
+}
+
 # Run a command as the cluster's owner.
 pg_as_owner() {
     if [ "$(id -u)" = 0 ]; then

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
-pg_find_bin
+pg_ensure_bin
 
 root=$PWD/.herald
 dir=$root/pg

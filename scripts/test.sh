@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/pg.sh
 
 if [ -z "${HERALD_TEST_DATABASE_URL:-}" ]; then
-    pg_find_bin
+    pg_ensure_bin
     # One cluster per run (target/test-pg/<pid>), so that two runs at once do not stop each
     # other's; a cluster left by a run that died is stopped and removed here.
     for old in "$PWD"/target/test-pg/*; do
