@@ -323,18 +323,21 @@ fn claim(targets: &str) -> String {
 
 /// A FIFO endpoint's head (`$6`), if it may go now: its oldest pending delivery in Herald's key
 /// order, due, not leased, published before `$7` (the settle time: a publish still committing
-/// may yet come before it), and with no older event of the tenant still in the outbox. `$3` is
-/// unused but kept for the shared parameters. Run under the endpoint row's lock.
+/// may yet come before it), and with no older event of the tenant still in the outbox. The head
+/// is locked and checked again as it is then (a result or a cancel may have just changed it).
+/// `$3` is unused but kept for the shared parameters. Run under the endpoint row's lock.
 pub fn claim_fifo() -> String {
     claim_from(
-        "WITH due AS ( \
-           SELECT h.delivery_id FROM ( \
-             SELECT d.delivery_id, d.seq, d.next_attempt_at, d.lease_until FROM herald.deliveries d \
-              WHERE d.tenant_id = $1 AND d.target = $6 AND d.state = 'pending' AND d.seq IS NOT NULL \
-              ORDER BY d.seq, d.delivery_id LIMIT 1) h \
-            WHERE h.next_attempt_at <= $2 AND (h.lease_until IS NULL OR h.lease_until <= $2) \
-              AND h.seq <= $7 AND $3::bigint > 0 \
-              AND NOT EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = $1 AND p.seq < h.seq))",
+        "WITH head AS ( \
+           SELECT d.delivery_id FROM herald.deliveries d \
+            WHERE d.tenant_id = $1 AND d.target = $6 AND d.state = 'pending' AND d.seq IS NOT NULL \
+            ORDER BY d.seq, d.delivery_id LIMIT 1), \
+         due AS ( \
+           SELECT d.delivery_id FROM herald.deliveries d JOIN head h ON h.delivery_id = d.delivery_id \
+            WHERE d.tenant_id = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2 \
+              AND (d.lease_until IS NULL OR d.lease_until <= $2) AND d.seq <= $7 AND $3::bigint > 0 \
+              AND NOT EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = $1 AND p.seq < d.seq) \
+            FOR UPDATE OF d)",
     )
 }
 
@@ -348,8 +351,6 @@ fn claim_from(due_cte: &str) -> String {
                   lost_leases = CASE WHEN d.lease_until IS NULL THEN 0 ELSE d.lost_leases + 1 END \
              FROM due \
             WHERE d.tenant_id = $1 AND d.delivery_id = due.delivery_id \
-              /* checked again on the row as it is now: a FIFO head is read without a row lock */ \
-              AND d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until <= $2) \
            RETURNING d.delivery_id, d.event_id, d.endpoint_id, d.url, d.attempt_count, d.schedule_offset, \
                      d.lost_leases, d.next_attempt_at) \
          SELECT c.delivery_id, c.event_id, c.endpoint_id, c.next_attempt_at, coalesce(e.url, c.url) AS url, \
