@@ -1,5 +1,5 @@
 # The one entry point: the same commands locally and in CI.
-.PHONY: run test lint check-deploy fmt build bench bench-large bench-citus chaos fuzz soak test-citus
+.PHONY: run test lint check-deploy quickstart fmt build bench bench-large bench-citus chaos fuzz soak test-citus
 
 run:            ## Herald with a local database on 127.0.0.1:8080, ready to take events
 	./scripts/run.sh
@@ -10,6 +10,9 @@ test:           ## the whole test suite against a throwaway PostgreSQL
 lint:           ## formatting and clippy, as CI runs them
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+quickstart:     ## the README's shell blocks, run as written against make run (ports 8080, 54329, 9000, 9100)
+	./scripts/quickstart.sh
 
 check-deploy:   ## deploy/ without a cluster: kustomize renders, Kubernetes and CRD schemas, Pod Security, promtool
 	./scripts/check-deploy.sh
