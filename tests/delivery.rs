@@ -445,3 +445,43 @@ async fn replay_leaves_events_still_in_the_outbox_to_the_poller() {
     assert!(e["fan_out_error"].is_null(), "fanned out, not set aside: {e}");
     assert_eq!(rx.requests("/r").len(), 1);
 }
+
+/// `POST /v1/endpoints/{id}/test` sends a signed `herald.test` event to that endpoint alone, and
+/// `GET /v1/deliveries/{id}` follows its delivery; another tenant sees neither.
+#[tokio::test]
+async fn an_endpoint_test_goes_to_that_endpoint_alone_and_its_delivery_can_be_read() {
+    let (db, _herald, api) = support::herald_all(FAST).await;
+    let rx = Receiver::start().await;
+    let (tested, secret) = api.endpoint(json!({"url": rx.url("/tested"), "event_types": ["only.this"]})).await;
+    api.endpoint(json!({"url": rx.url("/other")})).await;
+    let (s, v) = api.post(&format!("/v1/endpoints/{tested}/test"), json!({})).await;
+    assert_eq!(s, 202, "{v}");
+    let (event, delivery) =
+        (v["event_id"].as_str().unwrap().to_string(), v["delivery_id"].as_str().unwrap().to_string());
+    let r = &rx.wait_for("/tested", 1, WAIT).await[0];
+    verify_standard(&secret, r);
+    assert_eq!(r.json()["type"], "herald.test");
+    assert_eq!(r.json()["data"]["endpoint_id"], tested.as_str());
+    let d = herald_testkit::eventually("the test delivery delivered", WAIT, || async {
+        let (s, d) = api.get(&format!("/v1/deliveries/{delivery}")).await;
+        (s == 200 && d["state"] == "delivered").then_some(d)
+    })
+    .await;
+    assert_eq!(
+        (d["event_id"].as_str(), d["endpoint_id"].as_str()),
+        (Some(event.as_str()), Some(tested.as_str())),
+        "{d}"
+    );
+    assert_eq!(d["attempt_count"], 1);
+    let (_, e) = api.get(&format!("/v1/events/{event}")).await;
+    assert_eq!(e["deliveries"].as_array().unwrap().len(), 1, "to that endpoint alone: {e}");
+    assert_eq!(rx.count("/other"), 0);
+    // Another tenant: not found, both.
+    let other = support::Api::new(&api.base, &db.tenant("globex").await);
+    assert_eq!(other.get(&format!("/v1/deliveries/{delivery}")).await.0, 404);
+    assert_eq!(other.post(&format!("/v1/endpoints/{tested}/test"), json!({})).await.0, 404);
+    // A disabled endpoint is not tested.
+    api.post(&format!("/v1/endpoints/{tested}/disable"), json!({})).await;
+    let (s, v) = api.post(&format!("/v1/endpoints/{tested}/test"), json!({})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("endpoint_disabled")), "{v}");
+}

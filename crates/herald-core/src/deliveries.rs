@@ -239,6 +239,13 @@ pub const FOR_EVENT: &str = concat!(
     " FROM herald.deliveries WHERE tenant_id = $1 AND event_id = $2 ORDER BY delivery_id"
 );
 
+pub const GET_ONE: &str = concat!(
+    "SELECT delivery_id, event_id, endpoint_id, url, attempt_count, last_status_code, last_error, \
+            created_at, updated_at, ",
+    shown_state!("$3"),
+    " FROM herald.deliveries WHERE tenant_id = $1 AND delivery_id = $2"
+);
+
 /// Deleting an endpoint cancels what it had not yet been sent.
 pub const CANCEL_FOR_ENDPOINT: &str = "UPDATE herald.deliveries \
      SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $3 \

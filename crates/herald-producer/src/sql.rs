@@ -112,6 +112,15 @@ pub fn set_status() -> String {
     )
 }
 
+/// The endpoint a test event goes to, held as fan-out holds it.
+pub const TEST_TARGET: &str = "SELECT url, status, ordering = 'fifo' FROM herald.endpoints \
+     WHERE tenant_id = $1 AND endpoint_id = $2 FOR KEY SHARE";
+
+/// A `herald.test` event: stored like any other, but never in the outbox (it goes to one endpoint).
+pub const INSERT_TEST_EVENT: &str =
+    "INSERT INTO herald.events (tenant_id, event_id, seq, event_type, data, created_at) \
+     VALUES ($1, $2, $3, 'herald.test', $4::text::json, $5)";
+
 pub const DELETE_ENDPOINT: &str = "DELETE FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2";
 
 pub const EVENT_EXISTS: &str = "SELECT 1 FROM herald.events WHERE tenant_id = $1 AND event_id = $2";

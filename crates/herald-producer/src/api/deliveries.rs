@@ -9,7 +9,7 @@ use herald_core::validate::type_matches;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, Col};
 use super::extract::{page_of, ApiJson, ApiPath, ApiQuery, Page, Tenant};
 use super::AppState;
 use crate::sql;
@@ -92,6 +92,36 @@ pub async fn retry(
             "last_error": row.get::<_, Option<String>>("last_error"),
         })),
     ))
+}
+
+/// `GET /v1/deliveries/{id}`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<DeliveryId>,
+) -> Result<Json<Value>, ApiError> {
+    let client = state.pool.get().await?;
+    let Some(d) = client.query_opt(herald_core::deliveries::GET_ONE, &[&tenant, &id, &state.clock.now()]).await? else {
+        return Err(ApiError::not_found("delivery", &id));
+    };
+    let shown: String = d.col("state")?;
+    let next_attempt_at = match shown.as_str() {
+        "pending" | "delivering" => json!(d.col::<DateTime<Utc>>("next_attempt_at")?),
+        _ => Value::Null,
+    };
+    Ok(Json(json!({
+        "id": d.col::<String>("delivery_id")?,
+        "event_id": d.col::<String>("event_id")?,
+        "endpoint_id": d.col::<Option<String>>("endpoint_id")?,
+        "url": d.col::<String>("url")?,
+        "state": shown,
+        "attempt_count": d.col::<i32>("attempt_count")?,
+        "next_attempt_at": next_attempt_at,
+        "last_status_code": d.col::<Option<i32>>("last_status_code")?,
+        "last_error": d.col::<Option<String>>("last_error")?,
+        "created_at": d.col::<DateTime<Utc>>("created_at")?,
+        "updated_at": d.col::<DateTime<Utc>>("updated_at")?,
+    })))
 }
 
 #[derive(Debug, Deserialize)]

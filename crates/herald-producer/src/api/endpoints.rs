@@ -4,8 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use herald_core::config::RetrySchedule;
+use herald_core::deliveries;
 use herald_core::dialect::{self, PayloadFormat};
-use herald_core::id::{EndpointId, TenantId};
+use herald_core::id::{DeliveryId, EndpointId, EventId, TenantId};
 use herald_core::signing::{Scheme, Secret};
 use herald_core::validate::{self, Invalid};
 use serde::{Deserialize, Deserializer};
@@ -441,4 +442,44 @@ pub async fn disable(
     ApiPath(id): ApiPath<EndpointId>,
 ) -> Result<Json<Value>, ApiError> {
     set_status(state, tenant, id, "disabled", Some("disabled through the API")).await
+}
+
+/// `POST /v1/endpoints/{id}/test`: a signed `herald.test` event, delivered to this endpoint alone
+/// (whatever its `event_types`), like any other: retried, in the attempt log.
+pub async fn test(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<EndpointId>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let now = state.clock.now();
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(ep) = tx.query_opt(sql::TEST_TARGET, &[&tenant, &id]).await? else {
+        return Err(ApiError::not_found("endpoint", &id));
+    };
+    let (url, status, fifo): (String, String, bool) = (ep.get(0), ep.get(1), ep.get(2));
+    if status == "disabled" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "endpoint_disabled",
+            "the endpoint is disabled: enable it (POST /v1/endpoints/{id}/enable), then test it",
+        ));
+    }
+    let event_id = EventId::generate(now);
+    let seq = herald_core::id::seq_at(now);
+    let data = json!({"endpoint_id": id, "message": "A test event from Herald"}).to_string();
+    tx.execute(sql::INSERT_TEST_EVENT, &[&tenant, &event_id, &seq, &data, &now]).await?;
+    let delivery_id = DeliveryId::generate(now);
+    let one = deliveries::New {
+        ids: vec![delivery_id.clone()],
+        event_ids: vec![&event_id],
+        targets: vec![deliveries::target_of(Some(&id))],
+        endpoint_ids: vec![Some(&id)],
+        urls: vec![url.as_str()],
+        dues: vec![None],
+        seqs: vec![fifo.then_some(seq)],
+    };
+    deliveries::insert(&tx, &tenant, &one, now, false).await?;
+    tx.commit().await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"event_id": event_id, "delivery_id": delivery_id}))))
 }
