@@ -180,3 +180,65 @@ async fn herald_log_format_json_writes_one_json_object_a_line() {
     assert_eq!(started["level"], "INFO");
     assert!(started["timestamp"].is_string() && started["fields"]["concurrency"].is_number(), "{started}");
 }
+
+/// `herald verify`: a webhook captured at a receiver, checked with its secret, in both dialects.
+#[tokio::test]
+async fn verify_says_whether_a_captured_webhook_is_signed_by_a_secret() {
+    let (_db, _herald, api) = support::herald_all(support::FAST).await;
+    let rx = herald_testkit::Receiver::start().await;
+    let (_, secret) = api.endpoint(json!({"url": rx.url("/std")})).await;
+    let hex_secret = "a raw secret of the receiver";
+    api.endpoint(json!({"url": rx.url("/hex"), "signature_scheme": "hmac-sha256-hex", "secret": hex_secret,
+                        "signature_header": "X-Sig"}))
+        .await;
+    api.publish(json!({"id": "evt_verify", "type": "t", "data": {"n": 1}})).await;
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let capture = |r: &herald_testkit::Received, name: &str, body: &[u8]| {
+        let mut raw = b"POST /hook HTTP/1.1\r\n".to_vec();
+        for (k, v) in r.headers.iter() {
+            raw.extend_from_slice(format!("{k}: {}\r\n", v.to_str().unwrap()).as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        raw.extend_from_slice(body);
+        let path = dir.join(format!("capture-{}-{name}", std::process::id()));
+        std::fs::write(&path, raw).unwrap();
+        path
+    };
+    let verify = |path: &std::path::Path, extra: &[&str]| {
+        let out = std::process::Command::new(support::BIN)
+            .arg("verify")
+            .arg("--request")
+            .arg(path)
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let std_req = rx.wait_for("/std", 1, std::time::Duration::from_secs(30)).await.remove(0);
+    let good = capture(&std_req, "std", &std_req.body);
+    let (code, said) = verify(&good, &["--secret", &secret]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("holds: standard-webhooks"), "{said}");
+    // During a rotation either secret may be given.
+    let (code, said) = verify(&good, &["--secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "--secret", &secret]);
+    assert_eq!(code, Some(0), "{said}");
+    let tampered = capture(&std_req, "std-tampered", br#"{"tampered":true}"#);
+    assert_eq!(verify(&tampered, &["--secret", &secret]).0, Some(1));
+    assert_eq!(verify(&good, &["--secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]).0, Some(1));
+    assert_eq!(verify(&good, &["--secret", "not a whsec secret"]).0, Some(2));
+
+    let hex_req = rx.wait_for("/hex", 1, std::time::Duration::from_secs(30)).await.remove(0);
+    let hex = capture(&hex_req, "hex", &hex_req.body);
+    let (code, said) = verify(&hex, &["--secret", hex_secret, "--header", "X-Sig"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("hmac-sha256-hex in x-sig"), "{said}");
+    assert_eq!(
+        verify(&hex, &["--secret", "another raw secret!!"]).0,
+        Some(2),
+        "no x-webhook-signature: the header must be named"
+    );
+    assert_eq!(verify(&hex, &["--secret", "another raw secret!!", "--header", "x-sig"]).0, Some(1));
+    for f in [good, tampered, hex] {
+        let _ = std::fs::remove_file(f);
+    }
+}

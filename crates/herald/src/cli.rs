@@ -30,6 +30,27 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Whether a captured webhook's signature holds for a secret (exit 0 holds, 1 does not, 2
+    /// the capture or secret cannot be read).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The secret to check with; give it twice during a rotation (either may sign).
+    #[arg(long, required = true)]
+    pub secret: Vec<String>,
+    /// The captured request: its headers, a blank line, its body, as received (a request line
+    /// first is skipped). Default: standard input.
+    #[arg(long)]
+    pub request: Option<std::path::PathBuf>,
+    /// standard-webhooks or hmac-sha256-hex; default: Standard Webhooks when the capture has a
+    /// webhook-signature header, else hmac-sha256-hex.
+    #[arg(long)]
+    pub scheme: Option<String>,
+    /// The hex scheme's header (default x-webhook-signature).
+    #[arg(long)]
+    pub header: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

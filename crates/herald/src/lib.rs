@@ -7,6 +7,7 @@
 
 mod cli;
 mod otel;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Verify(args) => verify::run(args),
         Command::Tenant(TenantCommand::Set(args)) => {
             let domains = match args.allowed_domains.as_deref().map(str::trim) {
                 None => None,
