@@ -134,7 +134,7 @@ pub const EVENT_ATTEMPTS: &str = "SELECT attempt_id, delivery_id, attempt, start
 /// still waiting in the outbox (or set aside there) gets its deliveries from the outbox-poller,
 /// whose insert expects none to exist yet.
 pub const EVENTS_IN_WINDOW: &str = "SELECT e.event_id, e.event_type, e.seq, e.deliver_at FROM herald.events e \
-      WHERE e.tenant_id = $1 AND e.seq >= $2 AND e.seq < $3 \
+      WHERE e.tenant_id = $1 AND e.seq >= $2 AND e.seq < $3 AND e.event_type <> 'herald.test' \
         AND NOT EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = $1 AND p.seq = e.seq AND p.event_id = e.event_id) \
         AND NOT EXISTS (SELECT 1 FROM herald.fanout_failures f WHERE f.tenant_id = $1 AND f.event_id = e.event_id) \
       ORDER BY e.seq, e.event_id LIMIT $4";

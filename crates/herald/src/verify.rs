@@ -17,13 +17,15 @@ struct Capture {
 impl Capture {
     /// A raw HTTP request (a request line is skipped) or headers alone, a blank line, the body.
     fn parse(raw: &[u8]) -> Result<Self, String> {
-        let (head, body) = match find(raw, b"\r\n\r\n") {
-            Some(i) => (&raw[..i], &raw[i + 4..]),
-            None => match find(raw, b"\n\n") {
-                Some(i) => (&raw[..i], &raw[i + 2..]),
-                None => return Err("no blank line between the headers and the body".into()),
-            },
+        // Whichever blank line comes first ends the headers (a body may hold either kind).
+        let crlf = find(raw, b"\r\n\r\n").map(|i| (i, 4));
+        let lf = find(raw, b"\n\n").map(|i| (i, 2));
+        let (i, n) = match (crlf, lf) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return Err("no blank line between the headers and the body".into()),
         };
+        let (head, body) = (&raw[..i], &raw[i + n..]);
         let head = std::str::from_utf8(head).map_err(|_| "the headers are not UTF-8".to_string())?;
         let headers: Vec<(String, String)> = head
             .lines()
@@ -37,6 +39,21 @@ impl Capture {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
+
+    /// Every value of a header, each split where white space or commas between values are.
+    fn values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .flat_map(|(_, v)| v.split_ascii_whitespace())
+            .map(|v| v.trim_end_matches(','))
+            .collect()
+    }
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -70,16 +87,17 @@ pub fn run(args: VerifyArgs) -> ! {
         args.secret.iter().map(|s| scheme.secret(s).unwrap_or_else(|e| bad(format!("--secret: {e}")))).collect();
     let holds = match scheme {
         Scheme::StandardWebhooks => {
-            let (Some(sig), Some(id), Some(ts)) =
+            let (Some(_), Some(id), Some(ts)) =
                 (standard, capture.header("webhook-id"), capture.header("webhook-timestamp"))
             else {
                 bad("a Standard Webhooks request has webhook-id, webhook-timestamp and webhook-signature headers")
             };
             let ts: i64 = ts.parse().unwrap_or_else(|_| bad(format!("webhook-timestamp {ts:?} is not Unix seconds")));
-            let given: Vec<&str> = sig.split(' ').collect();
-            let found = secrets
-                .iter()
-                .position(|s| given.contains(&signing::standard_webhooks(s, id, ts, &capture.body).as_str()));
+            let given = capture.values("webhook-signature");
+            let found = secrets.iter().position(|s| {
+                let want = signing::standard_webhooks(s, id, ts, &capture.body);
+                given.iter().any(|g| same(g, &want))
+            });
             found.map(|i| {
                 format!("standard-webhooks, webhook-id {id}, signed with secret {} of {}", i + 1, secrets.len())
             })
@@ -93,7 +111,8 @@ pub fn run(args: VerifyArgs) -> ! {
             let Some(sig) = capture.header(&name) else {
                 bad(format!("no {name} header in the capture (--header names another)"))
             };
-            let found = secrets.iter().position(|s| signing::hmac_sha256_hex(s, &capture.body) == sig);
+            let sig = sig.to_ascii_lowercase();
+            let found = secrets.iter().position(|s| same(&signing::hmac_sha256_hex(s, &capture.body), &sig));
             found.map(|i| format!("hmac-sha256-hex in {name}, signed with secret {} of {}", i + 1, secrets.len()))
         }
     };
