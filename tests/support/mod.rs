@@ -2,7 +2,6 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -10,17 +9,9 @@ use herald_testkit::{eventually, TestDb};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
-/// A free port on 127.0.0.1 for a process to bind later (the listener is closed first). Picked
-/// below the kernel's ephemeral range (32768 and up), where every receiver and client of the
-/// tests gets its port: one of those can then never take the port before Herald binds it.
+/// A free port for a Herald process (see `herald_testkit::free_port`).
 pub fn free_port() -> u16 {
-    for _ in 0..1000 {
-        let port = rand::random_range(20_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port between 20000 and 32000 on 127.0.0.1")
+    herald_testkit::free_port()
 }
 
 /// A running `herald <command>` process, killed when dropped.

@@ -41,7 +41,7 @@ impl PrivateCluster {
         let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target"))
             .join(format!("test-pg-private-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = crate::free_port();
         let d = dir.to_string_lossy().to_string();
         assert!(
             script(&[&d, &port.to_string(), options], r#"pg_init "$1" && pg_start "$1" "$2" $3"#),

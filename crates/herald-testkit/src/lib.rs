@@ -19,6 +19,19 @@ use tokio_postgres::NoTls;
 
 const TEMPLATE_LOCK: i64 = 0x0074_656d_706c; // "templ"
 
+/// A free port on 127.0.0.1 for a process to bind later (the listener is closed first). Picked
+/// below the kernel's ephemeral range (32768 and up), where every receiver and client of the
+/// tests gets its port: one of those can then never take the port before the process binds it.
+pub fn free_port() -> u16 {
+    for _ in 0..1000 {
+        let port = rand::random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000 on 127.0.0.1")
+}
+
 /// A database of its own for one test, migrated.
 pub struct TestDb {
     pub url: String,
