@@ -104,14 +104,23 @@ pub async fn get_one(
     let Some(d) = client.query_opt(herald_core::deliveries::GET_ONE, &[&tenant, &id, &state.clock.now()]).await? else {
         return Err(ApiError::not_found("delivery", &id));
     };
+    let mut answer = delivery_json(&d)?;
+    answer["event_id"] = json!(d.col::<String>("event_id")?);
+    answer["created_at"] = json!(d.col::<DateTime<Utc>>("created_at")?);
+    answer["updated_at"] = json!(d.col::<DateTime<Utc>>("updated_at")?);
+    Ok(Json(answer))
+}
+
+/// A delivery as the API shows it, from a row with `shown_state!`'s columns: its next attempt's
+/// time only while it is `pending` or `delivering`.
+pub(super) fn delivery_json(d: &tokio_postgres::Row) -> Result<Value, ApiError> {
     let shown: String = d.col("state")?;
     let next_attempt_at = match shown.as_str() {
         "pending" | "delivering" => json!(d.col::<DateTime<Utc>>("next_attempt_at")?),
         _ => Value::Null,
     };
-    Ok(Json(json!({
+    Ok(json!({
         "id": d.col::<String>("delivery_id")?,
-        "event_id": d.col::<String>("event_id")?,
         "endpoint_id": d.col::<Option<String>>("endpoint_id")?,
         "url": d.col::<String>("url")?,
         "state": shown,
@@ -119,9 +128,7 @@ pub async fn get_one(
         "next_attempt_at": next_attempt_at,
         "last_status_code": d.col::<Option<i32>>("last_status_code")?,
         "last_error": d.col::<Option<String>>("last_error")?,
-        "created_at": d.col::<DateTime<Utc>>("created_at")?,
-        "updated_at": d.col::<DateTime<Utc>>("updated_at")?,
-    })))
+    }))
 }
 
 #[derive(Debug, Deserialize)]

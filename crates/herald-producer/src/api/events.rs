@@ -185,21 +185,7 @@ pub async fn get_one(
     };
     let mut deliveries = Vec::new();
     for d in client.query(herald_core::deliveries::FOR_EVENT, &[&tenant, &id, &state.clock.now()]).await? {
-        let state: String = d.col("state")?;
-        let next_attempt_at = match state.as_str() {
-            "pending" | "delivering" => json!(d.col::<chrono::DateTime<chrono::Utc>>("next_attempt_at")?),
-            _ => Value::Null,
-        };
-        deliveries.push(json!({
-            "id": d.col::<String>("delivery_id")?,
-            "endpoint_id": d.col::<Option<String>>("endpoint_id")?,
-            "url": d.col::<String>("url")?,
-            "state": state,
-            "attempt_count": d.col::<i32>("attempt_count")?,
-            "next_attempt_at": next_attempt_at,
-            "last_status_code": d.col::<Option<i32>>("last_status_code")?,
-            "last_error": d.col::<Option<String>>("last_error")?,
-        }));
+        deliveries.push(super::deliveries::delivery_json(&d)?);
     }
     // The data goes out as the text that was stored: a serde_json::Value would rewrite numbers.
     let data = RawValue::from_string(event.col("data")?).map_err(ApiError::internal)?;
