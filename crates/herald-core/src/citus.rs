@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 use crate::db::DbError;
 
 /// The small global table every node needs whole.
-pub const REFERENCE: &[&str] = &["herald.tenants"];
+pub const REFERENCE: &[&str] = &["herald.tenants", "herald.operator_tokens"];
 
 /// The tenant tables, distributed by `tenant_id` and colocated with the first: a statement that
 /// names one tenant runs on one node, joins and transactions included.

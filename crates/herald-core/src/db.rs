@@ -336,6 +336,7 @@ mod tests {
             "V18__callback_url_error_without_query.sql",
             "54dca6fd517081a12d98f209f22dd11e108c638ff156ac85e4a184996606d24a",
         ),
+        ("V19__scoped_tokens.sql", "9e366b54b3ecdc4657bc06aa6d6b2c92d5330197524ed8bfded688e8fa44780f"),
     ];
 
     #[test]

@@ -18,6 +18,7 @@ pub const ENDPOINT: &str = "ep_";
 pub const DELIVERY: &str = "dlv_";
 pub const ATTEMPT: &str = "att_";
 pub const CALL: &str = "call_";
+pub const TOKEN: &str = "tok_";
 
 static GENERATOR: Mutex<Option<Generator>> = Mutex::new(None);
 
@@ -157,6 +158,11 @@ typed_id!(
     EndpointId, "endpoint", |s| issued(ENDPOINT, "endpoint", s)
 );
 typed_id!(
+    /// An API token's id: `tok_` and 26 characters, always made by Herald (tokens made before
+    /// ids existed have one taken from their hash).
+    TokenId, "token", |s| issued(TOKEN, "token", s)
+);
+typed_id!(
     /// A delivery's id: `dlv_` and a ULID, always made by Herald.
     DeliveryId, "delivery", |s| issued(DELIVERY, "delivery", s)
 );
@@ -177,6 +183,12 @@ impl CallId {
 impl EndpointId {
     pub fn generate(at: DateTime<Utc>) -> Self {
         Self(new_id(ENDPOINT, at))
+    }
+}
+
+impl TokenId {
+    pub fn generate(at: DateTime<Utc>) -> Self {
+        Self(new_id(TOKEN, at))
     }
 }
 

@@ -22,6 +22,8 @@ use crate::id::TenantId;
 pub struct Wake {
     notify: Notify,
     tenants: Mutex<(BTreeSet<TenantId>, bool)>,
+    /// Whether [`listen`] is listening right now: a notification sent meanwhile arrives.
+    listening: std::sync::atomic::AtomicBool,
 }
 
 impl Wake {
@@ -45,6 +47,12 @@ impl Wake {
             }
         }
         self.notify.notify_one();
+    }
+
+    /// Whether notifications arrive now. What relies on hearing one (the API's token cache)
+    /// stops relying on it while this is false.
+    pub fn listening(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub async fn notified(&self) {
@@ -107,10 +115,15 @@ pub async fn listen(
         }
         if ok {
             // Anything published while we were not listening: look now, everywhere.
+            wake.listening.store(true, std::sync::atomic::Ordering::Release);
             wake.hint(None);
             loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => { driver.abort(); return; }
+                    _ = shutdown.cancelled() => {
+                        wake.listening.store(false, std::sync::atomic::Ordering::Release);
+                        driver.abort();
+                        return;
+                    }
                     n = rx.recv() => match n {
                         Some((channel, tenant)) => {
                             metrics.wakeup(&channel);
@@ -121,6 +134,7 @@ pub async fn listen(
                 }
             }
         }
+        wake.listening.store(false, std::sync::atomic::Ordering::Release);
         driver.abort();
         drop(client);
         tokio::select! {

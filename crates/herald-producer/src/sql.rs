@@ -17,11 +17,19 @@ pub const SET_CALLBACK_FORMAT: &str =
 pub const SET_OPERATION_CALLBACK_FORMAT: &str =
     "UPDATE herald.operations SET callback_payload_format = $3 WHERE tenant_id = $1 AND call_id = $2";
 
-pub const TOKEN_EXISTS: &str = "SELECT 1 FROM herald.api_tokens WHERE tenant_id = $1 AND token_hash = $2";
+/// A tenant token by its hash, with what decides whether it may be used.
+pub const TOKEN_LOOKUP: &str = "SELECT t.scope, t.expires_at, t.revoked_at, n.disabled_at \
+       FROM herald.api_tokens t JOIN herald.tenants n ON n.tenant_id = t.tenant_id \
+      WHERE t.tenant_id = $1 AND t.token_hash = $2";
+
+pub const OPERATOR_TOKEN_LOOKUP: &str =
+    "SELECT expires_at, revoked_at FROM herald.operator_tokens WHERE token_hash = $1";
 
 pub const CREATE_TENANT: &str =
     "INSERT INTO herald.tenants (tenant_id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING";
-pub const CREATE_TOKEN: &str = "INSERT INTO herald.api_tokens (tenant_id, token_hash, created_at) VALUES ($1, $2, $3)";
+/// `$1` tenant, `$2` hash, `$3` now, `$4` token id, `$5` name, `$6` scope, `$7` expiry.
+pub const CREATE_TOKEN: &str = "INSERT INTO herald.api_tokens \
+       (tenant_id, token_hash, created_at, token_id, name, scope, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// The data as text: it is answered as the publisher sent it, never parsed.
 pub const GET_EVENT: &str = "SELECT ev.event_id, ev.event_type, ev.created_at, ev.data::text AS data, \

@@ -127,8 +127,8 @@ impl TestDb {
         let c = self.client().await;
         c.execute("INSERT INTO herald.tenants (tenant_id, created_at) VALUES ($1, now())", &[&name]).await.unwrap();
         c.execute(
-            "INSERT INTO herald.api_tokens (tenant_id, token_hash, created_at) VALUES ($1, $2, now())",
-            &[&name, &herald_core::token::hash(&token)],
+            "INSERT INTO herald.api_tokens (tenant_id, token_hash, created_at, token_id, name) VALUES ($1, $2, now(), $3, 'test')",
+            &[&name, &herald_core::token::hash(&token), &herald_core::id::TokenId::generate(chrono::Utc::now())],
         )
         .await
         .unwrap();

@@ -30,6 +30,9 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// The operator's own tokens, for /v1/admin (with database access).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Whether a captured webhook's signature holds for a secret (exit 0 holds, 1 does not, 2
     /// the capture or secret cannot be read).
     Verify(VerifyArgs),
@@ -61,6 +64,49 @@ pub enum TenantCommand {
     Token(TenantArgs),
     /// Change a tenant's settings (only those given), then print them all as JSON.
     Set(TenantSetArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Operator tokens: they reach /v1/admin (tenants) and nothing else.
+    #[command(subcommand)]
+    Token(AdminTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Make an operator token and print it (shown once) alone on standard output.
+    Create(AdminTokenCreateArgs),
+    /// List operator tokens not revoked (never the tokens themselves).
+    List(AdminDbArgs),
+    /// Revoke an operator token by its id (tok_...).
+    Revoke(AdminTokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminTokenCreateArgs {
+    /// A name to tell the token apart.
+    #[arg(long, default_value = "operator")]
+    pub name: String,
+    /// How long it lasts (e.g. 90d, 12h); default: until revoked.
+    #[arg(long, value_parser = parse_duration)]
+    pub expires_in: Option<Duration>,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminDbArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminTokenRevokeArgs {
+    /// The token's id, as `herald admin token list` shows it.
+    pub id: herald_core::id::TokenId,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]

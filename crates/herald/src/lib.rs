@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use cli::Cli;
-use cli::{ApiArgs, Command, DeliveryArgs, PollArgs, TargetArgs, TenantCommand};
+use cli::{AdminCommand, ApiArgs, Command, DeliveryArgs, PollArgs, TargetArgs, TenantCommand};
 
 /// Logs to standard error at the level `HERALD_LOG` says (`info`); with `HERALD_LOG_FORMAT=json`,
 /// one JSON object a line (timestamp, level, target, message, fields), for a log collector.
@@ -119,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify(args) => verify::run(args),
+        Command::Admin(AdminCommand::Token(command)) => admin_token(command, &clock).await,
         Command::Tenant(TenantCommand::Set(args)) => {
             let domains = match args.allowed_domains.as_deref().map(str::trim) {
                 None => None,
@@ -164,7 +165,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
+            let app =
+                api_router(&mut tasks, &url, app_state(&pool, &clock, &metrics, &args.targets, &args.api), &shutdown);
             spawn_http(&mut tasks, &args.listen, app, &url, &clock, &metrics, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             spawn_retention(&mut tasks, &pool, &clock, &metrics, &args.retention, &shutdown);
@@ -176,7 +178,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&url, args.db.database_pool_size)?;
             let shutdown = shutdown_signal();
             let mut tasks = JoinSet::new();
-            let app = api::router(app_state(&pool, &clock, &metrics, &args.targets, &args.api));
+            let app =
+                api_router(&mut tasks, &url, app_state(&pool, &clock, &metrics, &args.targets, &args.api), &shutdown);
             spawn_http(&mut tasks, &args.listen, app, &url, &clock, &metrics, &shutdown);
             join(tasks, shutdown).await
         }
@@ -203,6 +206,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             join(tasks, shutdown).await
         }
     }
+}
+
+/// `herald admin token`: operator tokens, straight in the database.
+async fn admin_token(command: cli::AdminTokenCommand, clock: &SharedClock) -> anyhow::Result<()> {
+    use cli::AdminTokenCommand as C;
+    use herald_producer::tenant;
+    match command {
+        C::Create(args) => {
+            let client = connect(&args.db.database_url.0).await?;
+            let now = clock.now();
+            let expires_at = args
+                .expires_in
+                .map(|d| chrono::Duration::from_std(d).map(|d| now + d))
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--expires-in is too long"))?;
+            let issued = tenant::create_operator_token(&client, &args.name, expires_at, now).await?;
+            eprintln!("operator token {} ({}): it is shown this once", issued.id.as_str(), issued.new.name);
+            println!("{}", issued.token);
+        }
+        C::List(args) => {
+            let client = connect(&args.db.database_url.0).await?;
+            for (id, name, created, expires) in tenant::operator_tokens(&client).await? {
+                let expires = expires.map_or("never".to_string(), |t| t.to_rfc3339());
+                println!("{id}\t{name}\tcreated {}\texpires {expires}", created.to_rfc3339());
+            }
+        }
+        C::Revoke(args) => {
+            let client = connect(&args.db.database_url.0).await?;
+            if !tenant::revoke_operator_token(&client, &args.id, clock.now()).await? {
+                anyhow::bail!("no operator token {} that is not revoked already", args.id.as_str());
+            }
+            eprintln!("revoked {}", args.id.as_str());
+        }
+    }
+    Ok(())
+}
+
+/// The API's routes, and its listener for revoked tokens (see `api::extract::TokenCache`).
+fn api_router(tasks: &mut Task, url: &str, state: AppState, shutdown: &CancellationToken) -> axum::Router {
+    let watch = state.watch_tokens(url.to_string(), shutdown.clone());
+    tasks.spawn(async move {
+        watch.await;
+        Ok(())
+    });
+    api::router(state)
 }
 
 fn app_state(

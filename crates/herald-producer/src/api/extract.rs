@@ -2,84 +2,235 @@
 //! JSON bodies ([`ApiJson`]) and query strings ([`ApiQuery`]).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
+use chrono::{DateTime, Utc};
 use herald_core::id::{Id, TenantId};
+use herald_core::token::Scope;
 
 use super::error::ApiError;
 use super::AppState;
 use crate::sql;
 
-/// The tenant that the request's bearer token belongs to.
+/// The tenant that the request's bearer token belongs to, once the token is known, not revoked,
+/// not expired, its tenant not disabled, and its scope lets it call this route (else 401 or 403).
 #[derive(Debug, Clone)]
 pub struct Tenant(pub TenantId);
 
-fn unauthorized(message: &str) -> ApiError {
+fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+fn forbidden(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+/// The bearer token of a request, or the 401 that says how to send one.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "missing Authorization header: send `Authorization: Bearer <token>`; `herald tenant create NAME` or POST /v1/tokens makes a token",
+        ));
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))
+}
+
+/// A tenant token's row, as the cache keeps it.
+#[derive(Debug, Clone)]
+struct Known {
+    tenant: TenantId,
+    scope: Scope,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(unauthorized(
-                "missing Authorization header: send `Authorization: Bearer <token>`; `herald tenant create NAME` makes a token",
-            ));
+        let token = bearer(parts)?;
+        let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str());
+        if herald_core::token::is_operator(token) {
+            return Err(forbidden(format!(
+                "an operator token reaches /v1/admin only; {route} needs one of the tenant's tokens (POST /v1/admin/tenants/{{id}}/tokens makes one)"
+            )));
+        }
+        let unknown = || {
+            unauthorized(
+                "unknown API token: check it, or make a new one (POST /v1/tokens, or `herald tenant token NAME`)",
+            )
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let unknown =
-            || unauthorized("unknown API token: check it, or make a new one with `herald tenant create NAME`");
         let tenant: TenantId = herald_core::token::tenant_of(token).and_then(|t| t.parse().ok()).ok_or_else(unknown)?;
         let hash = herald_core::token::hash(token);
-        let now = std::time::Instant::now();
-        if state.tokens.knows(&hash, now) {
-            return Ok(Tenant(tenant));
+        let known = match state.tokens.get(&hash) {
+            Some(known) => known,
+            None => {
+                let generation = state.tokens.generation();
+                let client = state.pool.get().await?;
+                let row = client.query_opt(sql::TOKEN_LOOKUP, &[&tenant, &hash]).await?.ok_or_else(unknown)?;
+                if let Some(at) = row.get::<_, Option<DateTime<Utc>>>("revoked_at") {
+                    return Err(unauthorized(format!(
+                        "this API token was revoked at {}; use another, or make one with POST /v1/tokens",
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )));
+                }
+                if row.get::<_, Option<DateTime<Utc>>>("disabled_at").is_some() {
+                    return Err(tenant_disabled(&tenant));
+                }
+                let scope = Scope::parse(row.get("scope")).unwrap_or(Scope::Read);
+                let known = Known { tenant, scope, expires_at: row.get("expires_at") };
+                state.tokens.remember(hash, known.clone(), generation);
+                known
+            }
+        };
+        if let Some(at) = known.expires_at.filter(|at| *at <= state.clock.now()) {
+            return Err(unauthorized(format!(
+                "this API token expired at {}; make a new one with POST /v1/tokens",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
         }
-        let client = state.pool.get().await?;
-        let found = client.query_opt(sql::TOKEN_EXISTS, &[&tenant, &hash]).await?.is_some();
-        if found {
-            state.tokens.remember(hash, now);
-            Ok(Tenant(tenant))
-        } else {
-            Err(unknown())
+        if !known.scope.allows(parts.method.as_str(), route) {
+            return Err(forbidden(format!(
+                "this token's scope is `{}` ({}): it may not {} {route}; use a token with scope `full`, or one whose scope allows it (docs/api.md, \"Tokens\")",
+                known.scope,
+                known.scope.describe(),
+                parts.method
+            )));
         }
+        Ok(Tenant(known.tenant))
     }
 }
 
-/// Hashes of tokens found in the database lately: a request with one of them needs no lookup.
-/// A token removed from the database keeps working in this process for at most
-/// [`TokenCache::TTL`]. Unknown tokens are never remembered. Bounded: when full, it forgets
-/// everything and starts again.
+fn tenant_disabled(tenant: &TenantId) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "tenant_disabled",
+        format!(
+            "tenant {tenant} is disabled by its operator: its tokens are refused until the operator enables it again"
+        ),
+    )
+}
+
+/// The operator, by an operator token (`herald admin token create`): reaches `/v1/admin`.
+#[derive(Debug, Clone)]
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        if !herald_core::token::is_operator(token) {
+            return Err(if herald_core::token::tenant_of(token).is_some() {
+                forbidden("/v1/admin needs an operator token (`herald admin token create`); a tenant's token reaches its own /v1 routes only")
+            } else {
+                unauthorized("unknown operator token: make one with `herald admin token create`")
+            });
+        }
+        let client = state.pool.get().await?;
+        let row = client
+            .query_opt(sql::OPERATOR_TOKEN_LOOKUP, &[&herald_core::token::hash(token)])
+            .await?
+            .ok_or_else(|| unauthorized("unknown operator token: make one with `herald admin token create`"))?;
+        if row.get::<_, Option<DateTime<Utc>>>("revoked_at").is_some() {
+            return Err(unauthorized("this operator token was revoked; make another with `herald admin token create`"));
+        }
+        if row.get::<_, Option<DateTime<Utc>>>("expires_at").is_some_and(|at| at <= state.clock.now()) {
+            return Err(unauthorized("this operator token expired; make another with `herald admin token create`"));
+        }
+        Ok(Operator)
+    }
+}
+
+/// Tenant tokens looked up lately, so that a request with one needs no query. An entry is used
+/// only while this process listens for `herald_tokens` notifications, which a revocation or a
+/// tenant's disabling sends: each one empties the cache, so a revoked token is refused at once
+/// by every process (and within [`TokenCache::TTL`] if a process cannot hear them). Expiry is
+/// checked at every request. Unknown tokens are never remembered. Bounded: when full, it
+/// forgets everything and starts again.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    seen: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
+    seen: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (Known, std::time::Instant)>>,
+    generation: std::sync::atomic::AtomicU64,
+    /// Set by the process's `herald_tokens` listener (`None`: no listener, no caching).
+    wake: Option<Arc<herald_core::listen::Wake>>,
 }
 
 impl TokenCache {
     pub const TTL: std::time::Duration = std::time::Duration::from_secs(10);
     const MAX: usize = 10_000;
+    /// The channel revocations are announced on.
+    pub const CHANNEL: &'static str = "herald_tokens";
 
-    fn knows(&self, hash: &[u8], now: std::time::Instant) -> bool {
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(hash).is_some_and(|at| now.duration_since(*at) < Self::TTL)
+    /// A cache that trusts its entries while `wake`'s listener listens on [`Self::CHANNEL`].
+    pub fn listening(wake: Arc<herald_core::listen::Wake>) -> Self {
+        Self { wake: Some(wake), ..Self::default() }
     }
 
-    fn remember(&self, hash: Vec<u8>, now: std::time::Instant) {
+    pub fn wake(&self) -> Option<Arc<herald_core::listen::Wake>> {
+        self.wake.clone()
+    }
+
+    fn trusted(&self) -> bool {
+        self.wake.as_ref().is_some_and(|w| w.listening())
+    }
+
+    fn get(&self, hash: &[u8]) -> Option<Known> {
+        if !self.trusted() {
+            return None;
+        }
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(hash).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(k, _)| k.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Keeps `known` unless the cache was emptied since `generation` (the row may be stale).
+    fn remember(&self, hash: Vec<u8>, known: Known, generation: u64) {
+        if !self.trusted() {
+            return;
+        }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation() != generation {
+            return;
+        }
         if seen.len() >= Self::MAX {
             seen.clear();
         }
-        seen.insert(hash, now);
+        seen.insert(hash, (known, std::time::Instant::now()));
+    }
+
+    /// Forgets every token: a token was revoked or a tenant disabled somewhere.
+    pub fn forget_all(&self) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        seen.clear();
+    }
+
+    /// Empties the cache at every notification on [`Self::CHANNEL`] until `shutdown`.
+    pub async fn watch(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let Some(wake) = self.wake.clone() else { return };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = wake.notified() => {
+                    wake.take();
+                    self.forget_all();
+                }
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP API (contract section 4): JSON in and out, under `/v1`, one tenant per token.
 
+mod admin;
 mod deliveries;
 mod endpoints;
 pub mod error;
@@ -9,6 +10,7 @@ mod health;
 mod inbox;
 mod operations;
 pub mod tenant;
+mod tokens;
 
 use std::panic::AssertUnwindSafe;
 
@@ -115,6 +117,22 @@ impl AppState {
         Ok(())
     }
 
+    /// Listens for revoked tokens and disabled tenants, so that the token cache may be used
+    /// (until this runs, every request looks its token up).
+    pub fn watch_tokens(
+        &self,
+        url: String,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (cache, metrics) = (self.tokens.clone(), self.metrics.clone());
+        async move {
+            let Some(wake) = cache.wake() else { return };
+            let channels = vec![extract::TokenCache::CHANNEL.to_string()];
+            let listen = herald_core::listen::listen(url, channels, wake, metrics, shutdown.clone());
+            tokio::join!(listen, cache.watch(shutdown));
+        }
+    }
+
     /// The state of an API process; starts its publisher's writers.
     pub fn new(
         pool: Pool,
@@ -124,7 +142,7 @@ impl AppState {
         metrics: Arc<Metrics>,
     ) -> Self {
         let publisher = crate::Publisher::start(pool.clone(), clock.clone(), metrics.clone());
-        let tokens = Arc::new(extract::TokenCache::default());
+        let tokens = Arc::new(extract::TokenCache::listening(herald_core::listen::Wake::new()));
         Self { pool, clock, allow, max_payload_bytes, metrics, publisher, tokens }
     }
 }
@@ -133,6 +151,13 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/tenant", get(tenant::get))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/admin/tenants", post(admin::create).get(admin::list))
+        .route("/admin/tenants/{id}", get(admin::get_one))
+        .route("/admin/tenants/{id}/disable", post(admin::disable))
+        .route("/admin/tenants/{id}/enable", post(admin::enable))
+        .route("/admin/tenants/{id}/tokens", post(admin::issue_token))
         .route("/events", post(events::publish))
         .route("/events/{id}", get(events::get_one))
         .route("/events/{id}/attempts", get(deliveries::attempts))

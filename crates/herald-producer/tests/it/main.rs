@@ -5,6 +5,7 @@ mod bad_input;
 mod group_commit;
 mod operations;
 mod publish;
+mod scopes;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -61,4 +62,21 @@ impl App {
         };
         (status, v)
     }
+}
+
+/// A request without a body to `router` (another API process than an [`App`]'s).
+pub async fn call_router(
+    router: &axum::Router,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
