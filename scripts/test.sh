@@ -25,10 +25,11 @@ if [ -z "${HERALD_TEST_DATABASE_URL:-}" ]; then
     echo "test PostgreSQL: $HERALD_TEST_DATABASE_URL ($PG_BIN)"
 fi
 
-# The inbox test drives headless Chromium, the metrics test a real Prometheus: install them
-# before the tests start.
+# The inbox test drives headless Chromium, the metrics test a real Prometheus, the notices test
+# a real SMTP server (aiosmtpd): install them before the tests start.
 ./scripts/browser-deps.sh >/dev/null
 ./scripts/prometheus-deps.sh
+./scripts/smtp-deps.sh
 
 status=0
 if command -v cargo-nextest >/dev/null 2>&1; then

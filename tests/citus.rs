@@ -138,8 +138,16 @@ async fn herald_runs_on_citus() {
     for secret in [&old, &new] {
         standardwebhooks::Webhook::new(secret).unwrap().verify(&r.body, &r.headers).expect("both secrets sign");
     }
+    // A replay is a job, which the poller runs (its statements are in the log check below).
     let (s, v) = api.post(&format!("/v1/endpoints/{rot}/replay"), json!({"since": "2000-01-01T00:00:00Z"})).await;
-    assert_eq!((s, v["scheduled"].as_i64()), (200, Some(1)), "{v}");
+    assert_eq!((s, v["state"].as_str()), (202, Some("running")), "{v}");
+    let replay = v["id"].as_str().unwrap().to_string();
+    let done = eventually("the replay to be done", WAIT, || async {
+        let (_, r) = api.get(&format!("/v1/replays/{replay}")).await;
+        (r["state"] != "running").then_some(r)
+    })
+    .await;
+    assert_eq!((done["state"].as_str(), done["deliveries_created"].as_i64()), (Some("done"), Some(1)), "{done}");
     rx.wait_for("/t01/rot", 2, WAIT).await;
 
     // Limits hold across the two workers: 10/s, and at most 2 at once.
@@ -212,7 +220,7 @@ async fn herald_runs_on_citus() {
             herald_core::deliveries::RECORD,
             vec![
                 &t, &none, &now, &ints, &none, &times, &ints, &none, &"w", &none, &none, &none, &times, &ints, &none,
-                &none,
+                &none, &none,
             ],
         ),
         ("give back", herald_core::deliveries::GIVE_BACK, vec![&t, &"d", &"w", &now, &1i32]),

@@ -350,16 +350,16 @@ async fn panics_are_survived_counted_and_recorded() {
 
     // A handler that panics on a row answers 500 in the contract's shape; the next request is
     // served as usual.
+    // (A token whose `created_at` chrono cannot hold: the token list reads it with `get`.)
     db.client()
         .await
         .batch_execute(
-            "INSERT INTO herald.attempts (tenant_id, attempt_id, delivery_id, event_id, attempt, started_at, duration_ms)
-             SELECT tenant_id, 'att_unreadable', delivery_id, event_id, 9, 'infinity', 0
-               FROM herald.deliveries WHERE event_id = 'evt_calm'",
+            "INSERT INTO herald.api_tokens (tenant_id, token_hash, created_at, token_id)
+             VALUES ('acme', sha256('unreadable'), 'infinity', 'tok_00000000000000000000000000')",
         )
         .await
         .unwrap();
-    let (s, v) = api.get("/v1/events/evt_calm/attempts").await;
+    let (s, v) = api.get("/v1/tokens").await;
     assert_eq!((s, v["error"]["code"].as_str()), (500, Some("internal")), "{v}");
     assert_eq!(metric(&herald.base, "herald_panics_total{component=\"api\"}").await, 1.0);
     assert_eq!(api.get("/v1/events/evt_calm").await.0, 200);

@@ -19,6 +19,8 @@ pub const DISTRIBUTED: &[&str] = &[
     "herald.attempts",
     "herald.operations",
     "herald.fanout_failures",
+    "herald.notices",
+    "herald.replays",
 ];
 
 /// Functions that take a row of one of Herald's tables as an argument, with their definitions:

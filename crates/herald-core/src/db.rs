@@ -337,6 +337,8 @@ mod tests {
             "54dca6fd517081a12d98f209f22dd11e108c638ff156ac85e4a184996606d24a",
         ),
         ("V19__scoped_tokens.sql", "9e366b54b3ecdc4657bc06aa6d6b2c92d5330197524ed8bfded688e8fa44780f"),
+        ("V20__notices.sql", "2181a9aeec65287cf0d3427b357d13ce4a97a55023aec6d3ea2ee8da055c5b6a"),
+        ("V21__replay_jobs.sql", "467ec17c291aa9ee40a923951cbedf0e4312820009df68a0a8c8be5f1a4b1b13"),
     ];
 
     #[test]

@@ -246,6 +246,14 @@ pub const GET_ONE: &str = concat!(
     " FROM herald.deliveries WHERE tenant_id = $1 AND delivery_id = $2"
 );
 
+/// A delivery's columns for the API's lists, as [`GET_ONE`] has them (`$3` is now); the list's
+/// statement is herald-producer's.
+pub const LIST_COLUMNS: &str = concat!(
+    "delivery_id, event_id, endpoint_id, url, attempt_count, last_status_code, last_error, \
+     created_at, updated_at, ",
+    shown_state!("$3")
+);
+
 /// Deleting an endpoint cancels what it had not yet been sent.
 pub const CANCEL_FOR_ENDPOINT: &str = "UPDATE herald.deliveries \
      SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $3 \
@@ -406,7 +414,9 @@ pub fn claim_one() -> String {
 /// Results of a batch, for one tenant, with their attempts, in one statement. Only a delivery
 /// still leased to this worker for this attempt changes: a result that comes back after its
 /// lease expired (and another worker took the delivery) is logged as an attempt but changes
-/// nothing else. Answers the deliveries whose result landed.
+/// nothing else. Answers the deliveries whose result landed. Each attempt names its endpoint
+/// (`$17`, NULL for a callback), as the worker claimed it: the attempt lists and statistics by
+/// endpoint go by it.
 pub const RECORD: &str = "WITH recorded AS ( \
        UPDATE herald.deliveries d \
           SET state = u.state, next_attempt_at = u.next_at, lease_until = NULL, lease_owner = NULL, \
@@ -418,9 +428,9 @@ pub const RECORD: &str = "WITH recorded AS ( \
        RETURNING d.delivery_id), \
      logged AS ( \
        INSERT INTO herald.attempts (tenant_id, attempt_id, delivery_id, event_id, attempt, started_at, \
-              duration_ms, status_code, error, response_excerpt) \
+              duration_ms, status_code, error, response_excerpt, endpoint_id) \
        SELECT $1, * FROM unnest($11::text[], $2::text[], $12::text[], $4::int[], $13::timestamptz[], \
-              $14::int[], $7::int[], $15::text[], $16::text[]) \
+              $14::int[], $7::int[], $15::text[], $16::text[], $17::text[]) \
        ON CONFLICT DO NOTHING) \
      SELECT delivery_id FROM recorded";
 

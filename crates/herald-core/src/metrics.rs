@@ -60,6 +60,11 @@ pub struct Metrics {
     retention: Family<Labels, Counter>,
     /// HTTP requests served, by route (its pattern), method and status.
     http_requests: Family<Labels, Counter>,
+    /// Failing-endpoint notices, by channel (`email`, `slack`) and result: `sent`, `failed` (an
+    /// attempt that failed; retried), `given_up`, `dropped` (not sent: its channel was turned
+    /// off, a newer notice of the same endpoint superseded it, or, for email, the poller has no
+    /// mail server).
+    notices: Family<Labels, Counter>,
     http_seconds: Histograms,
     pool: Arc<PoolGauges>,
     queue: Arc<QueueGauges>,
@@ -89,6 +94,10 @@ fn label(k: &str, v: &str) -> Labels {
     vec![(k.to_string(), v.to_string())]
 }
 
+fn notice_labels(channel: &str, result: &str) -> Labels {
+    vec![("channel".to_string(), channel.to_string()), ("result".to_string(), result.to_string())]
+}
+
 impl Metrics {
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("herald");
@@ -109,6 +118,7 @@ impl Metrics {
             fanout_failures: Counter::default(),
             retention: Family::default(),
             http_requests: Family::default(),
+            notices: Family::default(),
             http_seconds: Family::new_with_constructor(http_buckets),
             pool: Arc::default(),
             queue: Arc::default(),
@@ -152,11 +162,16 @@ impl Metrics {
             m.http_requests.clone(),
         );
         registry.register("http_request_seconds", "Duration of an HTTP request, by route", m.http_seconds.clone());
+        registry.register(
+            "notices",
+            "Failing-endpoint notices by channel (email, slack) and result (sent, failed, given_up, dropped)",
+            m.notices.clone(),
+        );
         registry.register_collector(Box::new(m.pool.clone()));
         registry.register_collector(Box::new(m.queue.clone()));
         // The series that alerts and dashboards watch exist from the start, at 0 (an empty
         // family prints nothing, and `increase()` of a series that appears says nothing).
-        for component in ["api", "worker", "poller", "retention"] {
+        for component in ["api", "worker", "poller", "retention", "notices"] {
             let _ = m.panics.get_or_create(&label("component", component));
         }
         for state in ["delivered", "failed"] {
@@ -167,6 +182,11 @@ impl Metrics {
         }
         for what in ["deliveries", "events", "attempt_partitions"] {
             let _ = m.retention.get_or_create(&label("what", what));
+        }
+        for channel in ["email", "slack"] {
+            for result in ["sent", "failed", "given_up", "dropped"] {
+                let _ = m.notices.get_or_create(&notice_labels(channel, result));
+            }
         }
         Arc::new(Self { registry, ..m })
     }
@@ -190,6 +210,11 @@ impl Metrics {
 
     pub fn retention_removed(&self, what: &str, n: u64) {
         self.retention.get_or_create(&label("what", what)).inc_by(n);
+    }
+
+    /// A failing-endpoint notice's attempt on `channel` came to `result` (see `notices`).
+    pub fn notice(&self, channel: &str, result: &str) {
+        self.notices.get_or_create(&notice_labels(channel, result)).inc();
     }
 
     pub fn wakeup(&self, channel: &str) {

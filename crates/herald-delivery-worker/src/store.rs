@@ -433,6 +433,8 @@ impl Store {
             items.iter().map(|f| f.outcome.duration.as_millis().min(i32::MAX as u128) as i32).collect();
         let a_err: Vec<Option<&str>> = items.iter().map(|f| f.outcome.error).collect();
         let a_excerpt: Vec<Option<&str>> = items.iter().map(|f| f.outcome.excerpt.as_deref()).collect();
+        let a_endpoint: Vec<Option<&str>> =
+            items.iter().map(|f| f.claimed.endpoint_id.as_ref().map(|e| e.as_str())).collect();
         Ok(db
             .query(
                 statement,
@@ -453,6 +455,7 @@ impl Store {
                     &a_ms,
                     &a_err,
                     &a_excerpt,
+                    &a_endpoint,
                 ],
             )
             .await?
@@ -461,7 +464,11 @@ impl Store {
             .collect())
     }
 
-    /// Moves an endpoint's health and publishes its `endpoint.*` event, if it was not there yet.
+    /// Moves an endpoint's health and publishes its `endpoint.*` event, if it was not there yet;
+    /// then leaves a notice for each of the tenant's notice channels that is on (email, Slack:
+    /// `herald_core::policy::enqueue_notices`), which the outbox-poller sends later. In this
+    /// transaction, so one change makes at most one notice per channel, and a tenant without
+    /// channels costs one read of its row; nothing here waits for a mail server or Slack.
     async fn transition(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
@@ -472,20 +479,22 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let c = &f.claimed;
+        let (kind, reason) = match transition {
+            retry::Transition::Recovered => ("recovered", None),
+            retry::Transition::Disabled => ("disabled", Some("the receiver answered 410 Gone")),
+            retry::Transition::Failing => ("failing", None),
+        };
         let (row, event_type, mut data) = match transition {
             retry::Transition::Recovered => (
                 tx.query_opt(sql::ENDPOINT_TO_HEALTHY, &[&tenant, &endpoint, &now]).await?,
                 "endpoint.recovered",
                 json!({"endpoint_id": endpoint}),
             ),
-            retry::Transition::Disabled => {
-                let reason = "the receiver answered 410 Gone";
-                (
-                    tx.query_opt(sql::ENDPOINT_TO_DISABLED, &[&tenant, &endpoint, &now, &reason]).await?,
-                    "endpoint.disabled",
-                    json!({"endpoint_id": endpoint, "reason": reason}),
-                )
-            }
+            retry::Transition::Disabled => (
+                tx.query_opt(sql::ENDPOINT_TO_DISABLED, &[&tenant, &endpoint, &now, &reason]).await?,
+                "endpoint.disabled",
+                json!({"endpoint_id": endpoint, "reason": reason}),
+            ),
             retry::Transition::Failing => (
                 tx.query_opt(sql::ENDPOINT_TO_FAILING, &[&tenant, &endpoint, &now]).await?,
                 "endpoint.failing",
@@ -494,9 +503,15 @@ impl Store {
             ),
         };
         if let Some(row) = row {
-            data["url"] = json!(row.try_get::<_, String>(0).unwrap_or_default());
+            let url = row.try_get::<_, String>(0).unwrap_or_default();
+            data["url"] = json!(url);
             tx.query_one(sql::PUBLISH, &[&tenant, &event_type, &data, &now]).await?;
-            tracing::info!(%tenant, %endpoint, event_type, "endpoint status changed");
+            // What the notice's text says: the attempt that made the change, whatever the kind.
+            let detail = json!({"url": url, "event_id": c.event_id, "delivery_id": c.delivery_id,
+                                "last_error": f.outcome.detail, "status_code": f.outcome.status_code,
+                                "reason": reason});
+            let notices = herald_core::policy::enqueue_notices(&**tx, tenant, endpoint, kind, &detail, now).await?;
+            tracing::info!(%tenant, %endpoint, event_type, notices, "endpoint status changed");
         }
         Ok(())
     }

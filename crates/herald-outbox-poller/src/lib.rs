@@ -2,9 +2,12 @@
 //! and one for the event's own callback URL, in sequence order, exactly once.
 //!
 //! Owns: `herald.pending_events` (it is the only one that deletes from it) and the creation of
-//! deliveries; the upkeep of the attempt partitions; retention (`retention.rs`).
+//! deliveries; the upkeep of the attempt partitions; retention (`retention.rs`); sending the
+//! failing-endpoint notices by email and Slack (`notices.rs`, `herald.notices`); running replay
+//! jobs (`replay.rs`, `herald.replays`).
 //!
-//! Must not: send HTTP requests, or change events (the outbox is append-only).
+//! Must not: send HTTP requests (but the Slack notices, through the same SSRF guard as the
+//! worker's), or change events (the outbox is append-only).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +23,8 @@ use herald_core::trace::TraceContext;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+pub mod notices;
+pub mod replay;
 pub mod retention;
 
 mod sql {

@@ -1,5 +1,8 @@
 //! Every statement of herald-producer, by name. Each names one tenant (shared/scale-out.md,
-//! rule 2) and takes its time as a parameter (rule 4).
+//! rule 2) and takes its time as a parameter (rule 4). A list's statement is a function of its
+//! page request (`api/page.rs`), which adds the bound on its key, its order and its limit.
+
+use crate::api::page::Request;
 
 /// `$7` is the callback's retry schedule in milliseconds, as the function's `interval[]`; `$11`
 /// the door the outbox-poller counts it under (`rust`), or NULL when it was counted already.
@@ -60,12 +63,6 @@ pub fn lock_endpoint() -> String {
     )
 }
 
-/// The endpoint for a replay, held against a PATCH (one that makes it FIFO waits for the
-/// replay's deliveries, and orders them), not against fan-out.
-pub fn share_endpoint() -> String {
-    format!("SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2 FOR SHARE")
-}
-
 /// Before an endpoint is made FIFO: waits for every fan-out that holds it (FOR KEY SHARE) to
 /// commit, so that the backfill after it sees their deliveries, and fan-outs after it see FIFO.
 pub const LOCK_ENDPOINT_FULLY: &str =
@@ -75,10 +72,13 @@ pub fn get_endpoint() -> String {
     format!("SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2")
 }
 
-pub fn list_endpoints() -> String {
+/// A page of the tenant's endpoints (`$1`); the page's key from `$2`.
+pub fn list_endpoints(page: &Request) -> String {
     format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id > $2 \
-         ORDER BY endpoint_id LIMIT $3"
+        "SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1{}{}{}",
+        page.bound(2),
+        page.order(),
+        page.limit_at(2)
     )
 }
 
@@ -133,19 +133,122 @@ pub const DELETE_ENDPOINT: &str = "DELETE FROM herald.endpoints WHERE tenant_id 
 
 pub const EVENT_EXISTS: &str = "SELECT 1 FROM herald.events WHERE tenant_id = $1 AND event_id = $2";
 
-pub const EVENT_ATTEMPTS: &str = "SELECT attempt_id, delivery_id, attempt, started_at, duration_ms, status_code, \
-       error, response_excerpt \
-     FROM herald.attempts WHERE tenant_id = $1 AND event_id = $2 AND attempt_id > $3 \
-     ORDER BY attempt_id LIMIT $4";
+const ATTEMPT_COLUMNS: &str = "attempt_id, delivery_id, event_id, attempt, started_at, duration_ms, status_code, \
+     error, response_excerpt";
 
-/// Events in a replay window, by Herald's time-ordered key: those fanned out already. An event
-/// still waiting in the outbox (or set aside there) gets its deliveries from the outbox-poller,
-/// whose insert expects none to exist yet.
-pub const EVENTS_IN_WINDOW: &str = "SELECT e.event_id, e.event_type, e.seq, e.deliver_at FROM herald.events e \
-      WHERE e.tenant_id = $1 AND e.seq >= $2 AND e.seq < $3 AND e.event_type <> 'herald.test' \
-        AND NOT EXISTS (SELECT 1 FROM herald.pending_events p WHERE p.tenant_id = $1 AND p.seq = e.seq AND p.event_id = e.event_id) \
-        AND NOT EXISTS (SELECT 1 FROM herald.fanout_failures f WHERE f.tenant_id = $1 AND f.event_id = e.event_id) \
-      ORDER BY e.seq, e.event_id LIMIT $4";
+/// A page of an event's (`$2`) attempts; the page's key from `$3`.
+pub fn event_attempts(page: &Request) -> String {
+    format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM herald.attempts WHERE tenant_id = $1 AND event_id = $2{}{}{}",
+        page.bound(3),
+        page.order(),
+        page.limit_at(3)
+    )
+}
+
+/// A page of the tenant's events, newest first by Herald's key (`seq`, walked on
+/// events_by_seq), in `[$2, $3)` of `seq`; of type `$4` (exact) or starting with `$5` (a
+/// `prefix.*` filter's `prefix.`), if given; `$6`: only those with (true) or without (false) a
+/// delivery that failed or is failing (pending after a failed attempt); `$7`: with their data.
+/// Each with its deliveries counted by state (a probe of deliveries' (event, target) key). The
+/// page's key from `$8`.
+pub fn list_events(page: &Request) -> String {
+    format!(
+        "SELECT e.seq, e.event_id, e.event_type, e.created_at, CASE WHEN $7 THEN e.data::text END AS data, \
+                e.callback_url, e.deliver_at, f.error AS fan_out_error, c.* \
+           FROM herald.events e \
+           LEFT JOIN herald.fanout_failures f ON f.tenant_id = $1 AND f.event_id = e.event_id \
+           CROSS JOIN LATERAL ( \
+             SELECT count(*) AS total, \
+                    count(*) FILTER (WHERE d.state = 'pending') AS pending, \
+                    count(*) FILTER (WHERE d.state = 'delivered') AS delivered, \
+                    count(*) FILTER (WHERE d.state = 'failed') AS failed, \
+                    count(*) FILTER (WHERE d.state = 'cancelled') AS cancelled, \
+                    count(*) FILTER (WHERE d.state = 'pending' AND d.last_error IS NOT NULL) AS failing \
+               FROM herald.deliveries d WHERE d.tenant_id = $1 AND d.event_id = e.event_id) c \
+          WHERE e.tenant_id = $1 AND e.seq >= $2 AND e.seq < $3 \
+            AND ($4::text IS NULL OR e.event_type = $4) AND ($5::text IS NULL OR starts_with(e.event_type, $5)) \
+            AND ($6::boolean IS NULL OR (c.failed + c.failing > 0) = $6){}{}{}",
+        page.bound(8),
+        page.order(),
+        page.limit_at(8)
+    )
+}
+
+/// A page of an endpoint's deliveries (target `$2`, `$3` now), newest first: its pending ones
+/// if `$4` (those leased now, shown `delivering`, if `$5` is true, the others if false, both if
+/// NULL), walked on deliveries_claim, and its finished ones in the states `$6`, walked on
+/// deliveries_finished; each side bounded and limited, then merged. The page's key from `$7`.
+pub fn endpoint_deliveries(page: &Request) -> String {
+    let cols = herald_core::deliveries::LIST_COLUMNS;
+    let (bound, order, limit) = (page.bound(7), page.order(), page.limit_at(7));
+    format!(
+        "SELECT * FROM ( \
+           (SELECT {cols} FROM herald.deliveries \
+             WHERE tenant_id = $1 AND target = $2 AND state = 'pending' AND $4::boolean \
+               AND ($5::boolean IS NULL OR coalesce(lease_until > $3, false) = $5){bound}{order}{limit}) \
+           UNION ALL \
+           (SELECT {cols} FROM herald.deliveries \
+             WHERE tenant_id = $1 AND target = $2 AND state IN ('delivered', 'failed', 'cancelled') \
+               AND state = ANY($6::text[]){bound}{order}{limit})) d{}{limit}",
+        page.order_by_name()
+    )
+}
+
+/// A page of an endpoint's (`$2`) attempts, newest first, on attempts_by_endpoint: started in
+/// `[$3, $4)` (either may be NULL), with status code `$5` or one from `$6` to `$7`, and error
+/// class `$8`, each if given. The page's key from `$9`.
+pub fn endpoint_attempts(page: &Request) -> String {
+    format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM herald.attempts \
+          WHERE tenant_id = $1 AND endpoint_id = $2 \
+            AND ($3::timestamptz IS NULL OR started_at >= $3) AND ($4::timestamptz IS NULL OR started_at < $4) \
+            AND ($5::int IS NULL OR status_code = $5) \
+            AND ($6::int IS NULL OR status_code BETWEEN $6 AND $7) \
+            AND ($8::text IS NULL OR error = $8){}{}{}",
+        page.bound(9),
+        page.order(),
+        page.limit_at(9)
+    )
+}
+
+/// An endpoint's (`$2`) attempts counted over the day before `$3` and the hour before `$4`,
+/// from attempts_by_endpoint alone (status_code is in it): a success is a 2xx answer.
+pub const ENDPOINT_COUNTS: &str = "SELECT count(*) AS day, \
+            count(*) FILTER (WHERE status_code BETWEEN 200 AND 299) AS day_ok, \
+            count(*) FILTER (WHERE started_at >= $4) AS hour, \
+            count(*) FILTER (WHERE started_at >= $4 AND status_code BETWEEN 200 AND 299) AS hour_ok \
+       FROM herald.attempts WHERE tenant_id = $1 AND endpoint_id = $2 AND started_at >= $3";
+
+/// An endpoint's (`$2`) latest success (`$3`) or failure (not `$3`) among its latest `$4`
+/// attempts: a bounded walk down attempts_by_endpoint (index only), then the one row found.
+pub const ENDPOINT_LAST: &str = "SELECT a.started_at, a.status_code, a.error FROM ( \
+         SELECT started_at, attempt_id FROM ( \
+           SELECT started_at, attempt_id, status_code FROM herald.attempts \
+            WHERE tenant_id = $1 AND endpoint_id = $2 ORDER BY started_at DESC, attempt_id DESC LIMIT $4) l \
+          WHERE coalesce(l.status_code BETWEEN 200 AND 299, false) = $3 \
+          ORDER BY started_at DESC, attempt_id DESC LIMIT 1) x \
+       JOIN herald.attempts a ON a.tenant_id = $1 AND a.endpoint_id = $2 \
+        AND a.started_at = x.started_at AND a.attempt_id = x.attempt_id";
+
+/// A new replay job, running, and a wake-up for the runners (a hint: they poll too).
+pub const CREATE_REPLAY: &str = "INSERT INTO herald.replays (tenant_id, replay_id, endpoint_id, since, until, \
+       created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *";
+pub const NOTIFY_REPLAYS: &str = "SELECT pg_notify('herald_replays', $1)";
+
+pub const GET_REPLAY: &str = "SELECT * FROM herald.replays WHERE tenant_id = $1 AND replay_id = $2";
+
+/// A page of the tenant's replays, newest first, of endpoint `$2` and in state `$3` if given;
+/// the page's key from `$4`.
+pub fn list_replays(page: &Request) -> String {
+    format!(
+        "SELECT * FROM herald.replays WHERE tenant_id = $1 \
+            AND ($2::text IS NULL OR endpoint_id = $2) AND ($3::text IS NULL OR state = $3){}{}{}",
+        page.bound(4),
+        page.order(),
+        page.limit_at(4)
+    )
+}
 
 pub const CREATE_OPERATION: &str = "SELECT herald.create_operation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
@@ -156,9 +259,17 @@ pub const EXISTING_OPERATION: &str =
 pub const GET_OPERATION: &str = "SELECT herald.operation_json(to_jsonb(o)) FROM herald.operations o \
      WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3";
 
-pub const LIST_OPERATIONS: &str = "SELECT o.call_id, herald.operation_json(to_jsonb(o)) FROM herald.operations o \
-     WHERE o.tenant_id = $1 AND o.kind = $2 AND ($3::text IS NULL OR o.status = $3) AND o.call_id > $4 \
-     ORDER BY o.call_id LIMIT $5";
+/// A page of the tenant's operations of kind `$2` (in status `$3` if given); the page's key
+/// from `$4`.
+pub fn list_operations(page: &Request) -> String {
+    format!(
+        "SELECT o.call_id, herald.operation_json(to_jsonb(o)) FROM herald.operations o \
+          WHERE o.tenant_id = $1 AND o.kind = $2 AND ($3::text IS NULL OR o.status = $3){}{}{}",
+        page.bound(4),
+        page.order(),
+        page.limit_at(4)
+    )
+}
 
 /// Locks the operation for its answer.
 pub const LOCK_OPERATION: &str = "SELECT o.status, o.expires_at FROM herald.operations o \

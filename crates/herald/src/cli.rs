@@ -9,7 +9,12 @@ use herald_core::config::{parse_allow_list, parse_duration, DatabaseArgs, RetryS
 use herald_core::targets::AllowList;
 
 #[derive(Debug, Parser)]
-#[command(name = "herald", version, about = "Herald: reliable, signed webhook delivery from a PostgreSQL outbox")]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald: reliable, signed webhook delivery from a PostgreSQL outbox",
+    after_help = crate::client::EXIT_CODES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -36,6 +41,9 @@ pub enum Command {
     /// Whether a captured webhook's signature holds for a secret (exit 0 holds, 1 does not, 2
     /// the capture or secret cannot be read).
     Verify(VerifyArgs),
+    /// The commands that talk to a running Herald's API (HERALD_URL, HERALD_TOKEN).
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +131,14 @@ pub struct TenantSetArgs {
     /// Callbacks published without a secret go unsigned, instead of with one Herald makes.
     #[arg(long, value_name = "true|false")]
     pub unsigned_callbacks: Option<bool>,
+    /// Email failing-endpoint notices (failing, disabled, recovered) to this address (sent by
+    /// the poller through HERALD_SMTP_URL). An empty value stops them.
+    #[arg(long, value_name = "ADDRESS")]
+    pub notify_email: Option<String>,
+    /// Post failing-endpoint notices to this Slack-compatible incoming-webhook URL. An empty
+    /// value stops them.
+    #[arg(long, value_name = "URL")]
+    pub notify_slack_url: Option<String>,
     #[command(flatten)]
     pub db: DatabaseArgs,
 }
@@ -195,6 +211,33 @@ pub struct PollArgs {
     /// Events fanned out per transaction.
     #[arg(long, env = "HERALD_POLLER_BATCH", default_value_t = herald_outbox_poller::PollerConfig::BATCH)]
     pub poller_batch: usize,
+}
+
+/// Failing-endpoint notices (sent by the poller): the SMTP server, and their retries.
+#[derive(Debug, Args, Clone)]
+pub struct NoticeArgs {
+    /// The SMTP server for email notices: smtp://host:25, smtp://user:password@host:587?tls=required
+    /// (STARTTLS), smtps://user:password@host:465 (TLS). Unset: email notices are dropped.
+    #[arg(long, env = "HERALD_SMTP_URL", value_name = "URL", hide_env_values = true)]
+    pub smtp_url: Option<herald_outbox_poller::notices::SmtpUrl>,
+
+    /// The From of email notices: `Herald <herald@example.com>` or an address; needed with
+    /// HERALD_SMTP_URL.
+    #[arg(long, env = "HERALD_SMTP_FROM", value_name = "MAILBOX")]
+    pub smtp_from: Option<String>,
+
+    /// Delays between a notice's attempts while the mail server or Slack is down; after the
+    /// last it is given up.
+    #[arg(long, env = "HERALD_NOTICE_RETRY_SCHEDULE", default_value = herald_outbox_poller::notices::NoticeConfig::RETRY_SCHEDULE)]
+    pub notice_retry_schedule: RetrySchedule,
+
+    /// How often to look for notices to send (jittered ±20 %).
+    #[arg(long, env = "HERALD_NOTICE_INTERVAL", default_value = herald_outbox_poller::notices::NoticeConfig::INTERVAL, value_parser = parse_duration)]
+    pub notice_interval: Duration,
+
+    /// The longest one notice's attempt may take (email or Slack).
+    #[arg(long, env = "HERALD_NOTICE_TIMEOUT", default_value = herald_outbox_poller::notices::NoticeConfig::TIMEOUT, value_parser = parse_duration)]
+    pub notice_timeout: Duration,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -280,6 +323,8 @@ pub struct AllArgs {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    #[command(flatten)]
+    pub notices: NoticeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -304,6 +349,11 @@ pub struct PollerArgs {
     pub poll: PollArgs,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// Where Slack notices may go (the same setting as the worker's).
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub notices: NoticeArgs,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 //! Must not: hold business rules. Those live in the component crates.
 
 mod cli;
+mod client;
 mod otel;
 mod verify;
 
@@ -119,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify(args) => verify::run(args),
+        Command::Client(command) => std::process::exit(client::run(command).await.into()),
         Command::Admin(AdminCommand::Token(command)) => admin_token(command, &clock).await,
         Command::Tenant(TenantCommand::Set(args)) => {
             let domains = match args.allowed_domains.as_deref().map(str::trim) {
@@ -131,24 +133,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("--allowed-domains: {e}"))?,
                 )),
             };
+            // An empty value unsets a notice channel. The operator may name any host (the
+            // sender still connects only where HERALD_ALLOW_PRIVATE_TARGETS lets it).
+            let email = args.notify_email.as_deref().map(str::trim).map(|e| match e {
+                "" => Ok(None),
+                e => herald_core::policy::notify_email(e)
+                    .map(Some)
+                    .map_err(|e| anyhow::anyhow!("--notify-email: {}", e.message)),
+            });
+            let slack = args.notify_slack_url.as_deref().map(str::trim).map(|u| match u {
+                "" => Ok(None),
+                u => herald_core::policy::notify_slack_url(u, &herald_core::targets::AllowList::all())
+                    .map(|u| Some(u.to_string()))
+                    .map_err(|e| anyhow::anyhow!("--notify-slack-url: {}", e.message)),
+            });
+            let change = herald_core::policy::SettingsChange {
+                unsigned_callbacks: args.unsigned_callbacks,
+                require_https: args.require_https,
+                allowed_domains: domains,
+                notify_email: email.transpose()?,
+                notify_slack_url: slack.transpose()?,
+            };
             let client = connect(&args.db.database_url.0).await?;
-            let row = client
-                .query_opt(
-                    herald_core::policy::UPDATE,
-                    &[
-                        &args.name,
-                        &args.unsigned_callbacks,
-                        &args.require_https,
-                        &domains.is_some(),
-                        &domains.flatten(),
-                    ],
-                )
+            let settings = herald_core::policy::TenantSettings::update(&client, &args.name, &change)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", herald_core::db::describe(&e)))?;
-            let Some(row) = row else {
+            let Some(settings) = settings else {
                 bail!("no tenant {:?}; `herald tenant create {}` creates it", args.name.as_str(), args.name);
             };
-            let settings = herald_core::policy::TenantSettings::from_row(&row)?;
             println!("{}", api::tenant::answer(args.name.as_str(), &settings));
             Ok(())
         }
@@ -170,6 +182,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             spawn_http(&mut tasks, &args.listen, app, &url, &clock, &metrics, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             spawn_retention(&mut tasks, &pool, &clock, &metrics, &args.retention, &shutdown);
+            spawn_replays(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
+            let notices = notice_config(&args.notices, &args.targets, &args.retention);
+            spawn_notices(&mut tasks, &pool, &clock, &metrics, notices, &shutdown)?;
             spawn_worker(&mut tasks, &url, &pool, &clock, &metrics, worker_config, &shutdown)?;
             join(tasks, shutdown).await
         }
@@ -192,6 +207,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             spawn_http(&mut tasks, &args.listen, app, &url, &clock, &metrics, &shutdown);
             spawn_poller(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
             spawn_retention(&mut tasks, &pool, &clock, &metrics, &args.retention, &shutdown);
+            spawn_replays(&mut tasks, &url, &pool, &clock, &metrics, &args.poll, &shutdown);
+            let notices = notice_config(&args.notices, &args.targets, &args.retention);
+            spawn_notices(&mut tasks, &pool, &clock, &metrics, notices, &shutdown)?;
             join(tasks, shutdown).await
         }
         Command::Worker(args) => {
@@ -353,6 +371,55 @@ fn spawn_retention(
     }));
 }
 
+/// The notice sender's settings, from the command line.
+fn notice_config(
+    args: &cli::NoticeArgs,
+    targets: &TargetArgs,
+    retention: &cli::RetentionArgs,
+) -> herald_outbox_poller::notices::NoticeConfig {
+    herald_outbox_poller::notices::NoticeConfig {
+        interval: args.notice_interval,
+        retry_schedule: args.notice_retry_schedule.clone(),
+        smtp_url: args.smtp_url.clone(),
+        smtp_from: args.smtp_from.clone(),
+        allow: targets.allow_private_targets.clone(),
+        timeout: args.notice_timeout,
+        keep: retention.retention.0,
+    }
+}
+
+/// Failing-endpoint notices by email and Slack ([`herald_outbox_poller::notices`]), in every
+/// process that runs a poller. Settings it cannot start with (a bad HERALD_SMTP_URL) stop the
+/// process at start.
+fn spawn_notices(
+    tasks: &mut Task,
+    pool: &Pool,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+    config: herald_outbox_poller::notices::NoticeConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    use herald_outbox_poller::notices::Notices;
+    let (p, c, m) = (pool.clone(), clock.clone(), metrics.clone());
+    let make = move || Notices::new(p.clone(), c.clone(), config.clone(), m.clone());
+    // The first is built here, so that settings that do not work stop the process at start;
+    // the supervisor builds another only after a panic.
+    let mut first = Some(make()?);
+    let s = shutdown.clone();
+    tasks.spawn(supervise("notices", metrics.clone(), shutdown.clone(), move || {
+        let notices = match first.take() {
+            Some(n) => n,
+            None => make()?,
+        };
+        let s = s.clone();
+        Ok(async move {
+            notices.run(s).await;
+            Ok(())
+        })
+    }));
+    Ok(())
+}
+
 fn spawn_poller(
     tasks: &mut Task,
     url: &str,
@@ -371,6 +438,32 @@ fn spawn_poller(
         let s = s.clone();
         Ok(async move {
             poller.run(s).await;
+            Ok(())
+        })
+    }));
+}
+
+/// The replay runner ([`herald_outbox_poller::replay`]), woken by `herald_replays` (the API sends
+/// it when a replay is asked for) and polling at HERALD_POLL_INTERVAL.
+fn spawn_replays(
+    tasks: &mut Task,
+    url: &str,
+    pool: &Pool,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+    poll: &PollArgs,
+    shutdown: &CancellationToken,
+) {
+    use herald_outbox_poller::replay::{ReplayConfig, Replayer, CHANNEL};
+    let config = ReplayConfig { poll_interval: poll.poll_interval, ..Default::default() };
+    let wake = herald_core::listen::Wake::new();
+    tasks.spawn(listen(url, CHANNEL, wake.clone(), metrics, shutdown));
+    let (pool, clock, s) = (pool.clone(), clock.clone(), shutdown.clone());
+    tasks.spawn(supervise("replay", metrics.clone(), shutdown.clone(), move || {
+        let replayer = Replayer::new(pool.clone(), clock.clone(), config.clone()).woken_by(wake.clone());
+        let s = s.clone();
+        Ok(async move {
+            replayer.run(s).await;
             Ok(())
         })
     }));

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{page_of, ApiJson, ApiPath, ApiQuery, Operator, Page};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Operator};
+use super::page::{self, Listed, Page, Request};
 use super::tokens::{issued, CreateToken};
 use super::AppState;
 use crate::tenant;
@@ -23,8 +24,6 @@ pub struct CreateTenant {
 }
 
 const GET: &str = "SELECT tenant_id, created_at, disabled_at FROM herald.tenants WHERE tenant_id = $1";
-const LIST: &str = "SELECT tenant_id, created_at, disabled_at FROM herald.tenants \
-      WHERE tenant_id > $1 ORDER BY tenant_id LIMIT $2";
 const SET_DISABLED: &str = "UPDATE herald.tenants SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, $3) END \
       WHERE tenant_id = $1";
 
@@ -68,15 +67,24 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+fn list_sql(page: &Request) -> String {
+    format!(
+        "SELECT tenant_id, created_at, disabled_at FROM herald.tenants WHERE true{}{}{}",
+        page.bound(1),
+        page.order(),
+        page.limit_at(1)
+    )
+}
+
 pub async fn list(
     State(state): State<AppState>,
     _: Operator,
     ApiQuery(page): ApiQuery<Page>,
-) -> Result<Json<Value>, ApiError> {
-    let (limit, cursor) = page.checked()?;
+) -> Result<Json<Listed<Value>>, ApiError> {
+    let page = page.request(&page::TENANTS)?;
     let client = state.pool.get().await?;
-    let rows = client.query(LIST, &[&cursor, &(limit + 1)]).await?;
-    Ok(page_of(&rows, limit, "tenant_id", summary))
+    let client = &client;
+    page.answer(|r| async move { r.rows(client, &list_sql(&r), &[]).await }, |r| Ok(summary(r))).await
 }
 
 pub async fn get_one(

@@ -14,8 +14,9 @@ use serde_json::{json, Map, Value};
 use std::time::Duration;
 use tokio_postgres::Row;
 
-use super::error::ApiError;
-use super::extract::{page_of, ApiJson, ApiPath, ApiQuery, MaybeJson, Page, Tenant, Whole};
+use super::error::{ApiError, Col};
+use super::extract::{ApiJson, ApiPath, ApiQuery, MaybeJson, Tenant, Whole};
+use super::page::{self, Listed, Page};
 use super::AppState;
 use crate::sql;
 
@@ -249,11 +250,15 @@ pub async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     ApiQuery(page): ApiQuery<Page>,
-) -> Result<Json<Value>, ApiError> {
-    let (limit, cursor) = page.checked()?;
+) -> Result<Json<Listed<Value>>, ApiError> {
+    let page = page.request(&page::ENDPOINTS)?;
     let client = state.pool.get().await?;
-    let rows = client.query(&sql::list_endpoints(), &[&tenant, &cursor, &(limit + 1)]).await?;
-    Ok(page_of(&rows, limit, "endpoint_id", |r| endpoint_json(r, false)))
+    let (client, tenant) = (&client, &tenant);
+    page.answer(
+        |r| async move { r.rows(client, &sql::list_endpoints(&r), &[tenant]).await },
+        |row| Ok(endpoint_json(row, false)),
+    )
+    .await
 }
 
 pub async fn get_one(
@@ -482,4 +487,59 @@ pub async fn test(
     deliveries::insert(&tx, &tenant, &one, now, false).await?;
     tx.commit().await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"event_id": event_id, "delivery_id": delivery_id}))))
+}
+
+/// How far back `GET /v1/endpoints/{id}/stats` looks for the last success and the last failure:
+/// the endpoint's latest attempts, so that the walk is bounded whatever its history.
+const LAST_LOOK_BACK: i64 = 100_000;
+
+/// One window of an endpoint's statistics.
+fn window(attempts: i64, successes: i64) -> Value {
+    let rate = (attempts > 0).then(|| (successes as f64 / attempts as f64 * 10_000.0).round() / 10_000.0);
+    json!({"attempts": attempts, "successes": successes, "failures": attempts - successes, "success_rate": rate})
+}
+
+/// `GET /v1/endpoints/{id}/stats`: its attempts over the last hour and the last day (a success is
+/// a 2xx answer, anything else a failure), and its last success and last failure. Read from
+/// attempts_by_endpoint: one index range over the day, and a bounded walk for the last two.
+pub async fn stats(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<EndpointId>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now();
+    let mut conn = state.pool.get().await?;
+    let tx = super::page::bounded(&mut conn).await?;
+    let client = tx.client();
+    if client.query_opt(&sql::get_endpoint(), &[&tenant, &id]).await?.is_none() {
+        return Err(ApiError::not_found("endpoint", &id));
+    }
+    let (day, hour) = (now - chrono::Duration::days(1), now - chrono::Duration::hours(1));
+    let counts = client.query_one(sql::ENDPOINT_COUNTS, &[&tenant, &id, &day, &hour]).await?;
+    let count = |name: &str| counts.col::<i64>(name);
+    let mut last = Vec::new();
+    for success in [true, false] {
+        let row = client.query_opt(sql::ENDPOINT_LAST, &[&tenant, &id, &success, &LAST_LOOK_BACK]).await?;
+        last.push(match row {
+            None => Value::Null,
+            Some(r) => {
+                let mut v = json!({
+                    "at": r.col::<chrono::DateTime<chrono::Utc>>("started_at")?,
+                    "status_code": r.col::<Option<i32>>("status_code")?,
+                });
+                if !success {
+                    v["error"] = json!(r.col::<Option<String>>("error")?);
+                }
+                v
+            }
+        });
+    }
+    Ok(Json(json!({
+        "endpoint_id": id,
+        "at": now,
+        "last_hour": window(count("hour")?, count("hour_ok")?),
+        "last_day": window(count("day")?, count("day_ok")?),
+        "last_success": last[0],
+        "last_failure": last[1],
+    })))
 }

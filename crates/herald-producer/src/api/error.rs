@@ -87,6 +87,16 @@ impl From<tokio_postgres::Error> for ApiError {
         if herald_core::db::is_unavailable(&e) {
             return Self::unavailable(e);
         }
+        if e.code() == Some(&SqlState::QUERY_CANCELED) {
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "list_timeout",
+                format!(
+                    "reading this took longer than {} s: narrow it with since and until (or a more common filter)",
+                    super::page::LIST_TIMEOUT_MS / 1000
+                ),
+            );
+        }
         Self::internal(e)
     }
 }

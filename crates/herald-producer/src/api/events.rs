@@ -1,4 +1,4 @@
-//! `POST /v1/events` and `GET /v1/events/{id}`.
+//! `POST /v1/events`, `GET /v1/events` and `GET /v1/events/{id}`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use super::error::{ApiError, Col};
-use super::extract::{ApiJson, ApiPath, Tenant};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Tenant};
+use super::page::{self, Listed, Page};
 use super::AppState;
 use crate::{sql, NewEvent};
 
@@ -217,4 +218,126 @@ pub struct EventAnswer {
     /// Why the outbox-poller set the event aside without deliveries; absent when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     fan_out_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    failed: Option<String>,
+    with_data: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+    before: Option<String>,
+}
+
+/// A `true`/`false` query parameter.
+fn query_bool(name: &str, v: Option<&str>) -> Result<Option<bool>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(v) => Err(ApiError::unprocessable(
+            "invalid_query",
+            format!("{name} {v:?} is not a boolean: use true or false, or leave it out"),
+        )),
+    }
+}
+
+/// A `type` filter: an exact type, or a `prefix.*` pattern as in `event_types` (exact, prefix).
+fn type_filter(v: Option<&str>) -> Result<(Option<String>, Option<String>), ApiError> {
+    let Some(t) = v else { return Ok((None, None)) };
+    validate::event_type_patterns(&[t.to_string()]).map_err(|_| {
+        ApiError::unprocessable(
+            "invalid_event_type",
+            format!(
+                "type {t:?} is not an event type or a `prefix.*` pattern: use an exact type (1 to 128 characters of A-Z a-z 0-9 _ - .) or a prefix ending in `.*` like `meeting.*`"
+            ),
+        )
+    })?;
+    Ok(match t.strip_suffix('*') {
+        Some(prefix) => (None, Some(prefix.to_string())),
+        None => (Some(t.to_string()), None),
+    })
+}
+
+/// An event as `GET /v1/events` lists it: as `GET /v1/events/{id}` answers it, with its
+/// deliveries counted instead of listed.
+#[derive(Debug, Serialize)]
+pub struct EventItem {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    /// Absent when the request said `with_data=false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Box<RawValue>>,
+    callback_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliver_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fan_out_error: Option<String>,
+    delivery_counts: DeliveryCounts,
+}
+
+/// An event's deliveries by state; `failing` are those `pending` after a failed attempt.
+#[derive(Debug, Serialize)]
+pub struct DeliveryCounts {
+    total: i64,
+    pending: i64,
+    delivered: i64,
+    failed: i64,
+    cancelled: i64,
+    failing: i64,
+}
+
+/// `GET /v1/events`: the tenant's events, newest first, by type, time window and whether a
+/// delivery failed.
+pub async fn list(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Listed<EventItem>>, ApiError> {
+    let failed = query_bool("failed", q.failed.as_deref())?;
+    let with_data = query_bool("with_data", q.with_data.as_deref())?.unwrap_or(true);
+    let (exact, prefix) = type_filter(q.event_type.as_deref())?;
+    let (since, until) = super::deliveries::query_window(q.since.as_deref(), q.until.as_deref())?;
+    let page = Page { limit: q.limit, cursor: q.cursor, before: q.before }.request(&page::EVENTS)?;
+    let low = since.map_or(i64::MIN, super::deliveries::seq_floor);
+    let high = until.map_or(i64::MAX, super::deliveries::seq_floor);
+    let mut conn = state.pool.get().await?;
+    let tx = page::bounded(&mut conn).await?;
+    let client = tx.client();
+    let (tenant, low, high, exact, prefix, failed, with_data) =
+        (&tenant, &low, &high, &exact, &prefix, &failed, &with_data);
+    page.answer(
+        |r| async move {
+            r.rows(client, &sql::list_events(&r), &[tenant, low, high, exact, prefix, failed, with_data]).await
+        },
+        |e| {
+            let data =
+                e.col::<Option<String>>("data")?.map(RawValue::from_string).transpose().map_err(ApiError::internal)?;
+            Ok(EventItem {
+                id: e.col("event_id")?,
+                event_type: e.col("event_type")?,
+                created_at: e.col("created_at")?,
+                data,
+                callback_url: e.col("callback_url")?,
+                deliver_at: e.col("deliver_at")?,
+                fan_out_error: e.col("fan_out_error")?,
+                delivery_counts: DeliveryCounts {
+                    total: e.col("total")?,
+                    pending: e.col("pending")?,
+                    delivered: e.col("delivered")?,
+                    failed: e.col("failed")?,
+                    cancelled: e.col("cancelled")?,
+                    failing: e.col("failing")?,
+                },
+            })
+        },
+    )
+    .await
 }

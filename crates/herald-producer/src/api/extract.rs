@@ -242,11 +242,52 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(rejection, state.max_payload_bytes)),
+        // Axum's `Json`, in three steps, so that the body's first character can say whether it
+        // was an object: serde fills a struct from an array too, field by field in order, and
+        // every body of this API is an object.
+        if !json_content_type(req.headers()) {
+            return Err(not_json());
         }
+        let max = state.max_payload_bytes;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(max)
+            } else {
+                ApiError::new(e.status(), "bad_request", e.body_text())
+            }
+        })?;
+        let Json(v) = Json::<T>::from_bytes(&bytes).map_err(|e| json_rejection(e, max))?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "the body is a JSON array: send one JSON object, with the fields docs/api.md lists for this request",
+            ));
+        }
+        Ok(Self(v))
     }
+}
+
+/// `application/json`, or `application/<anything>+json`, as axum's `Json` takes it.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "the body must be JSON: send it with `content-type: application/json`",
+    )
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body is larger than {max} bytes (HERALD_MAX_PAYLOAD_BYTES); send less data, or a reference to it"),
+    )
 }
 
 /// [`ApiJson`] when the request has a body, `None` when it has none (`POST .../rotate-secret`
@@ -276,11 +317,7 @@ fn serde_message(body_text: String) -> String {
 
 fn json_rejection(rejection: JsonRejection, max: usize) -> ApiError {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the body must be JSON: send it with `content-type: application/json`",
-        ),
+        JsonRejection::MissingJsonContentType(_) => not_json(),
         JsonRejection::JsonSyntaxError(e) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
@@ -290,13 +327,7 @@ fn json_rejection(rejection: JsonRejection, max: usize) -> ApiError {
             "invalid_field",
             format!("{}; see docs/api.md for this request's fields and their types", serde_message(e.body_text())),
         ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "the body is larger than {max} bytes (HERALD_MAX_PAYLOAD_BYTES); send less data, or a reference to it"
-            ),
-        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(max),
         other => ApiError::new(other.status(), "bad_request", other.body_text()),
     }
 }
@@ -351,51 +382,6 @@ impl<'de> serde::Deserialize<'de> for Whole {
         }
         d.deserialize_any(V)
     }
-}
-
-/// `limit` and `cursor` of a list request.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Page {
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
-}
-
-impl Page {
-    pub const DEFAULT_LIMIT: i64 = 50;
-    pub const MAX_LIMIT: i64 = 500;
-
-    /// The limit and the id to start after, checked.
-    pub fn checked(&self) -> Result<(i64, String), ApiError> {
-        let limit = self.limit.unwrap_or(Self::DEFAULT_LIMIT);
-        if !(1..=Self::MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::unprocessable(
-                "invalid_limit",
-                format!("limit {limit} is out of range: use 1 to {}", Self::MAX_LIMIT),
-            ));
-        }
-        let cursor = self.cursor.clone().unwrap_or_default();
-        if !cursor.is_empty() && herald_core::validate::event_id(&cursor).is_err() {
-            return Err(ApiError::unprocessable(
-                "invalid_cursor",
-                "cursor is not one Herald gave: pass the `next_cursor` of the previous page, or leave it out",
-            ));
-        }
-        Ok((limit, cursor))
-    }
-}
-
-/// A page of a list answer: `rows` were fetched with `LIMIT limit + 1`, and the extra row, if
-/// it came, says there is more; the cursor is the last answered row's `key` column.
-pub fn page_of(
-    rows: &[tokio_postgres::Row],
-    limit: i64,
-    key: &str,
-    item: impl Fn(&tokio_postgres::Row) -> serde_json::Value,
-) -> axum::Json<serde_json::Value> {
-    let data: Vec<serde_json::Value> = rows.iter().take(limit as usize).map(item).collect();
-    let next = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].get::<_, String>(key));
-    axum::Json(serde_json::json!({"data": data, "next_cursor": next}))
 }
 
 /// One id from the path, parsed as its type. An id that is not of its type's shape (or not

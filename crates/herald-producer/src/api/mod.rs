@@ -9,6 +9,7 @@ pub mod extract;
 mod health;
 mod inbox;
 mod operations;
+pub mod page;
 pub mod tenant;
 mod tokens;
 
@@ -150,7 +151,7 @@ impl AppState {
 /// `/v1` and the operator routes (`/healthz`, `/readyz`, `/metrics`).
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
-        .route("/tenant", get(tenant::get))
+        .route("/tenant", get(tenant::get).patch(tenant::patch))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/admin/tenants", post(admin::create).get(admin::list))
@@ -158,12 +159,17 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tenants/{id}/disable", post(admin::disable))
         .route("/admin/tenants/{id}/enable", post(admin::enable))
         .route("/admin/tenants/{id}/tokens", post(admin::issue_token))
-        .route("/events", post(events::publish))
+        .route("/events", post(events::publish).get(events::list))
         .route("/events/{id}", get(events::get_one))
         .route("/events/{id}/attempts", get(deliveries::attempts))
         .route("/deliveries/{id}", get(deliveries::get_one))
         .route("/deliveries/{id}/retry", post(deliveries::retry))
         .route("/endpoints/{id}/replay", post(deliveries::replay))
+        .route("/endpoints/{id}/deliveries", get(deliveries::endpoint_deliveries))
+        .route("/endpoints/{id}/attempts", get(deliveries::endpoint_attempts))
+        .route("/endpoints/{id}/stats", get(endpoints::stats))
+        .route("/replays", get(deliveries::list_replays))
+        .route("/replays/{id}", get(deliveries::get_replay))
         .route("/endpoints", post(endpoints::create).get(endpoints::list))
         .route("/endpoints/{id}", get(endpoints::get_one).patch(endpoints::update).delete(endpoints::delete))
         .route("/approvals", post(operations::create_approval).get(operations::list_approvals))

@@ -300,17 +300,16 @@ pub struct ListQuery {
     status: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+    before: Option<String>,
 }
 
-pub async fn list_approvals(s: State<AppState>, t: Tenant, q: ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
+type Listed = Json<super::page::Listed<Value>>;
+
+pub async fn list_approvals(s: State<AppState>, t: Tenant, q: ApiQuery<ListQuery>) -> Result<Listed, ApiError> {
     list(s, t, q, Kind::Approval).await
 }
 
-pub async fn list_human_contacts(
-    s: State<AppState>,
-    t: Tenant,
-    q: ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list_human_contacts(s: State<AppState>, t: Tenant, q: ApiQuery<ListQuery>) -> Result<Listed, ApiError> {
     list(s, t, q, Kind::HumanContact).await
 }
 
@@ -319,7 +318,7 @@ async fn list(
     Tenant(tenant): Tenant,
     ApiQuery(q): ApiQuery<ListQuery>,
     kind: Kind,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Listed, ApiError> {
     const STATES: [&str; 5] = ["pending", "approved", "rejected", "answered", "expired"];
     if let Some(s) = &q.status {
         if !STATES.contains(&s.as_str()) {
@@ -329,10 +328,18 @@ async fn list(
             ));
         }
     }
-    let (limit, cursor) = super::extract::Page { limit: q.limit, cursor: q.cursor }.checked()?;
+    let list = match kind {
+        Kind::Approval => &super::page::APPROVALS,
+        Kind::HumanContact => &super::page::HUMAN_CONTACTS,
+    };
+    let page = super::page::Page { limit: q.limit, cursor: q.cursor, before: q.before }.request(list)?;
     let client = state.pool.get().await?;
-    let rows = client.query(sql::LIST_OPERATIONS, &[&tenant, &kind.as_str(), &q.status, &cursor, &(limit + 1)]).await?;
-    Ok(super::extract::page_of(&rows, limit, "call_id", |r| r.get(1)))
+    let (client, tenant, kind, status) = (&client, &tenant, &kind.as_str(), &q.status);
+    page.answer(
+        |r| async move { r.rows(client, &sql::list_operations(&r), &[tenant, kind, status]).await },
+        |r| Ok(r.get(1)),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]

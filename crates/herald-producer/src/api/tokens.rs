@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{page_of, ApiJson, ApiPath, ApiQuery, Page, Tenant};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Tenant};
+use super::page::{self, Listed, Page, Request};
 use super::AppState;
 use crate::tenant::{self, Issued, NewToken, TenantError};
 
@@ -96,20 +97,29 @@ pub async fn issue(
     Ok((StatusCode::CREATED, Json(issued(&made))))
 }
 
-const LIST: &str = "SELECT token_id, name, scope, created_at, expires_at FROM herald.api_tokens \
-      WHERE tenant_id = $1 AND revoked_at IS NULL AND token_id > $2 ORDER BY token_id LIMIT $3";
+fn list_sql(page: &Request) -> String {
+    format!(
+        "SELECT token_id, name, scope, created_at, expires_at FROM herald.api_tokens \
+          WHERE tenant_id = $1 AND revoked_at IS NULL{}{}{}",
+        page.bound(2),
+        page.order(),
+        page.limit_at(2)
+    )
+}
 
 pub async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     ApiQuery(page): ApiQuery<Page>,
-) -> Result<Json<Value>, ApiError> {
-    let (limit, cursor) = page.checked()?;
+) -> Result<Json<Listed<Value>>, ApiError> {
+    let page = page.request(&page::TOKENS)?;
     let client = state.pool.get().await?;
-    let rows = client.query(LIST, &[&tenant, &cursor, &(limit + 1)]).await?;
-    Ok(page_of(&rows, limit, "token_id", |r| {
-        token_json(r.get("token_id"), r.get("name"), r.get("scope"), r.get("created_at"), r.get("expires_at"))
-    }))
+    let (client, tenant) = (&client, &tenant);
+    page.answer(
+        |r| async move { r.rows(client, &list_sql(&r), &[tenant]).await },
+        |r| Ok(token_json(r.get("token_id"), r.get("name"), r.get("scope"), r.get("created_at"), r.get("expires_at"))),
+    )
+    .await
 }
 
 const REVOKE: &str = "UPDATE herald.api_tokens SET revoked_at = $3 \

@@ -284,6 +284,21 @@ async fn no_route_of_the_spec_reaches_another_tenants_objects() {
         let (s, v) = call(Method::POST, route.into(), &acme, Some(body)).await;
         assert_eq!(s, StatusCode::CREATED, "{route}: {v}");
     }
+    let (s, replay) = call(
+        Method::POST,
+        format!("/v1/endpoints/{endpoint}/replay"),
+        &acme,
+        Some(json!({"since": "2000-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{replay}");
+    let replay = replay["id"].as_str().unwrap().to_string();
+    let replays = || async {
+        let c = app.db.client().await;
+        let r = c.query_one("SELECT count(*), max(updated_at) FROM herald.replays", &[]).await.unwrap();
+        (r.get::<_, i64>(0), r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(1))
+    };
+    let replays_before = replays().await;
 
     let before = app.db.row_counts().await;
     let public = ["/healthz", "/readyz", "/metrics", "/favicon.ico", "/inbox", "/inbox/inbox.css", "/inbox/inbox.js"];
@@ -302,7 +317,8 @@ async fn no_route_of_the_spec_reaches_another_tenants_objects() {
             .replace("/v1/deliveries/{id}", &format!("/v1/deliveries/{delivery}"))
             .replace("/v1/approvals/{call_id}", "/v1/approvals/acme-call")
             .replace("/v1/human_contacts/{call_id}", "/v1/human_contacts/acme-hc")
-            .replace("/v1/tokens/{id}", &format!("/v1/tokens/{acme_token}"));
+            .replace("/v1/tokens/{id}", &format!("/v1/tokens/{acme_token}"))
+            .replace("/v1/replays/{id}", &format!("/v1/replays/{replay}"));
         assert!(!path.contains('{'), "{method} {template}: the walk does not know this path's parameter");
         if path == template {
             // No object in the path: a list, which must not show acme's, or a create, which
@@ -311,6 +327,16 @@ async fn no_route_of_the_spec_reaches_another_tenants_objects() {
                 // The caller's own settings, never another tenant's.
                 let (s, v) = call(method.clone(), path.clone(), &globex, None).await;
                 assert_eq!((s, v["id"].as_str()), (StatusCode::OK, Some("globex")), "{method} {path}: {v}");
+            } else if method == Method::PATCH && path == "/v1/tenant" {
+                // The caller's own notice channels: globex's change leaves acme's alone
+                // (checked after the walk).
+                let body = json!({"notify_email": "ops@globex.example"});
+                let (s, v) = call(method.clone(), path.clone(), &globex, Some(body)).await;
+                assert_eq!(
+                    (s, v["id"].as_str(), v["notify_email"].as_str()),
+                    (StatusCode::OK, Some("globex"), Some("ops@globex.example")),
+                    "{method} {path}: {v}"
+                );
             } else if method == Method::GET && path == "/v1/tokens" {
                 // The caller's own tokens: globex's one, never acme's.
                 let (s, v) = call(method.clone(), path.clone(), &globex, None).await;
@@ -351,8 +377,11 @@ async fn no_route_of_the_spec_reaches_another_tenants_objects() {
     }
     assert!(walked >= 18, "only {walked} routes walked: is docs/openapi.yaml read right?");
     assert_eq!(app.db.row_counts().await, before, "globex changed nothing of acme's");
+    assert_eq!(replays().await, replays_before, "nor made or changed a replay");
     let (s, _) = call(Method::GET, "/v1/tokens".into(), &acme, None).await;
     assert_eq!(s, StatusCode::OK, "acme's token was not revoked by globex");
+    let (s, v) = call(Method::GET, "/v1/tenant".into(), &acme, None).await;
+    assert_eq!((s, &v["notify_email"]), (StatusCode::OK, &serde_json::Value::Null), "acme's settings untouched: {v}");
 
     // The same call id is globex's own: created, not acme's answered back.
     let (s, v) = call(

@@ -3,8 +3,10 @@
 mod api;
 mod bad_input;
 mod group_commit;
+mod lists;
 mod operations;
 mod publish;
+mod replay;
 mod scopes;
 
 use axum::body::Body;

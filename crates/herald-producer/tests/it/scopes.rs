@@ -142,11 +142,17 @@ async fn tokens_are_made_once_listed_without_secret_and_revoked() {
         (json!({"name": "", "scope": "read"}), "invalid_name"),
         (json!({"name": "x", "scope": "read", "expires_at": "2001-01-01T00:00:00Z"}), "invalid_expires_at"),
         (json!({"name": "x"}), "invalid_field"),
+        // serde would fill the fields from an array, in order: every body is an object.
+        (json!(["x", "publish"]), "invalid_field"),
     ] {
         let (s, v) = app.call(Method::POST, "/v1/tokens", Some(&full), Some(body)).await;
         assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{v}");
     }
 
+    let (_, after) = app.call(Method::GET, "/v1/tokens", Some(&full), None).await;
+    assert_eq!(after["data"].as_array().map(Vec::len), list["data"].as_array().map(Vec::len), "nothing made: {after}");
+    let (s, v) = app.call(Method::PATCH, "/v1/tenant", Some(&full), Some(json!(["ops@example.com", null]))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")), "{v}");
     let (s, _) = app.call(Method::POST, "/v1/events", Some(&publish), Some(json!({"type": "t", "data": 1}))).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let id = made["id"].as_str().unwrap();
