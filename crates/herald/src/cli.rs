@@ -200,6 +200,10 @@ pub struct ApiArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES", default_value_t = 262_144)]
     pub max_payload_bytes: usize,
+    /// How long the statements of a filtered list (events, an endpoint's deliveries, attempts,
+    /// stats) may run before the answer is 503 list_timeout.
+    #[arg(long, env = "HERALD_LIST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub list_timeout: Duration,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -392,6 +396,7 @@ mod tests {
         assert_eq!(args.listen.http_read_timeout, Duration::from_secs(60));
         assert_eq!(args.listen.request_timeout, Duration::from_secs(30));
         assert_eq!(args.api.max_payload_bytes, 262_144);
+        assert_eq!(args.api.list_timeout, std::time::Duration::from_secs(10));
         assert_eq!(args.targets.allow_private_targets, AllowList::none());
         let config = crate::worker_config(&args.delivery, &args.targets, &args.poll).unwrap();
         assert!(config.lease > config.attempt_timeout, "the default lease outlives an attempt");

@@ -278,13 +278,15 @@ fn app_state(
     targets: &TargetArgs,
     api: &ApiArgs,
 ) -> AppState {
-    AppState::new(
+    let mut state = AppState::new(
         pool.clone(),
         clock.clone(),
         targets.allow_private_targets.clone(),
         api.max_payload_bytes,
         metrics.clone(),
-    )
+    );
+    state.list_timeout = api.list_timeout;
+    state
 }
 
 fn worker_config(d: &DeliveryArgs, targets: &TargetArgs, poll: &PollArgs) -> anyhow::Result<WorkerConfig> {

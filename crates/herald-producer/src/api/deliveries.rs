@@ -141,7 +141,7 @@ pub async fn endpoint_deliveries(
     };
     let page = Page { limit: q.limit, cursor: q.cursor, before: q.before }.request(&page::ENDPOINT_DELIVERIES)?;
     let mut conn = state.pool.get().await?;
-    let tx = page::bounded(&mut conn).await?;
+    let tx = page::bounded(&mut conn, state.list_timeout).await?;
     let client = tx.client();
     endpoint_exists(client, &tenant, &id).await?;
     let now = state.clock.now();
@@ -222,7 +222,7 @@ pub async fn endpoint_attempts(
     let (since, until) = query_window(q.since.as_deref(), q.until.as_deref())?;
     let page = Page { limit: q.limit, cursor: q.cursor, before: q.before }.request(&page::ENDPOINT_ATTEMPTS)?;
     let mut conn = state.pool.get().await?;
-    let tx = page::bounded(&mut conn).await?;
+    let tx = page::bounded(&mut conn, state.list_timeout).await?;
     let client = tx.client();
     endpoint_exists(client, &tenant, &id).await?;
     let (tenant, id, error) = (&tenant, &id, &error);

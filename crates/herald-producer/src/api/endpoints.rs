@@ -509,7 +509,7 @@ pub async fn stats(
 ) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
     let mut conn = state.pool.get().await?;
-    let tx = super::page::bounded(&mut conn).await?;
+    let tx = super::page::bounded(&mut conn, state.list_timeout).await?;
     let client = tx.client();
     if client.query_opt(&sql::get_endpoint(), &[&tenant, &id]).await?.is_none() {
         return Err(ApiError::not_found("endpoint", &id));

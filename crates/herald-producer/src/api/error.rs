@@ -91,10 +91,7 @@ impl From<tokio_postgres::Error> for ApiError {
             return Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "list_timeout",
-                format!(
-                    "reading this took longer than {} s: narrow it with since and until (or a more common filter)",
-                    super::page::LIST_TIMEOUT_MS / 1000
-                ),
+                "reading this took longer than HERALD_LIST_TIMEOUT (10 s unless set): narrow it with since and until (or a more common filter)",
             );
         }
         Self::internal(e)

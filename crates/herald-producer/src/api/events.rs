@@ -309,7 +309,7 @@ pub async fn list(
     let low = since.map_or(i64::MIN, super::deliveries::seq_floor);
     let high = until.map_or(i64::MAX, super::deliveries::seq_floor);
     let mut conn = state.pool.get().await?;
-    let tx = page::bounded(&mut conn).await?;
+    let tx = page::bounded(&mut conn, state.list_timeout).await?;
     let client = tx.client();
     let (tenant, low, high, exact, prefix, failed, with_data) =
         (&tenant, &low, &high, &exact, &prefix, &failed, &with_data);

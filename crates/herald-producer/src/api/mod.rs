@@ -102,6 +102,8 @@ pub struct AppState {
     pub publisher: crate::Publisher,
     /// Tokens seen lately (see [`extract::TokenCache`]).
     pub tokens: Arc<extract::TokenCache>,
+    /// How long a list's statements may run (HERALD_LIST_TIMEOUT; [`page::bounded`]).
+    pub list_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -144,7 +146,7 @@ impl AppState {
     ) -> Self {
         let publisher = crate::Publisher::start(pool.clone(), clock.clone(), metrics.clone());
         let tokens = Arc::new(extract::TokenCache::listening(herald_core::listen::Wake::new()));
-        Self { pool, clock, allow, max_payload_bytes, metrics, publisher, tokens }
+        Self { pool, clock, allow, max_payload_bytes, metrics, publisher, tokens, list_timeout: page::LIST_TIMEOUT }
     }
 }
 

@@ -273,16 +273,19 @@ impl Page {
     }
 }
 
-/// How long a list's statements may run: a filter that matches little of a long history would
-/// otherwise read it all. Past it PostgreSQL stops the statement and the answer is 503
-/// `list_timeout`, which asks for a narrower window.
-pub const LIST_TIMEOUT_MS: u32 = 10_000;
+/// How long a list's statements may run by default (HERALD_LIST_TIMEOUT): a filter that matches
+/// little of a long history would otherwise read it all. Past it PostgreSQL stops the statement
+/// and the answer is 503 `list_timeout`, which asks for a narrower window.
+pub const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A read-only transaction whose statements stop after [`LIST_TIMEOUT_MS`] (`SET LOCAL`, as
+/// A read-only transaction whose statements stop after `timeout` (`SET LOCAL`, as
 /// shared/scale-out.md rule 9 asks). Dropped unfinished, it rolls back.
-pub async fn bounded(conn: &mut deadpool_postgres::Object) -> Result<deadpool_postgres::Transaction<'_>, ApiError> {
+pub async fn bounded(
+    conn: &mut deadpool_postgres::Object,
+    timeout: std::time::Duration,
+) -> Result<deadpool_postgres::Transaction<'_>, ApiError> {
     let tx = conn.build_transaction().read_only(true).start().await?;
-    tx.batch_execute(&format!("SET LOCAL statement_timeout = {LIST_TIMEOUT_MS}")).await?;
+    tx.batch_execute(&format!("SET LOCAL statement_timeout = {}", timeout.as_millis().max(1))).await?;
     Ok(tx)
 }
 

@@ -539,3 +539,35 @@ async fn the_older_lists_page_both_ways() {
     }
     assert_eq!(walk_both_ways(&app, &token, "/v1/events/e1/attempts?", 2).await, attempts, "oldest first");
 }
+
+/// A filter that matches little of a long history reads until HERALD_LIST_TIMEOUT, then answers
+/// 503 `list_timeout` (here 1 ms over 20,000 events, none of the type asked for), and the
+/// connection is fine for the next request.
+#[tokio::test]
+async fn a_list_that_reads_too_long_is_stopped_with_a_clear_answer() {
+    let db = herald_testkit::TestDb::new().await;
+    let mut state = herald_producer::api::AppState::new(
+        db.pool.clone(),
+        herald_core::clock::system(),
+        herald_core::targets::AllowList::none(),
+        4096,
+        herald_core::metrics::Metrics::new(),
+    );
+    state.list_timeout = std::time::Duration::from_millis(1);
+    let app = App { router: herald_producer::api::router(state), db };
+    let token = app.db.tenant("acme").await;
+    app.db
+        .client()
+        .await
+        .batch_execute(
+            "SELECT herald.publish_event('acme', 'common', '{}'::jsonb, 'e' || n, NULL, NULL, NULL, NULL, now()) \
+               FROM generate_series(1, 20000) n",
+        )
+        .await
+        .unwrap();
+    let (s, v) = app.call(Method::GET, "/v1/events?type=rare&limit=1", Some(&token), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("list_timeout")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("since and until"), "{v}");
+    let (s, v) = app.call(Method::GET, "/v1/endpoints", Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK, "the next request is served: {v}");
+}
