@@ -44,6 +44,7 @@ cleanup() {
 trap cleanup EXIT
 ./target/debug/herald migrate --database-url "$url" >/dev/null
 token=$(./target/debug/herald tenant create st --database-url "$url")
+operator=$(./target/debug/herald admin token create --name st --database-url "$url" 2>/dev/null)
 HERALD_DATABASE_URL="$url" HERALD_LISTEN="127.0.0.1:$port" HERALD_LOG=warn ./target/debug/herald all >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
@@ -53,12 +54,29 @@ done
 
 # The coverage phase is left out: schemathesis 4.32.5 fails inside itself on this spec
 # ("AST constructor recursion depth mismatch"), a bug of the tool, not an answer of Herald's.
+# Two runs: the tenant's routes with the tenant's token, and /v1/admin with an operator token
+# (each token is refused on the other's routes: tests/it/scopes.rs). DELETE /v1/tokens/{id} is
+# left out of the first: the stateful phase finds the run's own token in GET /v1/tokens and
+# revokes it, and every later request would be a 401 (tests/it/scopes.rs tests revocation).
+status=0
 "$venv/bin/st" run docs/openapi.yaml \
     --url "http://127.0.0.1:$port" \
     -H "Authorization: Bearer $token" \
+    --exclude-name-regex '^(DELETE /v1/tokens/.*|[A-Z]+ /v1/admin/.*)$' \
     --phases examples,fuzzing,stateful \
     --checks all --exclude-checks positive_data_acceptance \
     --max-examples "${ST_EXAMPLES:-100}" \
     ${ST_SEED:+--seed "$ST_SEED"} \
     --workers 2 \
-    --no-color
+    --no-color || status=$?
+"$venv/bin/st" run docs/openapi.yaml \
+    --url "http://127.0.0.1:$port" \
+    -H "Authorization: Bearer $operator" \
+    --include-path-regex '^/v1/admin/' \
+    --phases examples,fuzzing,stateful \
+    --checks all --exclude-checks positive_data_acceptance \
+    --max-examples "${ST_EXAMPLES:-100}" \
+    ${ST_SEED:+--seed "$ST_SEED"} \
+    --workers 2 \
+    --no-color || status=$?
+exit $status
