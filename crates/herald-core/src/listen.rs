@@ -24,6 +24,9 @@ pub struct Wake {
     tenants: Mutex<(BTreeSet<TenantId>, bool)>,
     /// Whether [`listen`] is listening right now: a notification sent meanwhile arrives.
     listening: std::sync::atomic::AtomicBool,
+    /// Counts the connections [`listen`] started listening on: what was learnt under an
+    /// earlier one may have missed a notification.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Wake {
@@ -55,6 +58,11 @@ impl Wake {
         self.listening.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// See the field: it changes before [`Wake::listening`] turns true again.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub async fn notified(&self) {
         self.notify.notified().await
     }
@@ -77,7 +85,14 @@ pub async fn listen(
 ) {
     loop {
         let connect = || async {
-            let (config, tls) = crate::tls::config(&url).map_err(crate::db::DbError::Settings)?;
+            let (mut config, tls) = crate::tls::config(&url).map_err(crate::db::DbError::Settings)?;
+            // A connection that died without a word (a failover, a dropped route) is noticed
+            // within about 20 s, not the system's two hours: until then `listening` stays true.
+            config
+                .keepalives(true)
+                .keepalives_idle(Duration::from_secs(5))
+                .keepalives_interval(Duration::from_secs(5))
+                .keepalives_retries(3);
             Ok::<_, crate::db::DbError>(config.connect(tls).await?)
         };
         let connected = tokio::select! {
@@ -115,6 +130,7 @@ pub async fn listen(
         }
         if ok {
             // Anything published while we were not listening: look now, everywhere.
+            wake.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             wake.listening.store(true, std::sync::atomic::Ordering::Release);
             wake.hint(None);
             loop {

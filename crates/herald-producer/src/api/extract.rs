@@ -61,44 +61,13 @@ impl FromRequestParts<AppState> for Tenant {
         let token = bearer(parts)?;
         let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str());
         if herald_core::token::is_operator(token) {
+            // A good operator token on the wrong route is 403; a bad one is 401 anywhere.
+            operator_token(state, token).await?;
             return Err(forbidden(format!(
                 "an operator token reaches /v1/admin only; {route} needs one of the tenant's tokens (POST /v1/admin/tenants/{{id}}/tokens makes one)"
             )));
         }
-        let unknown = || {
-            unauthorized(
-                "unknown API token: check it, or make a new one (POST /v1/tokens, or `herald tenant token NAME`)",
-            )
-        };
-        let tenant: TenantId = herald_core::token::tenant_of(token).and_then(|t| t.parse().ok()).ok_or_else(unknown)?;
-        let hash = herald_core::token::hash(token);
-        let known = match state.tokens.get(&hash) {
-            Some(known) => known,
-            None => {
-                let generation = state.tokens.generation();
-                let client = state.pool.get().await?;
-                let row = client.query_opt(sql::TOKEN_LOOKUP, &[&tenant, &hash]).await?.ok_or_else(unknown)?;
-                if let Some(at) = row.get::<_, Option<DateTime<Utc>>>("revoked_at") {
-                    return Err(unauthorized(format!(
-                        "this API token was revoked at {}; use another, or make one with POST /v1/tokens",
-                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    )));
-                }
-                if row.get::<_, Option<DateTime<Utc>>>("disabled_at").is_some() {
-                    return Err(tenant_disabled(&tenant));
-                }
-                let scope = Scope::parse(row.get("scope")).unwrap_or(Scope::Read);
-                let known = Known { tenant, scope, expires_at: row.get("expires_at") };
-                state.tokens.remember(hash, known.clone(), generation);
-                known
-            }
-        };
-        if let Some(at) = known.expires_at.filter(|at| *at <= state.clock.now()) {
-            return Err(unauthorized(format!(
-                "this API token expired at {}; make a new one with POST /v1/tokens",
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            )));
-        }
+        let known = tenant_token(state, token).await?;
         if !known.scope.allows(parts.method.as_str(), route) {
             return Err(forbidden(format!(
                 "this token's scope is `{}` ({}): it may not {} {route}; use a token with scope `full`, or one whose scope allows it (docs/api.md, \"Tokens\")",
@@ -108,6 +77,52 @@ impl FromRequestParts<AppState> for Tenant {
             )));
         }
         Ok(Tenant(known.tenant))
+    }
+}
+
+/// A tenant's token, checked in this order: known (401), not revoked (401), not expired (401),
+/// its tenant not disabled (403). From the cache when it may be trusted.
+async fn tenant_token(state: &AppState, token: &str) -> Result<Known, ApiError> {
+    let unknown = || {
+        unauthorized("unknown API token: check it, or make a new one (POST /v1/tokens, or `herald tenant token NAME`)")
+    };
+    let tenant: TenantId = herald_core::token::tenant_of(token).and_then(|t| t.parse().ok()).ok_or_else(unknown)?;
+    let hash = herald_core::token::hash(token);
+    let known = match state.tokens.get(&hash) {
+        Some(known) => known,
+        None => {
+            let mark = state.tokens.mark();
+            let client = state.pool.get().await?;
+            let row = client.query_opt(sql::TOKEN_LOOKUP, &[&tenant, &hash]).await?.ok_or_else(unknown)?;
+            if let Some(at) = row.get::<_, Option<DateTime<Utc>>>("revoked_at") {
+                return Err(unauthorized(format!(
+                    "this API token was revoked at {}; use another, or make one with POST /v1/tokens",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )));
+            }
+            let scope: String = row.get("scope");
+            let scope =
+                Scope::parse(&scope).ok_or_else(|| ApiError::internal(format!("a token of scope {scope:?}")))?;
+            let known = Known { tenant, scope, expires_at: row.get("expires_at") };
+            expired(&known, state)?;
+            if row.get::<_, Option<DateTime<Utc>>>("disabled_at").is_some() {
+                return Err(tenant_disabled(&known.tenant));
+            }
+            state.tokens.remember(hash, known.clone(), mark);
+            known
+        }
+    };
+    expired(&known, state)?;
+    Ok(known)
+}
+
+fn expired(known: &Known, state: &AppState) -> Result<(), ApiError> {
+    match known.expires_at.filter(|at| *at <= state.clock.now()) {
+        Some(at) => Err(unauthorized(format!(
+            "this API token expired at {}; make a new one with POST /v1/tokens",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -121,6 +136,23 @@ fn tenant_disabled(tenant: &TenantId) -> ApiError {
     )
 }
 
+/// An operator token, looked up at every request (they are few, and /v1/admin is rare): known,
+/// not revoked, not expired, else 401.
+async fn operator_token(state: &AppState, token: &str) -> Result<(), ApiError> {
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(sql::OPERATOR_TOKEN_LOOKUP, &[&herald_core::token::hash(token)])
+        .await?
+        .ok_or_else(|| unauthorized("unknown operator token: make one with `herald admin token create`"))?;
+    if row.get::<_, Option<DateTime<Utc>>>("revoked_at").is_some() {
+        return Err(unauthorized("this operator token was revoked; make another with `herald admin token create`"));
+    }
+    if row.get::<_, Option<DateTime<Utc>>>("expires_at").is_some_and(|at| at <= state.clock.now()) {
+        return Err(unauthorized("this operator token expired; make another with `herald admin token create`"));
+    }
+    Ok(())
+}
+
 /// The operator, by an operator token (`herald admin token create`): reaches `/v1/admin`.
 #[derive(Debug, Clone)]
 pub struct Operator;
@@ -131,23 +163,13 @@ impl FromRequestParts<AppState> for Operator {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         if !herald_core::token::is_operator(token) {
-            return Err(if herald_core::token::tenant_of(token).is_some() {
-                forbidden("/v1/admin needs an operator token (`herald admin token create`); a tenant's token reaches its own /v1 routes only")
-            } else {
-                unauthorized("unknown operator token: make one with `herald admin token create`")
-            });
+            // A good tenant token here is 403; a bad token of either kind is 401.
+            tenant_token(state, token).await?;
+            return Err(forbidden(
+                "/v1/admin needs an operator token (`herald admin token create`); a tenant's token reaches its own /v1 routes only",
+            ));
         }
-        let client = state.pool.get().await?;
-        let row = client
-            .query_opt(sql::OPERATOR_TOKEN_LOOKUP, &[&herald_core::token::hash(token)])
-            .await?
-            .ok_or_else(|| unauthorized("unknown operator token: make one with `herald admin token create`"))?;
-        if row.get::<_, Option<DateTime<Utc>>>("revoked_at").is_some() {
-            return Err(unauthorized("this operator token was revoked; make another with `herald admin token create`"));
-        }
-        if row.get::<_, Option<DateTime<Utc>>>("expires_at").is_some_and(|at| at <= state.clock.now()) {
-            return Err(unauthorized("this operator token expired; make another with `herald admin token create`"));
-        }
+        operator_token(state, token).await?;
         Ok(Operator)
     }
 }
@@ -160,7 +182,7 @@ impl FromRequestParts<AppState> for Operator {
 /// forgets everything and starts again.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    seen: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (Known, std::time::Instant)>>,
+    seen: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (Known, std::time::Instant, u64)>>,
     generation: std::sync::atomic::AtomicU64,
     /// Set by the process's `herald_tokens` listener (`None`: no listener, no caching).
     wake: Option<Arc<herald_core::listen::Wake>>,
@@ -189,27 +211,41 @@ impl TokenCache {
         if !self.trusted() {
             return None;
         }
+        let epoch = self.epoch();
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(hash).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(k, _)| k.clone())
+        seen.get(hash).filter(|(_, at, e)| at.elapsed() < Self::TTL && *e == epoch).map(|(k, _, _)| k.clone())
     }
 
     fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Keeps `known` unless the cache was emptied since `generation` (the row may be stale).
-    fn remember(&self, hash: Vec<u8>, known: Known, generation: u64) {
+    /// The listener's connection: an entry made under an earlier one is never used (a token
+    /// revoked while nobody listened would otherwise pass until the emptying that follows the
+    /// reconnect).
+    fn epoch(&self) -> u64 {
+        self.wake.as_ref().map_or(0, |w| w.epoch())
+    }
+
+    /// Where the cache stands before a lookup: see [`TokenCache::remember`].
+    fn mark(&self) -> (u64, u64) {
+        (self.generation(), self.epoch())
+    }
+
+    /// Keeps `known` unless the cache was emptied, or the listener reconnected, since `mark`
+    /// (the row may be stale).
+    fn remember(&self, hash: Vec<u8>, known: Known, (generation, epoch): (u64, u64)) {
         if !self.trusted() {
             return;
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if self.generation() != generation {
+        if self.generation() != generation || self.epoch() != epoch {
             return;
         }
         if seen.len() >= Self::MAX {
             seen.clear();
         }
-        seen.insert(hash, (known, std::time::Instant::now()));
+        seen.insert(hash, (known, std::time::Instant::now(), epoch));
     }
 
     /// Forgets every token: a token was revoked or a tenant disabled somewhere.

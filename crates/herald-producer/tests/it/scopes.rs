@@ -47,6 +47,8 @@ async fn token(app: &App, full: &str, scope: &str) -> String {
 async fn every_route_answers_as_each_scope_says() {
     let app = App::new().await;
     let full = app.db.tenant("acme").await;
+    // The operator's calls (disable among them) go to another tenant than the tokens'.
+    app.db.tenant("bystander").await;
     let operator = operator_token(&app).await;
     let public = ["/healthz", "/readyz", "/metrics", "/favicon.ico", "/inbox", "/inbox/inbox.css", "/inbox/inbox.js"];
     let mut walked = 0;
@@ -60,7 +62,7 @@ async fn every_route_answers_as_each_scope_says() {
             let path = template
                 .replace("{id}", "tok_00000000000000000000000000")
                 .replace("{call_id}", "nobody")
-                .replace("/v1/admin/tenants/tok_00000000000000000000000000", "/v1/admin/tenants/acme");
+                .replace("/v1/admin/tenants/tok_00000000000000000000000000", "/v1/admin/tenants/bystander");
             let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
             let (s, v) = app.call(method.clone(), &path, Some(&token), body.clone()).await;
             if template.starts_with("/v1/admin") {
@@ -256,6 +258,12 @@ async fn an_expired_token_is_refused() {
         StatusCode::OK,
         "the token without expiry works"
     );
+    // Expired comes before disabled: an expired token of a disabled tenant is no credential (401).
+    app.db.client().await.execute("UPDATE herald.tenants SET disabled_at = now()", &[]).await.unwrap();
+    let (s, v) = app.call(Method::GET, "/v1/endpoints", Some(read), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{v}");
+    let (s, v) = app.call(Method::GET, "/v1/endpoints", Some(&full), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("tenant_disabled")), "{v}");
 }
 
 #[tokio::test]
@@ -317,4 +325,12 @@ async fn the_operator_makes_lists_disables_and_enables_tenants() {
     assert!(herald_producer::tenant::revoke_operator_token(&client, &id, Utc::now()).await.unwrap());
     let (s, _) = app.call(Method::GET, "/v1/admin/tenants", Some(&operator), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // A bad token of the other kind is 401 too, not 403: it is no credential at all.
+    let (s, _) = app.call(Method::GET, "/v1/endpoints", Some(&operator), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a revoked operator token on a tenant's route");
+    let made_up = herald_core::token::generate("acme");
+    let (s, _) = app.call(Method::GET, "/v1/admin/tenants", Some(&made_up), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "an unknown tenant token on /v1/admin");
+    let (s, _) = app.call(Method::GET, "/v1/admin/tenants", Some(&acme), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a good tenant token on /v1/admin");
 }
