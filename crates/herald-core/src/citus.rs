@@ -21,6 +21,8 @@ pub const DISTRIBUTED: &[&str] = &[
     "herald.fanout_failures",
     "herald.notices",
     "herald.replays",
+    "herald.links",
+    "herald.sessions",
 ];
 
 /// Functions that take a row of one of Herald's tables as an argument, with their definitions:

@@ -19,6 +19,7 @@ pub const DELIVERY: &str = "dlv_";
 pub const ATTEMPT: &str = "att_";
 pub const CALL: &str = "call_";
 pub const TOKEN: &str = "tok_";
+pub const LINK: &str = "lnk_";
 
 static GENERATOR: Mutex<Option<Generator>> = Mutex::new(None);
 
@@ -183,6 +184,17 @@ impl CallId {
 impl EndpointId {
     pub fn generate(at: DateTime<Utc>) -> Self {
         Self(new_id(ENDPOINT, at))
+    }
+}
+
+typed_id!(
+    /// A link's id: `lnk_` and a ULID, always made by Herald.
+    LinkId, "link", |s| issued(LINK, "link", s)
+);
+
+impl LinkId {
+    pub fn generate(at: DateTime<Utc>) -> Self {
+        Self(new_id(LINK, at))
     }
 }
 

@@ -48,6 +48,10 @@ impl Scope {
             "/v1/approvals" | "/v1/approvals/{call_id}" | "/v1/human_contacts" | "/v1/human_contacts/{call_id}"
         );
         let tokens = route == "/v1/tokens" || route.starts_with("/v1/tokens/");
+        if route.starts_with("/v1/sessions") {
+            // A link's session itself: open to every caller (it answers for its cookie only).
+            return true;
+        }
         match self {
             Scope::Full => true,
             Scope::Read => read && !tokens,
@@ -85,11 +89,26 @@ impl std::fmt::Display for Scope {
 
 /// A new token for `tenant`, to be printed once.
 pub fn generate(tenant: &str) -> String {
+    generate_with(PREFIX, tenant)
+}
+
+/// A link's credential (`hrldl_<tenant>.<43>`, in a link's fragment) or a session's
+/// (`hrlds_<tenant>.<43>`, in an HttpOnly cookie): like a tenant token, with another prefix.
+pub fn generate_with(prefix: &str, tenant: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    format!("{PREFIX}{tenant}.{secret}")
+    format!("{prefix}{tenant}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
+
+/// The tenant a link or session credential names, if it has that shape.
+pub fn tenant_of_with<'a>(prefix: &str, credential: &'a str) -> Option<&'a str> {
+    let rest = credential.strip_prefix(prefix)?;
+    let (tenant, secret) = rest.rsplit_once('.')?;
+    (!tenant.is_empty() && secret.len() == 43).then_some(tenant)
+}
+
+pub const LINK_PREFIX: &str = "hrldl_";
+pub const SESSION_PREFIX: &str = "hrlds_";
 
 /// A new operator token, to be printed once.
 pub fn generate_operator() -> String {
@@ -111,9 +130,7 @@ pub fn hash(token: &str) -> Vec<u8> {
 
 /// The tenant a token claims to belong to, if it has the token's shape at all.
 pub fn tenant_of(token: &str) -> Option<&str> {
-    let rest = token.strip_prefix(PREFIX)?;
-    let (tenant, secret) = rest.rsplit_once('.')?;
-    (!tenant.is_empty() && secret.len() == 43).then_some(tenant)
+    tenant_of_with(PREFIX, token)
 }
 
 #[cfg(test)]

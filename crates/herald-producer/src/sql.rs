@@ -25,6 +25,14 @@ pub const TOKEN_LOOKUP: &str = "SELECT t.scope, t.expires_at, t.revoked_at, n.di
        FROM herald.api_tokens t JOIN herald.tenants n ON n.tenant_id = t.tenant_id \
       WHERE t.tenant_id = $1 AND t.token_hash = $2";
 
+/// A link's session with its link and tenant; it ends with the earlier of the two expiries.
+pub const SESSION_LOOKUP: &str = "SELECT l.link_id, l.responder, l.run_id, l.revoked_at, \
+            least(s.expires_at, l.expires_at) AS expires_at, n.disabled_at \
+       FROM herald.sessions s \
+       JOIN herald.links l ON l.tenant_id = s.tenant_id AND l.link_id = s.link_id \
+       JOIN herald.tenants n ON n.tenant_id = s.tenant_id \
+      WHERE s.tenant_id = $1 AND s.session_hash = $2";
+
 pub const OPERATOR_TOKEN_LOOKUP: &str =
     "SELECT expires_at, revoked_at FROM herald.operator_tokens WHERE token_hash = $1";
 
@@ -256,24 +264,26 @@ pub const EXISTING_OPERATION: &str =
     "SELECT o.kind, o.request_hash, herald.operation_json(to_jsonb(o)), o.callback_secret \
      FROM herald.operations o WHERE o.tenant_id = $1 AND o.call_id = $2";
 
+/// `$4`: only of that run (a link's), or NULL.
 pub const GET_OPERATION: &str = "SELECT herald.operation_json(to_jsonb(o)) FROM herald.operations o \
-     WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3";
+     WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3 AND ($4::text IS NULL OR o.run_id = $4)";
 
-/// A page of the tenant's operations of kind `$2` (in status `$3` if given); the page's key
-/// from `$4`.
+/// A page of the tenant's operations of kind `$2` (in status `$3` if given, of run `$4` if
+/// given); the page's key from `$5`.
 pub fn list_operations(page: &Request) -> String {
     format!(
         "SELECT o.call_id, herald.operation_json(to_jsonb(o)) FROM herald.operations o \
-          WHERE o.tenant_id = $1 AND o.kind = $2 AND ($3::text IS NULL OR o.status = $3){}{}{}",
-        page.bound(4),
+          WHERE o.tenant_id = $1 AND o.kind = $2 AND ($3::text IS NULL OR o.status = $3) \
+            AND ($4::text IS NULL OR o.run_id = $4){}{}{}",
+        page.bound(5),
         page.order(),
-        page.limit_at(4)
+        page.limit_at(5)
     )
 }
 
 /// Locks the operation for its answer.
 pub const LOCK_OPERATION: &str = "SELECT o.status, o.expires_at FROM herald.operations o \
-     WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3 FOR UPDATE";
+     WHERE o.tenant_id = $1 AND o.call_id = $2 AND o.kind = $3 AND ($4::text IS NULL OR o.run_id = $4) FOR UPDATE";
 
 /// Expires this one operation (its time is up), with its `*_expired` event.
 pub const EXPIRE_OPERATION: &str = "SELECT herald.expire_operations($1, $2, $3)";

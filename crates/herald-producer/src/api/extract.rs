@@ -58,8 +58,25 @@ impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str()).to_string();
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            if let Some(session) = session_cookie(&parts.headers) {
+                let (tenant, link) = session_of(state, session).await?;
+                if !same_origin(parts) {
+                    return Err(forbidden("a request made with a session cookie must come from Herald's own pages"));
+                }
+                if !Scope::Respond.allows(parts.method.as_str(), &route) {
+                    return Err(forbidden(format!(
+                        "an inbox link answers approvals and human contacts only: it may not {} {route}",
+                        parts.method
+                    )));
+                }
+                parts.extensions.insert(link);
+                return Ok(Tenant(tenant));
+            }
+        }
         let token = bearer(parts)?;
-        let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str());
+        let route = route.as_str();
         if herald_core::token::is_operator(token) {
             // A good operator token on the wrong route is 403; a bad one is 401 anywhere.
             operator_token(state, token).await?;
@@ -78,6 +95,86 @@ impl FromRequestParts<AppState> for Tenant {
         }
         Ok(Tenant(known.tenant))
     }
+}
+
+/// What a link's session narrows its requests to, put in the request's extensions by [`Tenant`]
+/// for the handlers that go by it ([`Link`]): the operations of one run, answered as one person.
+#[derive(Debug, Clone)]
+pub struct LinkScope {
+    pub link_id: String,
+    pub responder: Option<String>,
+    pub run_id: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The [`LinkScope`] of a request made with a link's session, `None` for a token's. Comes after
+/// [`Tenant`] among a handler's arguments.
+pub struct Link(pub Option<LinkScope>);
+
+impl FromRequestParts<AppState> for Link {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        Ok(Link(parts.extensions.get::<LinkScope>().cloned()))
+    }
+}
+
+/// The cookie a link's session rides in.
+pub const SESSION_COOKIE: &str = "herald_session";
+
+/// The value of the session cookie, if the request has one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+}
+
+/// A change made with a cookie must come from a page of this origin: SameSite=Strict keeps other
+/// sites' requests from carrying it, and this refuses a cross-origin one whose browser sends an
+/// `Origin` (a second line, for browsers that ignore SameSite).
+fn same_origin(parts: &Parts) -> bool {
+    if matches!(parts.method.as_str(), "GET" | "HEAD") {
+        return true;
+    }
+    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
+}
+
+/// A link's session: known, not ended, its link neither revoked nor expired (401), its tenant not
+/// disabled (403). Looked up at every request: a revoked link ends its sessions at once.
+async fn session_of(state: &AppState, session: &str) -> Result<(TenantId, LinkScope), ApiError> {
+    let ended = || unauthorized("this session is unknown or has ended: open your link again, or ask for a new one");
+    let tenant: TenantId = herald_core::token::tenant_of_with(herald_core::token::SESSION_PREFIX, session)
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(ended)?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(sql::SESSION_LOOKUP, &[&tenant, &herald_core::token::hash(session)])
+        .await?
+        .ok_or_else(ended)?;
+    if row.get::<_, Option<DateTime<Utc>>>("revoked_at").is_some() {
+        return Err(unauthorized("the link of this session was revoked: ask for a new one"));
+    }
+    let expires_at: DateTime<Utc> = row.get("expires_at");
+    if expires_at <= state.clock.now() {
+        return Err(unauthorized("this link has expired: ask for a new one"));
+    }
+    if row.get::<_, Option<DateTime<Utc>>>("disabled_at").is_some() {
+        return Err(tenant_disabled(&tenant));
+    }
+    let link = LinkScope {
+        link_id: row.get("link_id"),
+        responder: row.get("responder"),
+        run_id: row.get("run_id"),
+        expires_at,
+    };
+    Ok((tenant, link))
 }
 
 /// A tenant's token, checked in this order: known (401), not revoked (401), not expired (401),

@@ -8,6 +8,7 @@ mod events;
 pub mod extract;
 mod health;
 mod inbox;
+mod links;
 mod operations;
 pub mod page;
 pub mod tenant;
@@ -156,6 +157,10 @@ pub fn router(state: AppState) -> Router {
         .route("/tenant", get(tenant::get).patch(tenant::patch))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/links", post(links::create).get(links::list))
+        .route("/links/{id}", axum::routing::delete(links::revoke))
+        .route("/sessions", post(links::exchange))
+        .route("/sessions/current", get(links::current).delete(links::end))
         .route("/admin/tenants", post(admin::create).get(admin::list))
         .route("/admin/tenants/{id}", get(admin::get_one))
         .route("/admin/tenants/{id}/disable", post(admin::disable))

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery, Tenant};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Link, Tenant};
 use super::AppState;
 use crate::sql;
 
@@ -273,22 +273,33 @@ async fn create(
     ))
 }
 
-pub async fn get_approval(s: State<AppState>, t: Tenant, p: ApiPath<CallId>) -> Result<Json<Value>, ApiError> {
-    get_one(s, t, p, Kind::Approval).await
+pub async fn get_approval(s: State<AppState>, t: Tenant, l: Link, p: ApiPath<CallId>) -> Result<Json<Value>, ApiError> {
+    get_one(s, t, l, p, Kind::Approval).await
 }
 
-pub async fn get_human_contact(s: State<AppState>, t: Tenant, p: ApiPath<CallId>) -> Result<Json<Value>, ApiError> {
-    get_one(s, t, p, Kind::HumanContact).await
+pub async fn get_human_contact(
+    s: State<AppState>,
+    t: Tenant,
+    l: Link,
+    p: ApiPath<CallId>,
+) -> Result<Json<Value>, ApiError> {
+    get_one(s, t, l, p, Kind::HumanContact).await
+}
+
+/// The run a link's session is narrowed to, if any.
+fn run_of(link: &Option<super::extract::LinkScope>) -> Option<&str> {
+    link.as_ref().and_then(|l| l.run_id.as_deref())
 }
 
 async fn get_one(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Link(link): Link,
     ApiPath(call_id): ApiPath<CallId>,
     kind: Kind,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.pool.get().await?;
-    match client.query_opt(sql::GET_OPERATION, &[&tenant, &call_id, &kind.as_str()]).await? {
+    match client.query_opt(sql::GET_OPERATION, &[&tenant, &call_id, &kind.as_str(), &run_of(&link)]).await? {
         Some(row) => Ok(Json(row.get(0))),
         None => Err(ApiError::not_found(kind.noun(), &call_id)),
     }
@@ -305,17 +316,28 @@ pub struct ListQuery {
 
 type Listed = Json<super::page::Listed<Value>>;
 
-pub async fn list_approvals(s: State<AppState>, t: Tenant, q: ApiQuery<ListQuery>) -> Result<Listed, ApiError> {
-    list(s, t, q, Kind::Approval).await
+pub async fn list_approvals(
+    s: State<AppState>,
+    t: Tenant,
+    l: Link,
+    q: ApiQuery<ListQuery>,
+) -> Result<Listed, ApiError> {
+    list(s, t, l, q, Kind::Approval).await
 }
 
-pub async fn list_human_contacts(s: State<AppState>, t: Tenant, q: ApiQuery<ListQuery>) -> Result<Listed, ApiError> {
-    list(s, t, q, Kind::HumanContact).await
+pub async fn list_human_contacts(
+    s: State<AppState>,
+    t: Tenant,
+    l: Link,
+    q: ApiQuery<ListQuery>,
+) -> Result<Listed, ApiError> {
+    list(s, t, l, q, Kind::HumanContact).await
 }
 
 async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Link(link): Link,
     ApiQuery(q): ApiQuery<ListQuery>,
     kind: Kind,
 ) -> Result<Listed, ApiError> {
@@ -334,9 +356,10 @@ async fn list(
     };
     let page = super::page::Page { limit: q.limit, cursor: q.cursor, before: q.before }.request(list)?;
     let client = state.pool.get().await?;
-    let (client, tenant, kind, status) = (&client, &tenant, &kind.as_str(), &q.status);
+    let run = run_of(&link);
+    let (client, tenant, kind, status, run) = (&client, &tenant, &kind.as_str(), &q.status, &run);
     page.answer(
-        |r| async move { r.rows(client, &sql::list_operations(&r), &[tenant, kind, status]).await },
+        |r| async move { r.rows(client, &sql::list_operations(&r), &[tenant, kind, status, run]).await },
         |r| Ok(r.get(1)),
     )
     .await
@@ -360,6 +383,7 @@ pub struct HumanContactAnswer {
 pub async fn respond_approval(
     s: State<AppState>,
     t: Tenant,
+    l: Link,
     p: ApiPath<CallId>,
     ApiJson(b): ApiJson<ApprovalAnswer>,
 ) -> Result<Json<Value>, ApiError> {
@@ -370,6 +394,7 @@ pub async fn respond_approval(
     respond(
         s,
         t,
+        l,
         p,
         Kind::Approval,
         Answer { status, approved: Some(b.approved), comment: b.comment, response: None, responder: b.responder },
@@ -380,6 +405,7 @@ pub async fn respond_approval(
 pub async fn respond_human_contact(
     s: State<AppState>,
     t: Tenant,
+    l: Link,
     p: ApiPath<CallId>,
     ApiJson(b): ApiJson<HumanContactAnswer>,
 ) -> Result<Json<Value>, ApiError> {
@@ -387,6 +413,7 @@ pub async fn respond_human_contact(
     respond(
         s,
         t,
+        l,
         p,
         Kind::HumanContact,
         Answer {
@@ -411,17 +438,23 @@ struct Answer {
 async fn respond(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Link(link): Link,
     ApiPath(call_id): ApiPath<CallId>,
     kind: Kind,
-    answer: Answer,
+    mut answer: Answer,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(link) = &link {
+        // Who answers through a link is the link's responder, whatever the page sends.
+        answer.responder = link.responder.clone();
+    }
     if let Some(r) = &answer.responder {
         check_text("responder", r, 200)?;
     }
     let now = state.clock.now();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(row) = tx.query_opt(sql::LOCK_OPERATION, &[&tenant, &call_id, &kind.as_str()]).await? else {
+    let Some(row) = tx.query_opt(sql::LOCK_OPERATION, &[&tenant, &call_id, &kind.as_str(), &run_of(&link)]).await?
+    else {
         return Err(ApiError::not_found(kind.noun(), &call_id));
     };
     let status: String = row.get(0);

@@ -89,6 +89,9 @@ fn attempt_id(s: &str) -> bool {
 fn replay_id(s: &str) -> bool {
     issued(super::deliveries::REPLAY, s)
 }
+fn link_id(s: &str) -> bool {
+    issued(herald_core::id::LINK, s)
+}
 fn token_id(s: &str) -> bool {
     issued(herald_core::id::TOKEN, s)
 }
@@ -140,6 +143,8 @@ pub static ENDPOINT_ATTEMPTS: List = List {
 };
 /// `GET /v1/tokens`: by id.
 pub static TOKENS: List = List { name: "tokens", keys: &[KeyCol::text("token_id", "token_id", token_id)], desc: false };
+/// `GET /v1/links`: newest first.
+pub static LINKS: List = List { name: "links", keys: &[KeyCol::text("link_id", "link_id", link_id)], desc: true };
 /// `GET /v1/admin/tenants`: by id (a tenant's name).
 pub static TENANTS: List =
     List { name: "tenants", keys: &[KeyCol::text("tenant_id", "tenant_id", tenant_id)], desc: false };

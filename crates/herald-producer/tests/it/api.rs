@@ -301,8 +301,22 @@ async fn no_route_of_the_spec_reaches_another_tenants_objects() {
     let replays_before = replays().await;
 
     let before = app.db.row_counts().await;
-    let public = ["/healthz", "/readyz", "/metrics", "/favicon.ico", "/inbox", "/inbox/inbox.css", "/inbox/inbox.js"];
-    let creates = ["/v1/events", "/v1/endpoints", "/v1/approvals", "/v1/human_contacts", "/v1/tokens"];
+    let public = [
+        "/v1/sessions",
+        "/v1/sessions/current",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/favicon.ico",
+        "/inbox",
+        "/inbox/inbox.css",
+        "/inbox/inbox.js",
+    ];
+    let creates = ["/v1/events", "/v1/endpoints", "/v1/approvals", "/v1/human_contacts", "/v1/tokens", "/v1/links"];
+    let (s, link) =
+        call(Method::POST, "/v1/links".into(), &acme, Some(json!({"kind": "inbox", "responder": "A"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    let acme_link = link["id"].as_str().unwrap().to_string();
     let (_, tokens) = call(Method::GET, "/v1/tokens".into(), &acme, None).await;
     let acme_token = tokens["data"][0]["id"].as_str().expect("acme's token is listed").to_string();
     let mut walked = 0;
@@ -318,6 +332,7 @@ async fn no_route_of_the_spec_reaches_another_tenants_objects() {
             .replace("/v1/approvals/{call_id}", "/v1/approvals/acme-call")
             .replace("/v1/human_contacts/{call_id}", "/v1/human_contacts/acme-hc")
             .replace("/v1/tokens/{id}", &format!("/v1/tokens/{acme_token}"))
+            .replace("/v1/links/{id}", &format!("/v1/links/{acme_link}"))
             .replace("/v1/replays/{id}", &format!("/v1/replays/{replay}"));
         assert!(!path.contains('{'), "{method} {template}: the walk does not know this path's parameter");
         if path == template {

@@ -3,6 +3,7 @@
 mod api;
 mod bad_input;
 mod group_commit;
+mod links;
 mod lists;
 mod operations;
 mod publish;
