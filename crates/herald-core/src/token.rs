@@ -48,7 +48,7 @@ impl Scope {
             "/v1/approvals" | "/v1/approvals/{call_id}" | "/v1/human_contacts" | "/v1/human_contacts/{call_id}"
         );
         let tokens = route == "/v1/tokens" || route.starts_with("/v1/tokens/");
-        if route.starts_with("/v1/sessions") {
+        if matches!(route, "/v1/sessions" | "/v1/sessions/current") {
             // A link's session itself: open to every caller (it answers for its cookie only).
             return true;
         }
@@ -68,6 +68,20 @@ impl Scope {
                     || (read && route == "/v1/tenant")
             }
         }
+    }
+
+    /// What a link's session (an inbox link) may call: list, read and answer operations, and
+    /// its own session. Narrower than [`Scope::Respond`]: not even the tenant's settings.
+    pub fn link_allows(method: &str, route: &str) -> bool {
+        let read = matches!(method, "GET" | "HEAD");
+        let operations = matches!(
+            route,
+            "/v1/approvals" | "/v1/approvals/{call_id}" | "/v1/human_contacts" | "/v1/human_contacts/{call_id}"
+        );
+        (operations && read)
+            || (method == "POST"
+                && matches!(route, "/v1/approvals/{call_id}/respond" | "/v1/human_contacts/{call_id}/respond"))
+            || route == "/v1/sessions/current"
     }
 
     /// What the scope may do, for the 403 message.

@@ -65,7 +65,7 @@ impl FromRequestParts<AppState> for Tenant {
                 if !same_origin(parts) {
                     return Err(forbidden("a request made with a session cookie must come from Herald's own pages"));
                 }
-                if !Scope::Respond.allows(parts.method.as_str(), &route) {
+                if !Scope::link_allows(parts.method.as_str(), &route) {
                     return Err(forbidden(format!(
                         "an inbox link answers approvals and human contacts only: it may not {} {route}",
                         parts.method
@@ -135,15 +135,16 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 /// A change made with a cookie must come from a page of this origin: SameSite=Strict keeps other
-/// sites' requests from carrying it, and this refuses a cross-origin one whose browser sends an
-/// `Origin` (a second line, for browsers that ignore SameSite).
+/// sites' requests from carrying it, and this asks for the `Origin` every browser sends with a
+/// `fetch` that changes something, naming this host (a second line, for browsers that ignore
+/// SameSite). A proxy in front of Herald must pass the `Host` the browser used.
 fn same_origin(parts: &Parts) -> bool {
     if matches!(parts.method.as_str(), "GET" | "HEAD") {
         return true;
     }
-    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return false };
     let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
+    origin.split_once("://").is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host))
 }
 
 /// A link's session: known, not ended, its link neither revoked nor expired (401), its tenant not

@@ -23,6 +23,8 @@ use super::AppState;
 const DEFAULT_LIFE: chrono::Duration = chrono::Duration::hours(24);
 /// The longest a link may last.
 const MAX_LIFE: chrono::Duration = chrono::Duration::days(30);
+/// Sessions a link keeps: the oldest end when another is made.
+const MAX_SESSIONS: i64 = 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -194,6 +196,14 @@ pub async fn exchange(
     tx.execute(
         "INSERT INTO herald.sessions (tenant_id, session_hash, link_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         &[&tenant, &token::hash(&session), &link_id, &now, &expires_at],
+    )
+    .await?;
+    // A link keeps its newest sessions only: one person's browsers, not a script's thousands.
+    tx.execute(
+        "DELETE FROM herald.sessions WHERE tenant_id = $1 AND link_id = $2 AND session_hash IN ( \
+           SELECT session_hash FROM herald.sessions WHERE tenant_id = $1 AND link_id = $2 \
+            ORDER BY created_at DESC, session_hash OFFSET $3)",
+        &[&tenant, &link_id, &MAX_SESSIONS],
     )
     .await?;
     tx.commit().await?;

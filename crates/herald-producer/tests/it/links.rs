@@ -106,20 +106,33 @@ async fn an_inbox_link_answers_its_runs_operations_as_its_responder_and_nothing_
     assert_eq!((s, ids), (StatusCode::OK, vec!["ours"]));
     let (s, _) = with_cookie(&app, Method::GET, "/v1/approvals/theirs", &cookie, None, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) =
-        with_cookie(&app, Method::POST, "/v1/approvals/theirs/respond", &cookie, None, Some(json!({"approved": true})))
-            .await;
+    let (s, _) = with_cookie(
+        &app,
+        Method::POST,
+        "/v1/approvals/theirs/respond",
+        &cookie,
+        Some("http://herald.example"),
+        Some(json!({"approved": true})),
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "another run's operation cannot be answered");
     for (m, p) in [
         (Method::GET, "/v1/endpoints"),
         (Method::GET, "/v1/events"),
         (Method::POST, "/v1/approvals"),
         (Method::GET, "/v1/tokens"),
+        (Method::GET, "/v1/tenant"),
+        (Method::PATCH, "/v1/tenant"),
+        (Method::GET, "/v1/links"),
     ] {
         let (s, v) = with_cookie(&app, m.clone(), p, &cookie, None, Some(json!({}))).await;
         assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{m} {p}: {v}");
     }
-    // A change from another origin is refused, even with the cookie.
+    // A change from another origin, or with no Origin at all, is refused, even with the cookie.
+    let (s, _) =
+        with_cookie(&app, Method::POST, "/v1/approvals/ours/respond", &cookie, None, Some(json!({"approved": true})))
+            .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _) = with_cookie(
         &app,
         Method::POST,
@@ -202,6 +215,17 @@ async fn links_expire_sessions_end_and_bad_requests_are_refused() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(with_cookie(&app, Method::GET, "/v1/approvals", &second, None, None).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(with_cookie(&app, Method::GET, "/v1/approvals", &cookie, None, None).await.0, StatusCode::OK);
+
+    // A link keeps its 20 newest sessions: the oldest end as more are made.
+    for _ in 0..20 {
+        clock.advance(Duration::seconds(1));
+        exchange(&app, url, false).await;
+    }
+    assert_eq!(with_cookie(&app, Method::GET, "/v1/approvals", &cookie, None, None).await.0, StatusCode::UNAUTHORIZED);
+    let (_, cookie, _) = exchange(&app, url, false).await;
+    let (cookie, _) = cookie.unwrap();
+    let n: i64 = app.db.client().await.query_one("SELECT count(*) FROM herald.sessions", &[]).await.unwrap().get(0);
+    assert_eq!(n, 20);
 
     clock.advance(Duration::hours(2));
     let (s, v) = with_cookie(&app, Method::GET, "/v1/approvals", &cookie, None, None).await;
