@@ -23,6 +23,8 @@ CREATE TABLE herald.sessions (
     link_id       text        NOT NULL,
     created_at    timestamptz NOT NULL,
     expires_at    timestamptz NOT NULL,
-    PRIMARY KEY (tenant_id, session_hash),
-    FOREIGN KEY (tenant_id, link_id) REFERENCES herald.links (tenant_id, link_id) ON DELETE CASCADE
+    -- No foreign key to the link (Citus distributes the two tables one after the other, and
+    -- refuses a key from a table not distributed yet): a session is looked up with its link, so
+    -- one whose link is gone is no session.
+    PRIMARY KEY (tenant_id, session_hash)
 );

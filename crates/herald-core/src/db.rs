@@ -339,7 +339,7 @@ mod tests {
         ("V19__scoped_tokens.sql", "9e366b54b3ecdc4657bc06aa6d6b2c92d5330197524ed8bfded688e8fa44780f"),
         ("V20__notices.sql", "2181a9aeec65287cf0d3427b357d13ce4a97a55023aec6d3ea2ee8da055c5b6a"),
         ("V21__replay_jobs.sql", "467ec17c291aa9ee40a923951cbedf0e4312820009df68a0a8c8be5f1a4b1b13"),
-        ("V22__links.sql", "c174a0bde763079552d3035b5c5fc7955f653c513f08f4f5ac54767385132e5f"),
+        ("V22__links.sql", "1a3657493d24a7ba7dc94f02bc3d592f9b2cc37265e490809100462020167cf6"),
     ];
 
     #[test]
