@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the browser test needs: Debian's Chromium (installed with apt-get when running as root,
-# as CI does) and playwright-core from npm (a driver only: it downloads no browser of its own).
+# as CI does), and from npm playwright-core (a driver only: it downloads no browser of its own)
+# and axe-core (the accessibility check the test runs in the page).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,7 @@ if ! command -v node >/dev/null 2>&1; then
     echo "error: the inbox browser test needs Node.js (node, npm): apt-get install nodejs npm" >&2
     exit 1
 fi
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/axe-core ]; then
     (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --silent >/dev/null)
 fi
 echo "$chromium"

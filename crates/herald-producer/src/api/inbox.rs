@@ -1,6 +1,7 @@
 //! `/inbox`: the page where humans answer the approvals and questions agents wait on. Static
-//! HTML, CSS and a little JavaScript that talk to the tenant's own `/v1` API with its token:
-//! the page itself holds no data and needs no session, so it has no cookie to steal or forge.
+//! HTML, CSS and a little JavaScript that talk to the tenant's own `/v1` API, with the session
+//! cookie an inbox link is exchanged for (HttpOnly, SameSite=Strict: `api/links.rs`) or with a
+//! pasted token. The page itself holds no data.
 
 use axum::http::header;
 use axum::response::IntoResponse;

@@ -1,137 +1,535 @@
-// The approval inbox: lists pending approvals and human contacts through Herald's own API
-// (with the tenant token in an Authorization header, so no cookie and no CSRF), and answers
-// them. Every value from the API is written with textContent, never as HTML.
+// The approval inbox. Two ways in:
+// - an inbox link, `/inbox#hrldl_...`: the credential in the fragment (never sent with a request,
+//   never in a Referer) is taken out of the address bar at once and exchanged for a session
+//   (`POST /v1/sessions`), which rides in an HttpOnly cookie the page cannot read; the API
+//   records the link's responder with each answer;
+// - a `respond` token pasted by the person, kept in this tab's sessionStorage and sent as Bearer.
+// It lists pending approvals and questions, then a history of answered ones, answers them, and
+// refreshes itself every few seconds while it is shown. Every value from the API is written
+// with textContent, never as HTML.
 "use strict";
 
-const KEY = "herald.token";
+const TOKEN_KEY = "herald.token";
+const NAME_KEY = "herald.responder";
+const POLL_MS = 3000;
+const HISTORY_EVERY = 10; // polls between history reloads when nothing changed
+const HISTORY_PAGE = 20; // answered items shown per "Show older"
+const PENDING_CAP = 2000; // pending items read of each kind
+const HISTORY_CAP = 500; // answered items read of each outcome
+
+// Read the fragment before anything else, and take it out of the address bar (and so out of the
+// history, bookmarks and screenshots) before any request is made.
+let linkCredential = null;
+if (location.hash.startsWith("#hrldl_")) {
+  linkCredential = decodeURIComponent(location.hash.slice(1));
+  history.replaceState(null, "", location.pathname);
+}
+
 const $ = (id) => document.getElementById(id);
 
-function token() { return sessionStorage.getItem(KEY); }
+/** "session" (a link's cookie), "token" (Bearer from sessionStorage) or null (signed out). */
+let mode = null;
+let timer = null;
+let loading = null;
+let again = false;
+let polls = 0;
+let historyShown = HISTORY_PAGE;
+let historyItems = [];
+let lastPendingKey = null;
+let uid = 0;
+/** Call ids answered from this page: a poll that started before the answer does not bring them back. */
+const answeredHere = new Set();
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
 
 async function api(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    headers: Object.assign({ "Authorization": "Bearer " + token() }, body ? { "Content-Type": "application/json" } : {}),
-    body: body ? JSON.stringify(body) : undefined,
-  });
+  const headers = {};
+  if (mode === "token") headers["Authorization"] = "Bearer " + sessionStorage.getItem(TOKEN_KEY);
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+  } catch (e) {
+    throw new ApiError(0, "network", "Herald could not be reached (" + e.message + ")");
+  }
+  if (res.status === 204) return null;
   const data = await res.json().catch(() => ({}));
   if (!res.ok) {
-    const err = new Error((data.error && data.error.message) || ("HTTP " + res.status));
-    err.status = res.status;
-    throw err;
+    const err = data && data.error ? data.error : {};
+    throw new ApiError(res.status, err.code || "http_" + res.status, err.message || "HTTP " + res.status);
   }
   return data;
 }
 
 function notice(text, isError) {
   const n = $("notice");
-  n.textContent = text;
+  n.textContent = text || "";
   n.className = isError ? "error" : "";
+  n.dataset.from = "";
 }
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") e.className = v; else e.setAttribute(k, v);
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    else e.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children) e.append(c);
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
   return e;
+}
+
+function when(t) {
+  if (!t) return "";
+  const d = new Date(t);
+  return isNaN(d) ? String(t) : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+}
+
+function fromNow(t) {
+  const ms = new Date(t) - Date.now();
+  const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  const abs = Math.abs(ms);
+  if (abs < 90e3) return rtf.format(Math.round(ms / 1e3), "second");
+  if (abs < 90 * 60e3) return rtf.format(Math.round(ms / 60e3), "minute");
+  if (abs < 48 * 3600e3) return rtf.format(Math.round(ms / 3600e3), "hour");
+  return rtf.format(Math.round(ms / 86400e3), "day");
+}
+
+const kindPath = (op) => (op.kind === "human_contact" ? "human_contacts" : "approvals");
+const noun = (op) => (op.kind === "human_contact" ? "question" : "approval");
+const title = (op) => (op.kind === "human_contact" ? op.spec.subject || "Question" : op.spec.fn);
+
+/** "Approved by Jane Doe on 22 Nov 2026, 10:04:31" and the like. */
+function outcome(op) {
+  const s = op.status || {};
+  const by = s.responder ? " by " + s.responder : " (no name recorded)";
+  switch (s.state) {
+    case "approved": return "Approved" + by + " on " + when(s.responded_at);
+    case "rejected": return "Rejected" + by + " on " + when(s.responded_at);
+    case "answered": return "Answered" + by + " on " + when(s.responded_at);
+    case "expired": return "Expired unanswered" + (op.expires_at ? " on " + when(op.expires_at) : "");
+    default: return "Waiting for an answer";
+  }
 }
 
 function meta(op) {
   const parts = ["call " + op.call_id];
   if (op.run_id) parts.push("run " + op.run_id);
-  parts.push("asked " + new Date(op.requested_at).toLocaleString());
-  if (op.expires_at) parts.push("expires " + new Date(op.expires_at).toLocaleString());
+  parts.push("asked " + when(op.requested_at));
+  if (op.expires_at && (!op.status || op.status.state === "pending")) parts.push("expires " + when(op.expires_at));
   return el("p", { class: "meta" }, parts.join(" · "));
 }
 
-async function answer(kind, op, body, what) {
-  // One answer per click: the card's buttons wait for this one (a decision is final).
-  const card = document.querySelector('li[data-call-id="' + CSS.escape(op.call_id) + '"]');
-  if (card) card.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+function body(op) {
+  if (op.kind === "human_contact") return el("p", { class: "message" }, op.spec.msg);
+  return el("pre", { class: "kwargs" }, JSON.stringify(op.spec.kwargs, null, 2));
+}
+
+// ---- pending cards ----------------------------------------------------------------------------
+
+function card(op) {
+  const n = ++uid;
+  const heading = el("h4", { id: "t" + n }, title(op));
+  const li = el("li", { class: "card " + op.kind, "data-call-id": op.call_id, "aria-labelledby": "t" + n },
+    heading, meta(op), body(op));
+  const status = el("p", { class: "card-status", id: "s" + n });
+  if (op.kind === "human_contact") {
+    const box = el("textarea", { id: "f" + n, rows: "3", "aria-describedby": "s" + n });
+    const send = el("button", { class: "answer", type: "button", "aria-describedby": "t" + n }, "Send answer");
+    send.addEventListener("click", () => {
+      if (!box.value.trim()) return refuse(box, status, "Write an answer first.");
+      respond(li, op, { response: box.value }, "Answered");
+    });
+    li.append(el("label", { for: "f" + n }, "Your answer"), box, status, el("div", { class: "actions" }, send));
+  } else {
+    const box = el("textarea", { id: "f" + n, rows: "2", "aria-describedby": "s" + n });
+    const approve = el("button", { class: "approve", type: "button", "aria-describedby": "t" + n }, "Approve");
+    const reject = el("button", { class: "reject", type: "button", "aria-describedby": "t" + n }, "Reject");
+    approve.addEventListener("click", () =>
+      respond(li, op, { approved: true, comment: box.value.trim() ? box.value : undefined }, "Approved"));
+    reject.addEventListener("click", () => {
+      if (!box.value.trim()) return refuse(box, status, "Say why in the comment before rejecting: the agent reads it.");
+      respond(li, op, { approved: false, comment: box.value }, "Rejected");
+    });
+    li.append(el("label", { for: "f" + n }, "Comment for the agent (needed to reject)"), box, status,
+      el("div", { class: "actions" }, approve, reject));
+  }
+  return li;
+}
+
+function refuse(box, status, text) {
+  box.setAttribute("aria-invalid", "true");
+  status.textContent = text;
+  status.className = "card-status error";
+  notice(text, true);
+  box.focus();
+  box.addEventListener("input", () => box.removeAttribute("aria-invalid"), { once: true });
+}
+
+/** Whether the person has started on this card: typed something, or is in it. */
+function touched(li) {
+  return li.contains(document.activeElement) || [...li.querySelectorAll("textarea")].some((t) => t.value.trim());
+}
+
+/** Turns a pending card into a note of what became of it (answered by someone else, expired):
+ *  it stays until dismissed, so that what the person was doing is not swept away. */
+function settle(li, op, lead) {
+  const hadFocus = li.contains(document.activeElement);
+  const list = li.parentElement;
+  if (list && list.firstElementChild !== li) list.insertBefore(li, list.firstElementChild);
+  li.dataset.settled = "true";
+  li.classList.add("settled");
+  li.querySelectorAll("textarea").forEach((t) => { t.disabled = true; });
+  li.querySelectorAll(".actions, .card-status").forEach((x) => x.remove());
+  const said = op ? outcome(op) : "it is no longer waiting (answered or expired)";
+  const text = el("p", { class: "outcome " + (op ? op.status.state : ""), tabindex: "-1" }, lead + said + ".");
+  const dismiss = el("button", { type: "button", class: "dismiss" }, "Dismiss");
+  dismiss.addEventListener("click", () => {
+    const list = li.parentElement;
+    li.remove();
+    if (list) recount(list);
+    $("pending-title").focus();
+  });
+  li.append(text, el("div", { class: "actions" }, dismiss));
+  if (hadFocus) text.focus();
+  return text;
+}
+
+/** After a card left `list` without a poll: its count, and "Nothing waiting." when it is empty. */
+function recount(list) {
+  const waiting = list.querySelectorAll("li[data-call-id]:not([data-settled])").length;
+  const count = $(list.id === "contacts" ? "contact-count" : "approval-count");
+  count.textContent = "(" + waiting + ")";
+  if (!list.children.length) list.append(el("li", { class: "empty" }, "Nothing waiting."));
+}
+
+async function respond(li, op, answer, done) {
+  const status = li.querySelector(".card-status");
+  li.dataset.answering = "true";
+  li.querySelectorAll("button, textarea").forEach((b) => { b.disabled = true; });
+  status.textContent = "Sending…";
+  status.className = "card-status";
+  if (mode === "token") {
+    const name = sessionStorage.getItem(NAME_KEY);
+    if (name) answer.responder = name;
+  }
   try {
-    await api("POST", "/v1/" + kind + "/" + encodeURIComponent(op.call_id) + "/respond", body);
-    notice(what + " " + op.call_id + ". The agent is being resumed.");
+    const answered = await api("POST", "/v1/" + kindPath(op) + "/" + encodeURIComponent(op.call_id) + "/respond", answer);
+    answeredHere.add(op.call_id);
+    const list = li.parentElement;
+    li.remove();
+    if (list) recount(list);
+    notice(done + " “" + title(op) + "” (" + op.call_id + "). The agent is being resumed.");
+    if (answered && answered.call_id) upsertHistory(answered);
+    $("pending-title").focus();
   } catch (e) {
+    delete li.dataset.answering;
+    if (e.status === 409) {
+      // Someone answered it meanwhile (or its time ran out): say who and when, not an error.
+      let now = null;
+      try { now = await api("GET", "/v1/" + kindPath(op) + "/" + encodeURIComponent(op.call_id)); } catch (_) { /* below */ }
+      const lead = e.code === "operation_expired" ? "Too late: " : "Already answered by someone else, so your answer was not sent: ";
+      answeredHere.add(op.call_id);
+      const note = settle(li, now, lead);
+      note.focus();
+      recount(li.parentElement);
+      notice(note.textContent);
+      if (now) upsertHistory(now);
+      return;
+    }
+    li.querySelectorAll("button, textarea").forEach((b) => { b.disabled = false; });
+    if (e.status === 401) return signedOut(e);
+    status.textContent = "Not sent: " + e.message;
+    status.className = "card-status error";
     notice("Could not answer " + op.call_id + ": " + e.message, true);
   }
-  await load();
 }
 
-function approvalCard(op) {
-  const comment = el("textarea", { rows: "2", placeholder: "Comment (sent to the agent; needed to reject)", "aria-label": "Comment for " + op.call_id });
-  const approve = el("button", { class: "approve", type: "button" }, "Approve");
-  const reject = el("button", { class: "reject", type: "button" }, "Reject");
-  approve.addEventListener("click", () => answer("approvals", op, { approved: true, comment: comment.value || undefined }, "Approved"));
-  reject.addEventListener("click", () => {
-    if (!comment.value.trim()) { notice("Say why in the comment: the agent reads it.", true); comment.focus(); return; }
-    answer("approvals", op, { approved: false, comment: comment.value }, "Rejected");
+/** Puts the wanted cards in `list` in order, keeping those already there (with what the person
+ *  typed and where the focus is), and the settled ones at the top. Answers the call ids of the
+ *  cards that left the list untouched by the person; touched ones are returned to be settled. */
+function syncList(list, items, countEl) {
+  const byId = new Map();
+  for (const li of list.querySelectorAll("li[data-call-id]")) byId.set(li.dataset.callId, li);
+  const want = new Set(items.map((op) => op.call_id));
+  const gone = [];
+  for (const [id, li] of byId) {
+    if (want.has(id) || li.dataset.settled || li.dataset.answering) continue;
+    gone.push({ id, li, touched: touched(li) });
+  }
+  for (const g of gone) if (!g.touched) g.li.remove();
+  const desired = [
+    ...list.querySelectorAll("li[data-settled], li[data-answering]"),
+    ...gone.filter((g) => g.touched).map((g) => g.li),
+  ];
+  for (const op of items) {
+    const li = byId.get(op.call_id);
+    if (li && (li.dataset.settled || li.dataset.answering)) continue;
+    desired.push(li || card(op));
+  }
+  for (const x of list.querySelectorAll("li.empty")) x.remove();
+  desired.forEach((li, i) => {
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
   });
-  return el("li", { class: "card", "data-call-id": op.call_id },
-    el("h3", {}, op.spec.fn),
-    meta(op),
-    el("pre", {}, JSON.stringify(op.spec.kwargs, null, 2)),
-    comment,
-    el("div", { class: "actions" }, approve, reject));
+  if (!desired.length) list.append(el("li", { class: "empty" }, "Nothing waiting."));
+  countEl.textContent = "(" + items.length + (items.length >= PENDING_CAP ? "+" : "") + ")";
+  return gone;
 }
 
-function contactCard(op) {
-  const response = el("textarea", { rows: "3", placeholder: "Your answer", "aria-label": "Answer for " + op.call_id });
-  const send = el("button", { class: "answer", type: "button" }, "Send answer");
-  send.addEventListener("click", () => {
-    if (!response.value.trim()) { notice("Write an answer first.", true); response.focus(); return; }
-    answer("human_contacts", op, { response: response.value }, "Answered");
-  });
-  return el("li", { class: "card", "data-call-id": op.call_id },
-    el("h3", {}, op.spec.subject || "Question"),
-    meta(op),
-    el("pre", {}, op.spec.msg),
-    response,
-    el("div", { class: "actions" }, send));
-}
-
-async function fill(kind, listId, countId, card) {
+async function readAll(kind, status, cap) {
   const items = [];
   let cursor = null;
   do {
-    const page = await api("GET", "/v1/" + kind + "?status=pending&limit=500" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    const page = await api("GET", "/v1/" + kind + "?status=" + status + "&limit=500" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
     items.push(...page.data);
     cursor = page.next_cursor;
-  } while (cursor && items.length < 2000);
-  const list = $(listId);
-  list.replaceChildren(...(items.length ? items.map(card) : [el("li", { class: "empty" }, "Nothing waiting.")]));
-  $(countId).textContent = "(" + items.length + ")";
+  } while (cursor && items.length < cap);
+  return items;
 }
 
-async function load() {
-  try {
-    await Promise.all([
-      fill("approvals", "approvals", "approval-count", approvalCard),
-      fill("human_contacts", "contacts", "contact-count", contactCard),
-    ]);
-    show(true);
-  } catch (e) {
-    if (e.status === 401) { sessionStorage.removeItem(KEY); show(false); notice("That token was not accepted.", true); return; }
-    notice("Could not load the inbox: " + e.message, true);
+const byAsked = (a, b) => (a.requested_at < b.requested_at ? -1 : a.requested_at > b.requested_at ? 1 : 0);
+
+// ---- history ----------------------------------------------------------------------------------
+
+const settledAt = (op) => (op.status && op.status.responded_at) || op.expires_at || op.requested_at;
+
+function upsertHistory(op) {
+  historyItems = historyItems.filter((h) => !(h.call_id === op.call_id && h.kind === op.kind));
+  historyItems.push(op);
+  renderHistory();
+}
+
+let historyKey = null;
+
+function renderHistory() {
+  historyItems.sort((a, b) => (settledAt(a) < settledAt(b) ? 1 : settledAt(a) > settledAt(b) ? -1 : 0));
+  const shown = historyItems.slice(0, historyShown);
+  const key = shown.map((op) => op.kind + ":" + op.call_id + ":" + op.status.state).join("|");
+  $("history-count").textContent = "(" + historyItems.length + ")";
+  $("more").hidden = historyItems.length <= historyShown;
+  if (key === historyKey) return;
+  historyKey = key;
+  const list = $("history-list");
+  if (!shown.length) {
+    list.replaceChildren(el("li", { class: "empty" }, "Nothing answered yet."));
+    return;
+  }
+  list.replaceChildren(...shown.map((op) => {
+    const s = op.status;
+    const extra = [];
+    if (s.comment) extra.push(el("p", { class: "said" }, el("span", { class: "label" }, "Comment: "), s.comment));
+    if (s.response) extra.push(el("p", { class: "said" }, el("span", { class: "label" }, "Answer: "), s.response));
+    return el("li", { class: "card answered " + op.kind, "data-call-id": op.call_id, "data-state": s.state },
+      el("h3", {}, title(op) + " ", el("span", { class: "kind" }, "(" + noun(op) + ")")),
+      el("p", { class: "outcome " + s.state }, outcome(op)),
+      ...extra,
+      meta(op),
+      el("details", {}, el("summary", {}, op.kind === "human_contact" ? "Question asked" : "Arguments"), body(op)));
+  }));
+}
+
+async function loadHistory() {
+  const reads = [];
+  for (const s of ["approved", "rejected", "expired"]) reads.push(readAll("approvals", s, HISTORY_CAP));
+  for (const s of ["answered", "expired"]) reads.push(readAll("human_contacts", s, HISTORY_CAP));
+  historyItems = (await Promise.all(reads)).flat();
+  renderHistory();
+}
+
+// ---- loading and polling ----------------------------------------------------------------------
+
+async function loadOnce() {
+  const fresh = (ops) => ops.filter((op) => !answeredHere.has(op.call_id));
+  const [approvals, contacts] = (await Promise.all([
+    readAll("approvals", "pending", PENDING_CAP),
+    readAll("human_contacts", "pending", PENDING_CAP),
+  ])).map(fresh);
+  approvals.sort(byAsked);
+  contacts.sort(byAsked);
+  const goneA = syncList($("approvals"), approvals, $("approval-count"));
+  const goneC = syncList($("contacts"), contacts, $("contact-count"));
+  const pendingKey = [...approvals, ...contacts].map((op) => op.call_id).join("|");
+  const changed = pendingKey !== lastPendingKey;
+  const first = lastPendingKey === null;
+  lastPendingKey = pendingKey;
+  if (changed || polls % HISTORY_EVERY === 0) await loadHistory();
+  const gone = [...goneA, ...goneC];
+  if (!first && gone.length) {
+    // Answered by someone else (or expired) since the last look: say so.
+    const said = [];
+    for (const g of gone) {
+      let op = historyItems.find((h) => h.call_id === g.id);
+      if (!op && g.touched) {
+        const kind = g.li.classList.contains("human_contact") ? "human_contacts" : "approvals";
+        op = await api("GET", "/v1/" + kind + "/" + encodeURIComponent(g.id)).catch(() => null);
+      }
+      if (g.touched && g.li.isConnected) settle(g.li, op, "Answered elsewhere while you were on it: ");
+      if (op) said.push("“" + title(op) + "”: " + outcome(op));
+    }
+    if (said.length) notice("Meanwhile: " + said.join("; ") + ".");
   }
 }
 
-function show(signedIn) {
-  $("sign-in").hidden = signedIn;
-  $("inbox").hidden = !signedIn;
-  $("sign-out").hidden = !signedIn;
+/** Loads now (or right after the load under way), then schedules the next poll while shown. */
+async function load() {
+  if (loading) { again = true; return loading; }
+  clearTimeout(timer);
+  $("main").setAttribute("aria-busy", "true");
+  loading = (async () => {
+    try {
+      do {
+        again = false;
+        await loadOnce();
+        polls += 1;
+      } while (again);
+      showInbox();
+      if ($("notice").className === "error" && $("notice").dataset.from === "load") notice("");
+    } catch (e) {
+      if (e.status === 401) return signedOut(e);
+      notice("Could not refresh the inbox: " + e.message + " (trying again in a few seconds)", true);
+      $("notice").dataset.from = "load";
+    } finally {
+      loading = null;
+      $("main").setAttribute("aria-busy", "false");
+      document.body.dataset.polls = String(polls);
+      schedule();
+    }
+  })();
+  return loading;
 }
 
-document.addEventListener("DOMContentLoaded", () => {
+function schedule() {
+  clearTimeout(timer);
+  const on = Boolean(mode) && document.visibilityState === "visible";
+  if (on) timer = setTimeout(load, POLL_MS);
+  document.body.dataset.polling = on ? "on" : "paused";
+}
+
+// A hidden tab does not poll; shown again, it refreshes at once.
+document.addEventListener("visibilitychange", () => {
+  if (!mode) return;
+  if (document.visibilityState === "visible") load();
+  else {
+    clearTimeout(timer);
+    document.body.dataset.polling = "paused";
+  }
+});
+
+// ---- signing in and out -----------------------------------------------------------------------
+
+function showInbox() {
+  $("welcome").hidden = true;
+  $("pending").hidden = false;
+  $("history").hidden = false;
+  $("who").hidden = false;
+}
+
+function showWelcome() {
+  clearTimeout(timer);
+  mode = null;
+  document.body.dataset.polling = "paused";
+  document.body.dataset.mode = "signed-out";
+  $("welcome").hidden = false;
+  $("pending").hidden = true;
+  $("history").hidden = true;
+  $("who").hidden = true;
+  $("approvals").replaceChildren();
+  $("contacts").replaceChildren();
+  $("history-list").replaceChildren();
+  historyItems = [];
+  historyKey = null;
+  lastPendingKey = null;
+}
+
+function signedIn(how, session) {
+  mode = how;
+  document.body.dataset.mode = how;
+  if (how === "session") {
+    $("answering-as").textContent = session.responder ? "Answering as " + session.responder : "Answering with an inbox link";
+    const parts = ["This link works until " + when(session.expires_at) + " (" + fromNow(session.expires_at) + ")."];
+    if (session.run_id) parts.push("It shows run " + session.run_id + " only.");
+    $("link-scope").textContent = parts.join(" ");
+  } else {
+    const name = sessionStorage.getItem(NAME_KEY);
+    $("answering-as").textContent = name ? "Answering as " + name : "Answering with an API token";
+    $("link-scope").textContent = name ? "Signed in with an API token." : "Signed in with an API token; answers are recorded without a name.";
+  }
+  showInbox();
+  return load();
+}
+
+function signedOut(e) {
+  const was = mode;
+  if (was === "token") sessionStorage.removeItem(TOKEN_KEY);
+  showWelcome();
+  if (was === "session") notice("Your session has ended: " + e.message, true);
+  else notice("That token was not accepted: " + e.message, true);
+}
+
+async function exchange(credential) {
+  try {
+    const session = await api("POST", "/v1/sessions", { credential });
+    sessionStorage.removeItem(TOKEN_KEY);
+    notice("");
+    return signedIn("session", session);
+  } catch (e) {
+    showWelcome();
+    if (e.status === 401) notice("This link has expired or was revoked: ask for a new one.", true);
+    else notice("Could not open the link: " + e.message, true);
+  }
+}
+
+async function start() {
   $("sign-in").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    sessionStorage.setItem(KEY, $("token").value.trim());
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    const name = $("name").value.trim();
+    if (name) sessionStorage.setItem(NAME_KEY, name); else sessionStorage.removeItem(NAME_KEY);
     $("token").value = "";
     notice("");
-    load();
+    signedIn("token");
   });
-  $("sign-out").addEventListener("click", () => { sessionStorage.removeItem(KEY); show(false); notice("Signed out."); });
-  $("refresh").addEventListener("click", load);
-  if (token()) load(); else show(false);
-});
+  $("sign-out").addEventListener("click", async () => {
+    const was = mode;
+    if (was === "session") {
+      try { await api("DELETE", "/v1/sessions/current"); } catch (e) {
+        if (e.status !== 401) { notice("Could not sign out: " + e.message, true); return; }
+      }
+    }
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(NAME_KEY);
+    showWelcome();
+    notice(was === "session" ? "Signed out. Open your link again to come back." : "Signed out.");
+    $("welcome-title").focus();
+  });
+  $("refresh").addEventListener("click", () => load());
+  $("more").addEventListener("click", () => {
+    historyShown += HISTORY_PAGE;
+    renderHistory();
+  });
+
+  if (linkCredential) return exchange(linkCredential);
+  if (sessionStorage.getItem(TOKEN_KEY)) return signedIn("token");
+  try {
+    const session = await api("GET", "/v1/sessions/current");
+    return signedIn("session", session);
+  } catch (e) {
+    showWelcome();
+    if (e.status !== 401 && e.status !== 404) notice("Could not reach Herald: " + e.message, true);
+  }
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();
