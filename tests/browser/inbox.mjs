@@ -121,7 +121,7 @@ await step(C.page, "Sam opens his link and leaves the tab", async () => {
   await C.page.waitForSelector("#approvals li[data-call-id=restart_1]", { timeout: T });
   await must((await text(C.page, "#answering-as")) === "Answering as Sam Roe", "no 'Answering as Sam Roe'");
   await setVisible(C.page, false);
-  await C.page.waitForSelector("main[aria-busy=false]", { timeout: T });
+  await C.page.waitForSelector("#pending[aria-busy=false]", { timeout: T });
   await must((await C.page.getAttribute("body", "data-polling")) === "paused", "the hidden page did not pause its polling");
 });
 const hiddenSince = Date.now();

@@ -19,16 +19,21 @@ const HISTORY_CAP = 500; // answered items read of each outcome
 
 // Read the fragment before anything else, and take it out of the address bar (and so out of the
 // history, bookmarks and screenshots) before any request is made.
-let linkCredential = null;
-if (location.hash.startsWith("#hrldl_")) {
-  linkCredential = decodeURIComponent(location.hash.slice(1));
+/** The link credential in the address bar, if any, taken out of it first. */
+function takeCredential() {
+  if (!location.hash.startsWith("#hrldl_")) return null;
+  const raw = location.hash.slice(1);
   history.replaceState(null, "", location.pathname);
+  try { return decodeURIComponent(raw); } catch (_) { return raw; }
 }
+let linkCredential = takeCredential();
 
 const $ = (id) => document.getElementById(id);
 
 /** "session" (a link's cookie), "token" (Bearer from sessionStorage) or null (signed out). */
 let mode = null;
+/** Goes up at every sign-in and sign-out: a load begun before it must not touch the page. */
+let era = 0;
 let timer = null;
 let loading = null;
 let again = false;
@@ -235,7 +240,7 @@ async function respond(li, op, answer, done) {
     if (answered && answered.call_id) upsertHistory(answered);
     $("pending-title").focus();
   } catch (e) {
-    delete li.dataset.answering;
+    if (e.status !== 409) delete li.dataset.answering;
     if (e.status === 409) {
       // Someone answered it meanwhile (or its time ran out): say who and when, not an error.
       let now = null;
@@ -243,8 +248,9 @@ async function respond(li, op, answer, done) {
       const lead = e.code === "operation_expired" ? "Too late: " : "Already answered by someone else, so your answer was not sent: ";
       answeredHere.add(op.call_id);
       const note = settle(li, now, lead);
+      delete li.dataset.answering;
       note.focus();
-      recount(li.parentElement);
+      if (li.parentElement) recount(li.parentElement);
       notice(note.textContent);
       if (now) upsertHistory(now);
       return;
@@ -350,12 +356,13 @@ async function loadHistory() {
 
 // ---- loading and polling ----------------------------------------------------------------------
 
-async function loadOnce() {
+async function loadOnce(began) {
   const fresh = (ops) => ops.filter((op) => !answeredHere.has(op.call_id));
   const [approvals, contacts] = (await Promise.all([
     readAll("approvals", "pending", PENDING_CAP),
     readAll("human_contacts", "pending", PENDING_CAP),
   ])).map(fresh);
+  if (began !== era) return; // signed out (or in again) meanwhile: this answer is not for the page
   approvals.sort(byAsked);
   contacts.sort(byAsked);
   const goneA = syncList($("approvals"), approvals, $("approval-count"));
@@ -365,6 +372,7 @@ async function loadOnce() {
   const first = lastPendingKey === null;
   lastPendingKey = pendingKey;
   if (changed || polls % HISTORY_EVERY === 0) await loadHistory();
+  if (began !== era) return;
   const gone = [...goneA, ...goneC];
   if (!first && gone.length) {
     // Answered by someone else (or expired) since the last look: say so.
@@ -386,23 +394,27 @@ async function loadOnce() {
 async function load() {
   if (loading) { again = true; return loading; }
   clearTimeout(timer);
-  $("main").setAttribute("aria-busy", "true");
+  $("pending").setAttribute("aria-busy", "true");
+  const began = era;
   loading = (async () => {
     try {
       do {
         again = false;
-        await loadOnce();
+        await loadOnce(began);
         polls += 1;
-      } while (again);
+      } while (again && began === era);
+      if (began !== era) return;
       showInbox();
       if ($("notice").className === "error" && $("notice").dataset.from === "load") notice("");
     } catch (e) {
-      if (e.status === 401) return signedOut(e);
+      if (began !== era) return;
+      // 401: the session or token is no more; 403: the tenant was disabled, or it may not read.
+      if (e.status === 401 || e.status === 403) return signedOut(e);
       notice("Could not refresh the inbox: " + e.message + " (trying again in a few seconds)", true);
       $("notice").dataset.from = "load";
     } finally {
       loading = null;
-      $("main").setAttribute("aria-busy", "false");
+      $("pending").setAttribute("aria-busy", "false");
       document.body.dataset.polls = String(polls);
       schedule();
     }
@@ -438,6 +450,7 @@ function showInbox() {
 
 function showWelcome() {
   clearTimeout(timer);
+  era += 1;
   mode = null;
   document.body.dataset.polling = "paused";
   document.body.dataset.mode = "signed-out";
@@ -454,6 +467,7 @@ function showWelcome() {
 }
 
 function signedIn(how, session) {
+  era += 1;
   mode = how;
   document.body.dataset.mode = how;
   if (how === "session") {
@@ -520,6 +534,11 @@ async function start() {
     renderHistory();
   });
 
+  // A link opened in a tab already on /inbox changes only the fragment: no reload.
+  window.addEventListener("hashchange", () => {
+    const credential = takeCredential();
+    if (credential) exchange(credential);
+  });
   if (linkCredential) return exchange(linkCredential);
   if (sessionStorage.getItem(TOKEN_KEY)) return signedIn("token");
   try {
