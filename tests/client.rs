@@ -131,7 +131,8 @@ async fn endpoints_and_events_from_the_command_line() {
     assert!(secret.starts_with("whsec_"), "{created}");
     assert_eq!(created["event_types"], serde_json::json!(["order.*"]));
     // And for people: a table with the secret, which show never prints.
-    let second = cli(&env, &["endpoints", "create", &rx.url("/other"), "--disabled"], None).await.ok();
+    let second =
+        cli(&env, &["endpoints", "create", &rx.url("/other"), "--disabled", "--consumer", "shop-1"], None).await.ok();
     assert!(second.stdout.lines().any(|l| l.starts_with("secret ") && l.contains("whsec_")), "{second:?}");
     assert!(second.stdout.lines().any(|l| l.starts_with("status ") && l.ends_with("disabled")), "{second:?}");
     assert!(second.stdout.contains("(every type)"), "{second:?}");
@@ -144,6 +145,9 @@ async fn endpoints_and_events_from_the_command_line() {
     let listed = cli(&env, &["endpoints", "list", "-o", "json", "--limit", "1"], None).await.ok().json();
     assert_eq!(listed["data"][0]["id"], id.as_str());
     assert!(listed["next_cursor"].is_string(), "{listed}");
+    let shop = cli(&env, &["endpoints", "list", "-o", "json", "--consumer", "shop-1"], None).await.ok().json();
+    let shop: Vec<&str> = shop["data"].as_array().unwrap().iter().filter_map(|e| e["consumer"].as_str()).collect();
+    assert_eq!(shop, vec!["shop-1"], "only the consumer's endpoint");
 
     let shown = cli(&env, &["endpoints", "show", &id], None).await.ok();
     assert!(shown.stdout.contains(&url) && shown.stdout.contains("CRM"), "{shown:?}");

@@ -340,6 +340,7 @@ mod tests {
         ("V20__notices.sql", "2181a9aeec65287cf0d3427b357d13ce4a97a55023aec6d3ea2ee8da055c5b6a"),
         ("V21__replay_jobs.sql", "467ec17c291aa9ee40a923951cbedf0e4312820009df68a0a8c8be5f1a4b1b13"),
         ("V22__links.sql", "1a3657493d24a7ba7dc94f02bc3d592f9b2cc37265e490809100462020167cf6"),
+        ("V23__endpoint_consumer.sql", "55228a300ed7de8a490bdb6d3ce19c5475a6f900b913eb572e91e372870689eb"),
     ];
 
     #[test]

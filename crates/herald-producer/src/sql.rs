@@ -51,14 +51,14 @@ pub const GET_EVENT: &str = "SELECT ev.event_id, ev.event_type, ev.created_at, e
 
 const ENDPOINT_COLUMNS: &str = "endpoint_id, url, description, event_types, status, disabled_reason, \
      signature_scheme, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at, secret, \
-     signature_header, headers::text AS headers, timeout_ms, payload_format, ordering";
+     signature_header, headers::text AS headers, timeout_ms, payload_format, ordering, consumer";
 
 pub fn insert_endpoint() -> String {
     format!(
         "INSERT INTO herald.endpoints (tenant_id, endpoint_id, url, description, event_types, \
          signature_scheme, secret, retry_schedule_ms, max_in_flight, rate_limit_per_s, created_at, updated_at, \
-         signature_header, headers, timeout_ms, payload_format, ordering) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13::text::jsonb, $14, $15, $16) \
+         signature_header, headers, timeout_ms, payload_format, ordering, consumer) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13::text::jsonb, $14, $15, $16, $17) \
          RETURNING {ENDPOINT_COLUMNS}"
     )
 }
@@ -80,13 +80,14 @@ pub fn get_endpoint() -> String {
     format!("SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2")
 }
 
-/// A page of the tenant's endpoints (`$1`); the page's key from `$2`.
+/// A page of the tenant's endpoints (`$1`), of consumer `$2` if given; the page's key from `$3`.
 pub fn list_endpoints(page: &Request) -> String {
     format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1{}{}{}",
-        page.bound(2),
+        "SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 \
+            AND ($2::text IS NULL OR consumer = $2){}{}{}",
+        page.bound(3),
         page.order(),
-        page.limit_at(2)
+        page.limit_at(3)
     )
 }
 
@@ -103,7 +104,7 @@ pub fn update_endpoint() -> String {
                                   WHEN $15::text IS NULL THEN previous_secret ELSE secret END, \
            previous_secret_until = CASE WHEN signature_scheme <> $6 THEN NULL \
                                         WHEN $15::text IS NULL THEN previous_secret_until ELSE $16 END, \
-           secret = coalesce($15, secret), ordering = $17 \
+           secret = coalesce($15, secret), ordering = $17, consumer = $18 \
          WHERE tenant_id = $1 AND endpoint_id = $2 RETURNING {ENDPOINT_COLUMNS}"
     )
 }

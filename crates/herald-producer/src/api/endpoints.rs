@@ -39,6 +39,20 @@ pub struct CreateBody {
     retry_schedule: Option<Vec<String>>,
     max_in_flight: Option<Whole>,
     rate_limit_per_s: Option<Whole>,
+    consumer: Option<String>,
+}
+
+/// `consumer`: the tenant's name for the customer whose endpoint it is.
+fn check_consumer(c: &str) -> Result<(), Invalid> {
+    let ok = (1..=100).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "invalid_consumer",
+            format!("consumer {c:?}: 1 to 100 characters of A-Z a-z 0-9 _ . : - (your name for the customer, e.g. \"acme\")"),
+        ))
+    }
 }
 
 /// `ordering`: `none` (the default) or `fifo`, as stored.
@@ -83,6 +97,8 @@ pub struct UpdateBody {
     max_in_flight: Option<Option<Whole>>,
     #[serde(default, deserialize_with = "nullable")]
     rate_limit_per_s: Option<Option<Whole>>,
+    #[serde(default, deserialize_with = "nullable")]
+    consumer: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +190,7 @@ fn endpoint_json(row: &Row, with_secret: bool) -> Value {
         "timeout": timeout,
         "payload_format": row.get::<_, String>("payload_format"),
         "ordering": row.get::<_, String>("ordering"),
+        "consumer": row.get::<_, Option<String>>("consumer"),
         "retry_schedule": schedule.map(|ms| RetrySchedule::from_stored(&ms).written()),
         "max_in_flight": row.get::<_, Option<i32>>("max_in_flight"),
         "rate_limit_per_s": row.get::<_, Option<i32>>("rate_limit_per_s"),
@@ -217,6 +234,9 @@ pub async fn create(
     let schedule = body.retry_schedule.as_deref().map(RetrySchedule::parse).transpose()?.map(|s| s.stored());
     let max_in_flight = body.max_in_flight.map(|v| check_limit("max_in_flight", v, 10_000)).transpose()?;
     let rate_limit_per_s = body.rate_limit_per_s.map(|v| check_limit("rate_limit_per_s", v, 100_000)).transpose()?;
+    if let Some(c) = &body.consumer {
+        check_consumer(c)?;
+    }
     let now = state.clock.now();
     let id = EndpointId::generate(now);
     let client = state.pool.get().await?;
@@ -240,22 +260,35 @@ pub async fn create(
                 &timeout,
                 &payload_format.name(),
                 &ordering,
+                &body.consumer,
             ],
         )
         .await?;
     Ok((StatusCode::CREATED, Json(endpoint_json(&row, true))))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    consumer: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+    before: Option<String>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    ApiQuery(page): ApiQuery<Page>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Listed<Value>>, ApiError> {
-    let page = page.request(&page::ENDPOINTS)?;
+    if let Some(c) = &q.consumer {
+        check_consumer(c)?;
+    }
+    let page = Page { limit: q.limit, cursor: q.cursor, before: q.before }.request(&page::ENDPOINTS)?;
     let client = state.pool.get().await?;
-    let (client, tenant) = (&client, &tenant);
+    let (client, tenant, consumer) = (&client, &tenant, &q.consumer);
     page.answer(
-        |r| async move { r.rows(client, &sql::list_endpoints(&r), &[tenant]).await },
+        |r| async move { r.rows(client, &sql::list_endpoints(&r), &[tenant, consumer]).await },
         |row| Ok(endpoint_json(row, false)),
     )
     .await
@@ -297,6 +330,9 @@ pub async fn update(
     };
     let payload_format = body.payload_format.as_deref().map(PayloadFormat::parse).transpose()?;
     let ordering = body.ordering.as_deref().map(check_ordering).transpose()?;
+    if let Some(Some(c)) = &body.consumer {
+        check_consumer(c)?;
+    }
     let schedule = match &body.retry_schedule {
         Some(Some(steps)) => Some(Some(RetrySchedule::parse(steps)?.stored())),
         Some(None) => Some(None),
@@ -368,6 +404,7 @@ pub async fn update(
                 &secret.as_ref().map(Secret::expose),
                 &(now + SECRET_OVERLAP),
                 &ordering.map_or_else(|| row.get::<_, String>("ordering"), str::to_string),
+                &body.consumer.clone().unwrap_or_else(|| row.get("consumer")),
             ],
         )
         .await?;

@@ -571,3 +571,62 @@ async fn a_list_that_reads_too_long_is_stopped_with_a_clear_answer() {
     let (s, v) = app.call(Method::GET, "/v1/endpoints", Some(&token), None).await;
     assert_eq!(s, StatusCode::OK, "the next request is served: {v}");
 }
+
+/// An endpoint's `consumer`: set on create, listed by, changed and cleared by PATCH, checked.
+#[tokio::test]
+async fn endpoints_are_tagged_and_listed_by_consumer() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let other = app.db.tenant("globex").await;
+    let mut ids = Vec::new();
+    for consumer in [Some("shop-1"), Some("shop-2"), None, Some("shop-1")] {
+        let mut body = json!({"url": "https://hooks.example.com/x"});
+        if let Some(c) = consumer {
+            body["consumer"] = json!(c);
+        }
+        let (s, v) = app.call(Method::POST, "/v1/endpoints", Some(&token), Some(body)).await;
+        assert_eq!((s, v["consumer"].as_str()), (StatusCode::CREATED, consumer), "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    app.call(
+        Method::POST,
+        "/v1/endpoints",
+        Some(&other),
+        Some(json!({"url": "https://g.example.com/", "consumer": "shop-1"})),
+    )
+    .await;
+    let listed = |v: &Value| -> Vec<String> {
+        v["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+    };
+    let (s, v) = app.call(Method::GET, "/v1/endpoints?consumer=shop-1&limit=1", Some(&token), None).await;
+    assert_eq!((s, listed(&v)), (StatusCode::OK, vec![ids[0].clone()]), "{v}");
+    let next = v["next_cursor"].as_str().unwrap();
+    let (_, v) =
+        app.call(Method::GET, &format!("/v1/endpoints?consumer=shop-1&cursor={next}"), Some(&token), None).await;
+    assert_eq!(listed(&v), vec![ids[3].clone()], "another tenant's shop-1 is not listed: {v}");
+
+    let (s, v) = app
+        .call(Method::PATCH, &format!("/v1/endpoints/{}", ids[1]), Some(&token), Some(json!({"consumer": "shop-1"})))
+        .await;
+    assert_eq!((s, v["consumer"].as_str()), (StatusCode::OK, Some("shop-1")), "{v}");
+    let (_, v) = app
+        .call(Method::PATCH, &format!("/v1/endpoints/{}", ids[1]), Some(&token), Some(json!({"description": "d"})))
+        .await;
+    assert_eq!(v["consumer"].as_str(), Some("shop-1"), "an absent consumer is kept");
+    let (_, v) = app
+        .call(Method::PATCH, &format!("/v1/endpoints/{}", ids[1]), Some(&token), Some(json!({"consumer": null})))
+        .await;
+    assert!(v["consumer"].is_null(), "null clears it: {v}");
+
+    let (s, v) = app
+        .call(
+            Method::POST,
+            "/v1/endpoints",
+            Some(&token),
+            Some(json!({"url": "https://h.example.com/", "consumer": "no spaces"})),
+        )
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_consumer")), "{v}");
+    let (s, v) = app.call(Method::GET, "/v1/endpoints?consumer=a%20b", Some(&token), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_consumer")), "{v}");
+}

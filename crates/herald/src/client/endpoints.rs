@@ -14,10 +14,19 @@ pub struct EndpointsArgs {
     command: EndpointsCommand,
 }
 
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only the endpoints of this consumer.
+    #[arg(long)]
+    consumer: Option<String>,
+    #[command(flatten)]
+    page: PageArgs,
+}
+
 #[derive(Debug, Subcommand)]
 enum EndpointsCommand {
     /// List the tenant's endpoints, oldest first (never their secrets).
-    List(PageArgs),
+    List(ListArgs),
     /// Create an endpoint and print it with its secret (shown here, by rotate, and by an update
     /// that sets one; never by show or list).
     Create(CreateArgs),
@@ -118,6 +127,9 @@ struct Fields {
     /// `fifo`: one delivery at a time, in publish order.
     #[arg(long, value_parser = ["none", "fifo"])]
     ordering: Option<String>,
+    /// Your name for the customer whose endpoint it is (e.g. acme); `none` clears it on update.
+    #[arg(long, value_name = "NAME|none")]
+    consumer: Option<String>,
     /// Delays between attempts, comma-separated (e.g. 5s,1m,10m); default HERALD_RETRY_SCHEDULE.
     #[arg(long, value_name = "DELAYS|none")]
     retry_schedule: Option<String>,
@@ -161,6 +173,7 @@ impl Fields {
             ("timeout", self.timeout.as_deref().map(string_or_none)),
             ("payload_format", self.payload_format.map(Value::String)),
             ("ordering", self.ordering.map(Value::String)),
+            ("consumer", self.consumer.as_deref().map(string_or_none)),
         ];
         for (name, value) in strings {
             if let Some(v) = value {
@@ -208,6 +221,7 @@ const FIELDS: &[&str] = &[
     "timeout",
     "payload_format",
     "ordering",
+    "consumer",
     "retry_schedule",
     "max_in_flight",
     "rate_limit_per_s",
@@ -234,8 +248,12 @@ pub async fn run(args: EndpointsArgs) -> Result<()> {
     let api = Api::new(&args.conn)?;
     let out = api.output;
     match args.command {
-        EndpointsCommand::List(page) => {
-            let mut answer = api.get(&["endpoints"], &page.query()).await?;
+        EndpointsCommand::List(list) => {
+            let mut query = list.page.query();
+            if let Some(c) = list.consumer {
+                query.push(("consumer", c));
+            }
+            let mut answer = api.get(&["endpoints"], &query).await?;
             if let Some(items) = answer.json["data"].as_array_mut() {
                 for item in items {
                     *item = for_people(item.take());

@@ -49,7 +49,7 @@ tenants):
 pub enum ClientCommand {
     /// Webhook endpoints over the API: list, create, show, update, enable, disable, rotate the
     /// secret, send a test event, delete.
-    Endpoints(endpoints::EndpointsArgs),
+    Endpoints(Box<endpoints::EndpointsArgs>),
     /// Events over the API: send one (data from an argument, a file or standard input), show
     /// one with its deliveries, list them, list an event's attempts.
     Events(events::EventsArgs),
@@ -214,7 +214,7 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 /// Runs one command; a failure is said on standard error. Answers the exit code.
 pub async fn run(command: ClientCommand) -> u8 {
     let result = match command {
-        ClientCommand::Endpoints(a) => endpoints::run(a).await,
+        ClientCommand::Endpoints(a) => endpoints::run(*a).await,
         ClientCommand::Events(a) => events::run(a).await,
         ClientCommand::Deliveries(a) => deliveries::run(a).await,
         ClientCommand::Replay(a) => replay::run(a).await,
