@@ -3,10 +3,30 @@
 //! actually connects to (so DNS rebinding does not get through); the API checks literal hosts at
 //! endpoint creation.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use ipnet::IpNet;
+
+/// The connection refused because of where it would go.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves only to addresses Herald does not deliver to (allow them with HERALD_ALLOW_PRIVATE_TARGETS)")]
+pub struct BlockedTarget(pub String);
+
+/// The addresses `host` resolves to that `allow` permits: what every HTTP client of Herald's
+/// (the worker's, the Slack notices') connects to, so that the check applies to the addresses
+/// actually connected to (a name that rebinds to 127.0.0.1 gets nothing). None: [`BlockedTarget`].
+pub async fn resolve_allowed(
+    host: &str,
+    allow: &AllowList,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+    let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| allow.permits(a.ip())).collect();
+    if allowed.is_empty() {
+        return Err(Box::new(BlockedTarget(host.to_string())));
+    }
+    Ok(allowed)
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList {

@@ -2,7 +2,7 @@
 //! shared HTTP client, and turn whatever happened into an [`AttemptOutcome`]. Outcomes are data,
 //! not errors.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,13 +18,8 @@ use crate::attempt::{AttemptOutcome, Claimed};
 /// At most this much of a response is kept.
 pub const EXCERPT_BYTES: usize = 4096;
 
-/// The connection refused because of where it would go.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} resolves only to addresses Herald does not deliver to (allow them with HERALD_ALLOW_PRIVATE_TARGETS)")]
-pub struct BlockedTarget(String);
-
-/// Resolves names and drops every address the allow-list refuses, so that the check applies to
-/// the addresses actually connected to (a name that rebinds to 127.0.0.1 gets nothing).
+/// Resolves names through [`herald_core::targets::resolve_allowed`]: every address the
+/// allow-list refuses is dropped.
 #[derive(Debug)]
 struct GuardedResolver {
     allow: AllowList,
@@ -34,12 +29,7 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow = self.allow.clone();
         Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| allow.permits(a.ip())).collect();
-            if allowed.is_empty() {
-                return Err(Box::new(BlockedTarget(host)) as Box<dyn std::error::Error + Send + Sync>);
-            }
+            let allowed = herald_core::targets::resolve_allowed(name.as_str(), &allow).await?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
@@ -248,7 +238,7 @@ fn classify(e: &reqwest::Error, timeout: Duration) -> (&'static str, String) {
     let mut chain = String::new();
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(s) = source {
-        if let Some(b) = s.downcast_ref::<BlockedTarget>() {
+        if let Some(b) = s.downcast_ref::<herald_core::targets::BlockedTarget>() {
             return ("blocked_target", b.to_string());
         }
         chain.push_str(&s.to_string());

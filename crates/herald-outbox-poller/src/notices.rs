@@ -33,7 +33,7 @@
 //! an address that `HERALD_ALLOW_PRIVATE_TARGETS` does not allow (Slack: the same guard as the
 //! worker's; the SMTP server is the operator's own and is not checked).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -459,13 +459,8 @@ fn shown_url(raw: Option<&str>) -> String {
     s
 }
 
-/// The connection refused because of where it would go.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} resolves only to addresses Herald does not connect to (allow them with HERALD_ALLOW_PRIVATE_TARGETS)")]
-struct BlockedTarget(String);
-
-/// Resolves names and drops every address the allow-list refuses (the worker's guard, for the
-/// Slack URL), so the check is on the addresses actually connected to.
+/// Resolves the Slack URL's host through the worker's guard
+/// ([`herald_core::targets::resolve_allowed`]): every address the allow-list refuses is dropped.
 #[derive(Debug)]
 struct GuardedResolver {
     allow: AllowList,
@@ -475,12 +470,7 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow = self.allow.clone();
         Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| allow.permits(a.ip())).collect();
-            if allowed.is_empty() {
-                return Err(Box::new(BlockedTarget(host)) as Box<dyn std::error::Error + Send + Sync>);
-            }
+            let allowed = herald_core::targets::resolve_allowed(name.as_str(), &allow).await?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
@@ -915,7 +905,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 fn blocked(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(e);
     while let Some(inner) = source {
-        if inner.downcast_ref::<BlockedTarget>().is_some() {
+        if inner.downcast_ref::<herald_core::targets::BlockedTarget>().is_some() {
             return true;
         }
         source = inner.source();

@@ -84,10 +84,8 @@ pub fn get_endpoint() -> String {
 pub fn list_endpoints(page: &Request) -> String {
     format!(
         "SELECT {ENDPOINT_COLUMNS} FROM herald.endpoints WHERE tenant_id = $1 \
-            AND ($2::text IS NULL OR consumer = $2){}{}{}",
-        page.bound(3),
-        page.order(),
-        page.limit_at(3)
+            AND ($2::text IS NULL OR consumer = $2){}",
+        page.tail(3)
     )
 }
 
@@ -147,12 +145,7 @@ const ATTEMPT_COLUMNS: &str = "attempt_id, delivery_id, event_id, attempt, start
 
 /// A page of an event's (`$2`) attempts; the page's key from `$3`.
 pub fn event_attempts(page: &Request) -> String {
-    format!(
-        "SELECT {ATTEMPT_COLUMNS} FROM herald.attempts WHERE tenant_id = $1 AND event_id = $2{}{}{}",
-        page.bound(3),
-        page.order(),
-        page.limit_at(3)
-    )
+    format!("SELECT {ATTEMPT_COLUMNS} FROM herald.attempts WHERE tenant_id = $1 AND event_id = $2{}", page.tail(3))
 }
 
 /// A page of the tenant's events, newest first by Herald's key (`seq`, walked on
@@ -177,10 +170,8 @@ pub fn list_events(page: &Request) -> String {
                FROM herald.deliveries d WHERE d.tenant_id = $1 AND d.event_id = e.event_id) c \
           WHERE e.tenant_id = $1 AND e.seq >= $2 AND e.seq < $3 \
             AND ($4::text IS NULL OR e.event_type = $4) AND ($5::text IS NULL OR starts_with(e.event_type, $5)) \
-            AND ($6::boolean IS NULL OR (c.failed + c.failing > 0) = $6){}{}{}",
-        page.bound(8),
-        page.order(),
-        page.limit_at(8)
+            AND ($6::boolean IS NULL OR (c.failed + c.failing > 0) = $6){}",
+        page.tail(8)
     )
 }
 
@@ -214,10 +205,8 @@ pub fn endpoint_attempts(page: &Request) -> String {
             AND ($3::timestamptz IS NULL OR started_at >= $3) AND ($4::timestamptz IS NULL OR started_at < $4) \
             AND ($5::int IS NULL OR status_code = $5) \
             AND ($6::int IS NULL OR status_code BETWEEN $6 AND $7) \
-            AND ($8::text IS NULL OR error = $8){}{}{}",
-        page.bound(9),
-        page.order(),
-        page.limit_at(9)
+            AND ($8::text IS NULL OR error = $8){}",
+        page.tail(9)
     )
 }
 
@@ -252,10 +241,8 @@ pub const GET_REPLAY: &str = "SELECT * FROM herald.replays WHERE tenant_id = $1 
 pub fn list_replays(page: &Request) -> String {
     format!(
         "SELECT * FROM herald.replays WHERE tenant_id = $1 \
-            AND ($2::text IS NULL OR endpoint_id = $2) AND ($3::text IS NULL OR state = $3){}{}{}",
-        page.bound(4),
-        page.order(),
-        page.limit_at(4)
+            AND ($2::text IS NULL OR endpoint_id = $2) AND ($3::text IS NULL OR state = $3){}",
+        page.tail(4)
     )
 }
 
@@ -275,10 +262,8 @@ pub fn list_operations(page: &Request) -> String {
     format!(
         "SELECT o.call_id, herald.operation_json(to_jsonb(o)) FROM herald.operations o \
           WHERE o.tenant_id = $1 AND o.kind = $2 AND ($3::text IS NULL OR o.status = $3) \
-            AND ($4::text IS NULL OR o.run_id = $4){}{}{}",
-        page.bound(5),
-        page.order(),
-        page.limit_at(5)
+            AND ($4::text IS NULL OR o.run_id = $4){}",
+        page.tail(5)
     )
 }
 

@@ -68,12 +68,7 @@ pub async fn create(
 }
 
 fn list_sql(page: &Request) -> String {
-    format!(
-        "SELECT tenant_id, created_at, disabled_at FROM herald.tenants WHERE true{}{}{}",
-        page.bound(1),
-        page.order(),
-        page.limit_at(1)
-    )
+    format!("SELECT tenant_id, created_at, disabled_at FROM herald.tenants WHERE true{}", page.tail(1))
 }
 
 pub async fn list(

@@ -58,14 +58,14 @@ impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str()).to_string();
         if !parts.headers.contains_key(header::AUTHORIZATION) {
             if let Some(session) = session_cookie(&parts.headers) {
                 let (tenant, link) = session_of(state, session).await?;
                 if !same_origin(parts) {
                     return Err(forbidden("a request made with a session cookie must come from Herald's own pages"));
                 }
-                if !Scope::link_allows(parts.method.as_str(), &route) {
+                let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str());
+                if !Scope::link_allows(parts.method.as_str(), route) {
                     return Err(forbidden(format!(
                         "an inbox link answers approvals and human contacts only: it may not {} {route}",
                         parts.method
@@ -76,7 +76,7 @@ impl FromRequestParts<AppState> for Tenant {
             }
         }
         let token = bearer(parts)?;
-        let route = route.as_str();
+        let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str());
         if herald_core::token::is_operator(token) {
             // A good operator token on the wrong route is 403; a bad one is 401 anywhere.
             operator_token(state, token).await?;

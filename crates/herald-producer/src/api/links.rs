@@ -107,12 +107,7 @@ pub async fn create(
 }
 
 fn list_sql(page: &Request) -> String {
-    format!(
-        "SELECT {COLUMNS} FROM herald.links WHERE tenant_id = $1{}{}{}",
-        page.bound(2),
-        page.order(),
-        page.limit_at(2)
-    )
+    format!("SELECT {COLUMNS} FROM herald.links WHERE tenant_id = $1{}", page.tail(2))
 }
 
 pub async fn list(

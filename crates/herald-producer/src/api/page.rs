@@ -334,6 +334,12 @@ impl Request {
         }
     }
 
+    /// What a list's statement ends with: [`Request::bound`], [`Request::order`] and
+    /// [`Request::limit_at`], the key's parameters from `first` on.
+    pub fn tail(&self, first: usize) -> String {
+        format!("{}{}{}", self.bound(first), self.order(), self.limit_at(first))
+    }
+
     /// ` ORDER BY ...` in the walk's direction, by the key's columns as the statement names them.
     pub fn order(&self) -> String {
         self.order_by(self.list.keys.iter().map(|k| k.sql))

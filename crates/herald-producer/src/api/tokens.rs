@@ -100,10 +100,8 @@ pub async fn issue(
 fn list_sql(page: &Request) -> String {
     format!(
         "SELECT token_id, name, scope, created_at, expires_at FROM herald.api_tokens \
-          WHERE tenant_id = $1 AND revoked_at IS NULL{}{}{}",
-        page.bound(2),
-        page.order(),
-        page.limit_at(2)
+          WHERE tenant_id = $1 AND revoked_at IS NULL{}",
+        page.tail(2)
     )
 }
 
