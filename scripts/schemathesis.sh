@@ -15,20 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
 
+. scripts/venv.sh
+
 venv=target/schemathesis
 if [ ! -x "$venv/bin/st" ]; then
-    echo "installing schemathesis 4.32.5 into $venv (pip)"
-    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-            apt-get update -qq >/dev/null
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-            python3 -m venv "$venv"
-        else
-            echo "error: schemathesis needs Python's venv: apt-get install python3-venv" >&2
-            exit 1
-        fi
-    fi
-    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==4.32.5"
+    venv_install "$venv" schemathesis "schemathesis==4.32.5"
 fi
 
 admin=${HERALD_TEST_DATABASE_URL:?run through scripts/test.sh, or set HERALD_TEST_DATABASE_URL}
@@ -59,25 +50,19 @@ done
 # left out of the first: the stateful phase finds the run's own token in GET /v1/tokens and
 # revokes it, and every later request would be a 401 (tests/it/scopes.rs tests revocation).
 # GET /v1/sessions/current answers a link's session cookie only (401 to a token: tests/it/links.rs).
+# Both runs check the same way; only the token and the routes differ.
+st_run() {
+    "$venv/bin/st" run docs/openapi.yaml \
+        --url "http://127.0.0.1:$port" \
+        --phases examples,fuzzing,stateful \
+        --checks all --exclude-checks positive_data_acceptance \
+        --max-examples "${ST_EXAMPLES:-100}" \
+        ${ST_SEED:+--seed "$ST_SEED"} \
+        --workers 2 \
+        --no-color "$@"
+}
 status=0
-"$venv/bin/st" run docs/openapi.yaml \
-    --url "http://127.0.0.1:$port" \
-    -H "Authorization: Bearer $token" \
-    --exclude-name-regex '^(DELETE /v1/tokens/.*|[A-Z]+ /v1/admin/.*|GET /v1/sessions/current)$' \
-    --phases examples,fuzzing,stateful \
-    --checks all --exclude-checks positive_data_acceptance \
-    --max-examples "${ST_EXAMPLES:-100}" \
-    ${ST_SEED:+--seed "$ST_SEED"} \
-    --workers 2 \
-    --no-color || status=$?
-"$venv/bin/st" run docs/openapi.yaml \
-    --url "http://127.0.0.1:$port" \
-    -H "Authorization: Bearer $operator" \
-    --include-path-regex '^/v1/admin/' \
-    --phases examples,fuzzing,stateful \
-    --checks all --exclude-checks positive_data_acceptance \
-    --max-examples "${ST_EXAMPLES:-100}" \
-    ${ST_SEED:+--seed "$ST_SEED"} \
-    --workers 2 \
-    --no-color || status=$?
+st_run -H "Authorization: Bearer $token" \
+    --exclude-name-regex '^(DELETE /v1/tokens/.*|[A-Z]+ /v1/admin/.*|GET /v1/sessions/current)$' || status=$?
+st_run -H "Authorization: Bearer $operator" --include-path-regex '^/v1/admin/' || status=$?
 exit $status

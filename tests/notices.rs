@@ -178,17 +178,26 @@ fn find<'a>(rows: &'a [Row], kind: &str, channel: &str) -> Option<&'a Row> {
     rows.iter().find(|(k, c, ..)| k == kind && c == channel)
 }
 
-/// A tenant with both channels; an endpoint whose receiver answers 500 turns failing: one email
-/// and one Slack message say so. Fixed, it recovers: one more of each. Nothing is sent twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_and_recovered_go_by_email_and_slack_once_each() {
+/// Tenant `acme` with a real SMTP server and a Slack receiver on 127.0.0.1, a receiver that
+/// answers `path` with `behaviour` for its endpoint, and `herald all` sending notices quickly
+/// (ticks of 100 ms, retries after 200 and 400 ms).
+struct Channels {
+    db: TestDb,
+    smtp: Smtp,
+    slack: Receiver,
+    hooks: Receiver,
+    herald: Herald,
+    api: Api,
+}
+
+async fn channels(path: &str, behaviour: Behaviour) -> Channels {
     let db = TestDb::new().await;
     let token = db.tenant("acme").await;
     let smtp_port = free_port();
     let smtp = Smtp::start(smtp_port).await;
     let slack = Receiver::start().await;
     let hooks = Receiver::start().await;
-    hooks.set("/hook", Behaviour::Status(500, None));
+    hooks.set(path, behaviour);
     let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
     let env = fast_with(&[
         ("HERALD_SMTP_URL", &smtp_url),
@@ -198,6 +207,14 @@ async fn failing_and_recovered_go_by_email_and_slack_once_each() {
     ]);
     let herald = Herald::start(&db, "all", &env).await;
     let api = Api::new(&herald.base, &token);
+    Channels { db, smtp, slack, hooks, herald, api }
+}
+
+/// A tenant with both channels; an endpoint whose receiver answers 500 turns failing: one email
+/// and one Slack message say so. Fixed, it recovers: one more of each. Nothing is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_and_recovered_go_by_email_and_slack_once_each() {
+    let Channels { db, smtp, slack, hooks, herald, api } = channels("/hook", Behaviour::Status(500, None)).await;
 
     let slack_url = slack.url("/slack");
     let (s, v) = api.patch("/v1/tenant", json!({"notify_email": "ops@acme.test", "notify_slack_url": slack_url})).await;
@@ -484,22 +501,7 @@ async fn patch_tenant_sets_and_checks_the_channels() {
 /// so, however many deliveries met the 410, and name what to do (enable it again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_endpoint_is_told_once_per_channel() {
-    let db = TestDb::new().await;
-    let token = db.tenant("acme").await;
-    let smtp_port = free_port();
-    let smtp = Smtp::start(smtp_port).await;
-    let slack = Receiver::start().await;
-    let hooks = Receiver::start().await;
-    hooks.set("/gone", Behaviour::Status(410, None));
-    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
-    let env = fast_with(&[
-        ("HERALD_SMTP_URL", &smtp_url),
-        ("HERALD_SMTP_FROM", FROM),
-        ("HERALD_NOTICE_INTERVAL", "100ms"),
-        ("HERALD_NOTICE_RETRY_SCHEDULE", "200ms,400ms"),
-    ]);
-    let herald = Herald::start(&db, "all", &env).await;
-    let api = Api::new(&herald.base, &token);
+    let Channels { db, smtp, slack, hooks, herald, api } = channels("/gone", Behaviour::Status(410, None)).await;
     let (s, v) = api
         .patch("/v1/tenant", json!({"notify_email": "ops@acme.test", "notify_slack_url": slack.url("/slack")}))
         .await;
