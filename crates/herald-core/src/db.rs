@@ -341,6 +341,7 @@ mod tests {
         ("V21__replay_jobs.sql", "467ec17c291aa9ee40a923951cbedf0e4312820009df68a0a8c8be5f1a4b1b13"),
         ("V22__links.sql", "1a3657493d24a7ba7dc94f02bc3d592f9b2cc37265e490809100462020167cf6"),
         ("V23__endpoint_consumer.sql", "55228a300ed7de8a490bdb6d3ce19c5475a6f900b913eb572e91e372870689eb"),
+        ("V24__portal_links.sql", "91cfdf4af91c0dc0d964fe16e91ff5f5db24febae4b8a951f86b6e25004ef956"),
     ];
 
     #[test]

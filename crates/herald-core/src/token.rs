@@ -70,20 +70,6 @@ impl Scope {
         }
     }
 
-    /// What a link's session (an inbox link) may call: list, read and answer operations, and
-    /// its own session. Narrower than [`Scope::Respond`]: not even the tenant's settings.
-    pub fn link_allows(method: &str, route: &str) -> bool {
-        let read = matches!(method, "GET" | "HEAD");
-        let operations = matches!(
-            route,
-            "/v1/approvals" | "/v1/approvals/{call_id}" | "/v1/human_contacts" | "/v1/human_contacts/{call_id}"
-        );
-        (operations && read)
-            || (method == "POST"
-                && matches!(route, "/v1/approvals/{call_id}/respond" | "/v1/human_contacts/{call_id}/respond"))
-            || route == "/v1/sessions/current"
-    }
-
     /// What the scope may do, for the 403 message.
     pub fn describe(self) -> &'static str {
         match self {
@@ -96,6 +82,83 @@ impl Scope {
 }
 
 impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a link opens (docs/api.md, "Links"), and so what its session may call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkKind {
+    /// `/inbox`: list, read and answer operations, as the link's responder.
+    Inbox,
+    /// `/portal`: manage endpoints (those of the link's consumer), and read and retry their
+    /// deliveries.
+    Portal,
+}
+
+impl LinkKind {
+    pub const ALL: [LinkKind; 2] = [LinkKind::Inbox, LinkKind::Portal];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Inbox => "inbox",
+            LinkKind::Portal => "portal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Whether a session of this kind of link may call `method` on `route` (its pattern). Both
+    /// reach their own session. Narrower than any token: an inbox's session not even the
+    /// tenant's settings, a portal's nothing but endpoints and what hangs off them.
+    pub fn allows(self, method: &str, route: &str) -> bool {
+        let read = matches!(method, "GET" | "HEAD");
+        if route == "/v1/sessions/current" {
+            return true;
+        }
+        match self {
+            LinkKind::Inbox => {
+                let operations = matches!(
+                    route,
+                    "/v1/approvals" | "/v1/approvals/{call_id}" | "/v1/human_contacts" | "/v1/human_contacts/{call_id}"
+                );
+                (operations && read)
+                    || (method == "POST"
+                        && matches!(route, "/v1/approvals/{call_id}/respond" | "/v1/human_contacts/{call_id}/respond"))
+            }
+            LinkKind::Portal => match route {
+                "/v1/endpoints" => read || method == "POST",
+                "/v1/endpoints/{id}" => read || matches!(method, "PATCH" | "DELETE"),
+                "/v1/endpoints/{id}/deliveries"
+                | "/v1/endpoints/{id}/attempts"
+                | "/v1/endpoints/{id}/stats"
+                | "/v1/deliveries/{id}"
+                | "/v1/replays"
+                | "/v1/replays/{id}" => read,
+                "/v1/endpoints/{id}/rotate-secret"
+                | "/v1/endpoints/{id}/test"
+                | "/v1/endpoints/{id}/enable"
+                | "/v1/endpoints/{id}/disable"
+                | "/v1/endpoints/{id}/replay"
+                | "/v1/deliveries/{id}/retry" => method == "POST",
+                _ => false,
+            },
+        }
+    }
+
+    /// What a session of this kind may do, for the 403 message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LinkKind::Inbox => "an inbox link answers approvals and human contacts only",
+            LinkKind::Portal => "a portal link manages endpoints and their deliveries only",
+        }
+    }
+}
+
+impl std::fmt::Display for LinkKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }

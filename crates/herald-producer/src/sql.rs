@@ -26,12 +26,24 @@ pub const TOKEN_LOOKUP: &str = "SELECT t.scope, t.expires_at, t.revoked_at, n.di
       WHERE t.tenant_id = $1 AND t.token_hash = $2";
 
 /// A link's session with its link and tenant; it ends with the earlier of the two expiries.
-pub const SESSION_LOOKUP: &str = "SELECT l.link_id, l.responder, l.run_id, l.revoked_at, \
+pub const SESSION_LOOKUP: &str = "SELECT l.link_id, l.kind, l.responder, l.run_id, l.consumer, l.revoked_at, \
             least(s.expires_at, l.expires_at) AS expires_at, n.disabled_at \
        FROM herald.sessions s \
        JOIN herald.links l ON l.tenant_id = s.tenant_id AND l.link_id = s.link_id \
        JOIN herald.tenants n ON n.tenant_id = s.tenant_id \
       WHERE s.tenant_id = $1 AND s.session_hash = $2";
+
+/// Whether an endpoint (`$2`), a delivery or a replay belongs to consumer `$3`: what a portal
+/// session held to one consumer may reach (`api/extract.rs`). `$2` is the path's text, unchecked:
+/// an id of the wrong shape matches nothing.
+pub const ENDPOINT_OF_CONSUMER: &str =
+    "SELECT 1 FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2 AND consumer = $3";
+pub const DELIVERY_OF_CONSUMER: &str = "SELECT 1 FROM herald.deliveries d \
+       JOIN herald.endpoints e ON e.tenant_id = d.tenant_id AND e.endpoint_id = d.endpoint_id \
+      WHERE d.tenant_id = $1 AND d.delivery_id = $2 AND e.consumer = $3";
+pub const REPLAY_OF_CONSUMER: &str = "SELECT 1 FROM herald.replays r \
+       JOIN herald.endpoints e ON e.tenant_id = r.tenant_id AND e.endpoint_id = r.endpoint_id \
+      WHERE r.tenant_id = $1 AND r.replay_id = $2 AND e.consumer = $3";
 
 pub const OPERATOR_TOKEN_LOOKUP: &str =
     "SELECT expires_at, revoked_at FROM herald.operator_tokens WHERE token_hash = $1";
@@ -238,11 +250,14 @@ pub const GET_REPLAY: &str = "SELECT * FROM herald.replays WHERE tenant_id = $1 
 
 /// A page of the tenant's replays, newest first, of endpoint `$2` and in state `$3` if given;
 /// the page's key from `$4`.
+/// `$4`: only the replays of that consumer's endpoints (a portal session's), or NULL.
 pub fn list_replays(page: &Request) -> String {
     format!(
         "SELECT * FROM herald.replays WHERE tenant_id = $1 \
-            AND ($2::text IS NULL OR endpoint_id = $2) AND ($3::text IS NULL OR state = $3){}",
-        page.tail(4)
+            AND ($2::text IS NULL OR endpoint_id = $2) AND ($3::text IS NULL OR state = $3) \
+            AND ($4::text IS NULL OR endpoint_id IN ( \
+                 SELECT endpoint_id FROM herald.endpoints WHERE tenant_id = $1 AND consumer = $4)){}",
+        page.tail(5)
     )
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Row;
 
 use super::error::{ApiError, Col};
-use super::extract::{ApiJson, ApiPath, ApiQuery, Tenant};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Link, LinkScope, Tenant};
 use super::page::{self, Listed, Page};
 use super::AppState;
 use crate::sql;
@@ -451,6 +451,7 @@ pub struct ReplaysQuery {
 pub async fn list_replays(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Link(link): Link,
     ApiQuery(q): ApiQuery<ReplaysQuery>,
 ) -> Result<Json<Listed<Value>>, ApiError> {
     // An id that is no endpoint's names none of this tenant's: an empty list, as for another's.
@@ -466,9 +467,11 @@ pub async fn list_replays(
     }
     let page = Page { limit: q.limit, cursor: q.cursor, before: q.before }.request(&page::REPLAYS)?;
     let client = state.pool.get().await?;
+    // A portal session held to one consumer sees the replays of that consumer's endpoints.
+    let consumer = LinkScope::consumer(&link);
     let (client, tenant, endpoint, state_filter) = (&client, &tenant, &endpoint, &state_filter);
     page.answer(
-        |r| async move { r.rows(client, &sql::list_replays(&r), &[tenant, endpoint, state_filter]).await },
+        |r| async move { r.rows(client, &sql::list_replays(&r), &[tenant, endpoint, state_filter, &consumer]).await },
         replay_json,
     )
     .await

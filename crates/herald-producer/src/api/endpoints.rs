@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_postgres::Row;
 
 use super::error::{ApiError, Col};
-use super::extract::{ApiJson, ApiPath, ApiQuery, MaybeJson, Tenant, Whole};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Link, LinkScope, MaybeJson, Tenant, Whole};
 use super::page::{self, Listed, Page};
 use super::AppState;
 use crate::sql;
@@ -43,7 +43,7 @@ pub struct CreateBody {
 }
 
 /// `consumer`: the tenant's name for the customer whose endpoint it is.
-fn check_consumer(c: &str) -> Result<(), Invalid> {
+pub(super) fn check_consumer(c: &str) -> Result<(), Invalid> {
     let ok = (1..=100).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
     if ok {
         Ok(())
@@ -52,6 +52,20 @@ fn check_consumer(c: &str) -> Result<(), Invalid> {
             "invalid_consumer",
             format!("consumer {c:?}: 1 to 100 characters of A-Z a-z 0-9 _ . : - (your name for the customer, e.g. \"acme\")"),
         ))
+    }
+}
+
+/// The consumer a request names, under a portal session held to one (`held`): that one when the
+/// request names none, 403 when it names another. Without such a session, what it names.
+fn consumer_for(held: Option<&str>, named: Option<&str>) -> Result<Option<String>, ApiError> {
+    match (held, named) {
+        (Some(held), Some(named)) if held != named => Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this portal link manages the endpoints of consumer {held:?} only: leave consumer out, or set it to {held:?}"),
+        )),
+        (Some(held), _) => Ok(Some(held.to_string())),
+        (None, named) => Ok(named.map(str::to_string)),
     }
 }
 
@@ -210,6 +224,7 @@ fn timeout_ms(t: &str) -> Result<i32, Invalid> {
 pub async fn create(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Link(link): Link,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let url = validate::target_url("url", &body.url, &state.allow)?;
@@ -237,6 +252,7 @@ pub async fn create(
     if let Some(c) = &body.consumer {
         check_consumer(c)?;
     }
+    let consumer = consumer_for(LinkScope::consumer(&link), body.consumer.as_deref())?;
     let now = state.clock.now();
     let id = EndpointId::generate(now);
     let client = state.pool.get().await?;
@@ -260,7 +276,7 @@ pub async fn create(
                 &timeout,
                 &payload_format.name(),
                 &ordering,
-                &body.consumer,
+                &consumer,
             ],
         )
         .await?;
@@ -279,6 +295,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Link(link): Link,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Listed<Value>>, ApiError> {
     if let Some(c) = &q.consumer {
@@ -286,7 +303,8 @@ pub async fn list(
     }
     let page = Page { limit: q.limit, cursor: q.cursor, before: q.before }.request(&page::ENDPOINTS)?;
     let client = state.pool.get().await?;
-    let (client, tenant, consumer) = (&client, &tenant, &q.consumer);
+    let consumer = consumer_for(LinkScope::consumer(&link), q.consumer.as_deref())?;
+    let (client, tenant, consumer) = (&client, &tenant, &consumer);
     page.answer(
         |r| async move { r.rows(client, &sql::list_endpoints(&r), &[tenant, consumer]).await },
         |row| Ok(endpoint_json(row, false)),
@@ -309,6 +327,7 @@ pub async fn get_one(
 pub async fn update(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Link(link): Link,
     ApiPath(id): ApiPath<EndpointId>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -332,6 +351,10 @@ pub async fn update(
     let ordering = body.ordering.as_deref().map(check_ordering).transpose()?;
     if let Some(Some(c)) = &body.consumer {
         check_consumer(c)?;
+    }
+    if let (Some(held), Some(named)) = (LinkScope::consumer(&link), &body.consumer) {
+        // Clearing it (null) is naming another too.
+        consumer_for(Some(held), Some(named.as_deref().unwrap_or("")))?;
     }
     let schedule = match &body.retry_schedule {
         Some(Some(steps)) => Some(Some(RetrySchedule::parse(steps)?.stored())),

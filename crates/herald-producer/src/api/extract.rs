@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use chrono::{DateTime, Utc};
 use herald_core::id::{Id, TenantId};
-use herald_core::token::Scope;
+use herald_core::token::{LinkKind, Scope};
 
 use super::error::ApiError;
 use super::AppState;
@@ -64,12 +64,12 @@ impl FromRequestParts<AppState> for Tenant {
                 if !same_origin(parts) {
                     return Err(forbidden("a request made with a session cookie must come from Herald's own pages"));
                 }
-                let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str());
-                if !Scope::link_allows(parts.method.as_str(), route) {
-                    return Err(forbidden(format!(
-                        "an inbox link answers approvals and human contacts only: it may not {} {route}",
-                        parts.method
-                    )));
+                let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str()).to_string();
+                if !link.kind.allows(parts.method.as_str(), &route) {
+                    return Err(forbidden(format!("{}: it may not {} {route}", link.kind.describe(), parts.method)));
+                }
+                if let Some(consumer) = &link.consumer {
+                    within_consumer(state, parts, &tenant, consumer, &route).await?;
                 }
                 parts.extensions.insert(link);
                 return Ok(Tenant(tenant));
@@ -98,13 +98,61 @@ impl FromRequestParts<AppState> for Tenant {
 }
 
 /// What a link's session narrows its requests to, put in the request's extensions by [`Tenant`]
-/// for the handlers that go by it ([`Link`]): the operations of one run, answered as one person.
+/// for the handlers that go by it ([`Link`]): for an inbox, the operations of one run answered
+/// as one person; for a portal, the endpoints of one consumer.
 #[derive(Debug, Clone)]
 pub struct LinkScope {
     pub link_id: String,
+    pub kind: LinkKind,
     pub responder: Option<String>,
     pub run_id: Option<String>,
+    /// A portal's consumer; `None` for every endpoint of the tenant (and for an inbox).
+    pub consumer: Option<String>,
     pub expires_at: DateTime<Utc>,
+}
+
+impl LinkScope {
+    /// The consumer a portal session is held to, if any.
+    pub fn consumer(link: &Option<LinkScope>) -> Option<&str> {
+        link.as_ref().and_then(|l| l.consumer.as_deref())
+    }
+}
+
+/// The 404 a portal session gets for what lies outside its consumer: the same answer as for an
+/// id that does not exist, so a consumer learns nothing of another's.
+fn outside(kind: &str, id: &str) -> ApiError {
+    ApiError::not_found(kind, id)
+}
+
+/// A portal session held to `consumer` reaches the object in the route's path only if it is
+/// (or belongs to) one of that consumer's endpoints: checked here, before any handler runs, for
+/// every route with an `{id}` a portal may call. Lists and creation are narrowed by their
+/// handlers (they take [`Link`]).
+async fn within_consumer(
+    state: &AppState,
+    parts: &mut Parts,
+    tenant: &TenantId,
+    consumer: &str,
+    route: &str,
+) -> Result<(), ApiError> {
+    let statement = if route.starts_with("/v1/endpoints/{id}") {
+        ("endpoint", sql::ENDPOINT_OF_CONSUMER)
+    } else if route.starts_with("/v1/deliveries/{id}") {
+        ("delivery", sql::DELIVERY_OF_CONSUMER)
+    } else if route == "/v1/replays/{id}" {
+        ("replay", sql::REPLAY_OF_CONSUMER)
+    } else {
+        return Ok(());
+    };
+    let id = match Path::<String>::from_request_parts(parts, state).await {
+        Ok(Path(id)) => id,
+        Err(_) => return Err(outside(statement.0, "")),
+    };
+    let client = state.pool.get().await?;
+    match client.query_opt(statement.1, &[tenant, &id, &consumer]).await? {
+        Some(_) => Ok(()),
+        None => Err(outside(statement.0, &id)),
+    }
 }
 
 /// The [`LinkScope`] of a request made with a link's session, `None` for a token's. Comes after
@@ -169,10 +217,13 @@ async fn session_of(state: &AppState, session: &str) -> Result<(TenantId, LinkSc
     if row.get::<_, Option<DateTime<Utc>>>("disabled_at").is_some() {
         return Err(tenant_disabled(&tenant));
     }
+    let kind: String = row.get("kind");
     let link = LinkScope {
         link_id: row.get("link_id"),
+        kind: LinkKind::parse(&kind).ok_or_else(|| ApiError::internal(format!("a link of kind {kind:?}")))?,
         responder: row.get("responder"),
         run_id: row.get("run_id"),
+        consumer: row.get("consumer"),
         expires_at,
     };
     Ok((tenant, link))

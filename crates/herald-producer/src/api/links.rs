@@ -1,8 +1,10 @@
 //! `/v1/links` and `/v1/sessions`: a tenant hands a person one URL that reaches a page with a
 //! narrow scope. An inbox link (`/inbox#hrldl_...`) answers operations, as its `responder`, only
-//! those of its `run_id` when it has one. The page exchanges the credential in the fragment for
-//! a session in an HttpOnly, SameSite=Strict cookie (`POST /v1/sessions`); the session dies with
-//! its link (expiry, revocation). Only SHA-256 hashes are stored.
+//! those of its `run_id` when it has one. A portal link (`/portal#hrldl_...`) manages the
+//! endpoints of its `consumer` (every endpoint when it has none). The page exchanges the
+//! credential in the fragment for a session in an HttpOnly, SameSite=Strict cookie
+//! (`POST /v1/sessions`); the session dies with its link (expiry, revocation). Only SHA-256
+//! hashes are stored.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -10,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use herald_core::id::{LinkId, TenantId};
-use herald_core::token::{self, LINK_PREFIX, SESSION_PREFIX};
+use herald_core::token::{self, LinkKind, LINK_PREFIX, SESSION_PREFIX};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -32,6 +34,7 @@ pub struct CreateLink {
     kind: String,
     responder: Option<String>,
     run_id: Option<String>,
+    consumer: Option<String>,
     expires_in: Option<String>,
 }
 
@@ -41,40 +44,36 @@ fn link_json(r: &tokio_postgres::Row) -> Value {
         "kind": r.get::<_, String>("kind"),
         "responder": r.get::<_, Option<String>>("responder"),
         "run_id": r.get::<_, Option<String>>("run_id"),
+        "consumer": r.get::<_, Option<String>>("consumer"),
         "created_at": r.get::<_, DateTime<Utc>>("created_at"),
         "expires_at": r.get::<_, DateTime<Utc>>("expires_at"),
         "revoked_at": r.get::<_, Option<DateTime<Utc>>>("revoked_at"),
     })
 }
 
-const COLUMNS: &str = "link_id, kind, responder, run_id, created_at, expires_at, revoked_at";
+const COLUMNS: &str = "link_id, kind, responder, run_id, consumer, created_at, expires_at, revoked_at";
 
 pub async fn create(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     ApiJson(b): ApiJson<CreateLink>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if b.kind != "inbox" {
-        return Err(ApiError::unprocessable(
+    let kind = LinkKind::parse(&b.kind).ok_or_else(|| {
+        ApiError::unprocessable(
             "invalid_kind",
-            format!("kind {:?} is not one Herald makes: use \"inbox\" (a page that answers operations)", b.kind),
-        ));
-    }
-    let responder = b.responder.as_deref().map(str::trim).unwrap_or("");
-    if responder.is_empty() || responder.chars().count() > 200 || responder.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable(
-            "invalid_responder",
-            "responder: the name of the person who answers through this link, 1 to 200 characters (it is recorded with each answer)",
-        ));
-    }
-    if let Some(run) = &b.run_id {
-        if run.is_empty() || run.chars().count() > 200 {
-            return Err(ApiError::unprocessable(
-                "invalid_run_id",
-                "run_id: 1 to 200 characters, or leave it out for every run",
-            ));
+            format!(
+                "kind {:?} is not one Herald makes: use \"inbox\" (a page that answers operations) or \"portal\" (a page that manages endpoints)",
+                b.kind
+            ),
+        )
+    })?;
+    let responder = match kind {
+        LinkKind::Inbox => Some(inbox_scope(&b)?),
+        LinkKind::Portal => {
+            portal_scope(&b)?;
+            None
         }
-    }
+    };
     let life = match b.expires_in.as_deref() {
         None => DEFAULT_LIFE,
         Some(s) => herald_core::config::parse_duration(s)
@@ -95,15 +94,65 @@ pub async fn create(
     let row = client
         .query_one(
             &format!(
-                "INSERT INTO herald.links (tenant_id, link_id, kind, credential_hash, responder, run_id, created_at, expires_at) \
-                 VALUES ($1, $2, 'inbox', $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+                "INSERT INTO herald.links (tenant_id, link_id, kind, credential_hash, responder, run_id, consumer, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
             ),
-            &[&tenant, &id, &token::hash(&credential), &responder, &b.run_id, &now, &(now + life)],
+            &[
+                &tenant,
+                &id,
+                &kind.as_str(),
+                &token::hash(&credential),
+                &responder,
+                &b.run_id,
+                &b.consumer,
+                &now,
+                &(now + life),
+            ],
         )
         .await?;
     let mut v = link_json(&row);
-    v["url"] = json!(format!("/inbox#{credential}"));
+    v["url"] = json!(format!("/{kind}#{credential}"));
     Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// An inbox link's fields: who answers (required), and the run it is held to (optional).
+fn inbox_scope(b: &CreateLink) -> Result<String, ApiError> {
+    if b.consumer.is_some() {
+        return Err(ApiError::unprocessable(
+            "invalid_consumer",
+            "consumer belongs to portal links; an inbox link takes responder and, optionally, run_id",
+        ));
+    }
+    let responder = b.responder.as_deref().map(str::trim).unwrap_or("");
+    if responder.is_empty() || responder.chars().count() > 200 || responder.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_responder",
+            "responder: the name of the person who answers through this link, 1 to 200 characters (it is recorded with each answer)",
+        ));
+    }
+    if let Some(run) = &b.run_id {
+        if run.is_empty() || run.chars().count() > 200 {
+            return Err(ApiError::unprocessable(
+                "invalid_run_id",
+                "run_id: 1 to 200 characters, or leave it out for every run",
+            ));
+        }
+    }
+    Ok(responder.to_string())
+}
+
+/// A portal link's one field: the consumer whose endpoints it manages (none: every endpoint).
+fn portal_scope(b: &CreateLink) -> Result<(), ApiError> {
+    if b.responder.is_some() || b.run_id.is_some() {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "responder and run_id belong to inbox links; a portal link takes consumer (leave it out for every endpoint)",
+        ));
+    }
+    if let Some(c) = &b.consumer {
+        super::endpoints::check_consumer(c)?;
+    }
+    Ok(())
 }
 
 fn list_sql(page: &Request) -> String {
@@ -177,7 +226,7 @@ pub async fn exchange(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "SELECT l.link_id, l.kind, l.responder, l.run_id, l.expires_at \
+            "SELECT l.link_id, l.kind, l.responder, l.run_id, l.consumer, l.expires_at \
                FROM herald.links l JOIN herald.tenants n ON n.tenant_id = l.tenant_id \
               WHERE l.tenant_id = $1 AND l.credential_hash = $2 AND l.revoked_at IS NULL AND l.expires_at > $3 \
                 AND n.disabled_at IS NULL",
@@ -207,6 +256,7 @@ pub async fn exchange(
         "kind": row.get::<_, String>("kind"),
         "responder": row.get::<_, Option<String>>("responder"),
         "run_id": row.get::<_, Option<String>>("run_id"),
+        "consumer": row.get::<_, Option<String>>("consumer"),
         "expires_at": expires_at,
     });
     Ok((StatusCode::CREATED, [(header::SET_COOKIE, cookie(&headers, &session, max_age))], Json(body)).into_response())
@@ -225,10 +275,11 @@ pub async fn current(
         ));
     };
     Ok(Json(json!({
-        "kind": "inbox",
+        "kind": link.kind.as_str(),
         "link_id": link.link_id,
         "responder": link.responder,
         "run_id": link.run_id,
+        "consumer": link.consumer,
         "expires_at": link.expires_at,
     })))
 }

@@ -1,6 +1,7 @@
-//! Inbox links: a link's credential is exchanged for a session cookie that answers operations
-//! (of the link's run only) as the link's responder, and nothing else; revocation and expiry end
-//! it at once.
+//! Links: a link's credential is exchanged for a session cookie. An inbox link's answers
+//! operations (of the link's run only) as the link's responder, and nothing else; a portal
+//! link's manages the endpoints of its consumer, and nothing else. Revocation and expiry end
+//! them at once.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use herald_core::clock::{ManualClock, SharedClock};
 use herald_producer::api::{router, AppState};
 use serde_json::{json, Value};
 
+use crate::api::{spec_routes, PUBLIC_ROUTES};
 use crate::App;
 
 /// A request with the session cookie (and no token); `origin` as a browser would send it.
@@ -186,7 +188,11 @@ async fn links_expire_sessions_end_and_bad_requests_are_refused() {
     let app = App { router: router(state), db };
     let token = app.db.tenant("acme").await;
     for (body, code) in [
-        (json!({"kind": "portal", "responder": "x"}), "invalid_kind"),
+        (json!({"kind": "settings"}), "invalid_kind"),
+        (json!({"kind": "portal", "responder": "x"}), "invalid_field"),
+        (json!({"kind": "portal", "run_id": "r1"}), "invalid_field"),
+        (json!({"kind": "portal", "consumer": "not a name!"}), "invalid_consumer"),
+        (json!({"kind": "inbox", "responder": "x", "consumer": "shop"}), "invalid_consumer"),
         (json!({"kind": "inbox"}), "invalid_responder"),
         (json!({"kind": "inbox", "responder": "x", "expires_in": "90d"}), "invalid_expires_in"),
         (json!({"kind": "inbox", "responder": "x", "expires_in": "soon"}), "invalid_expires_in"),
@@ -235,4 +241,225 @@ async fn links_expire_sessions_end_and_bad_requests_are_refused() {
     assert_eq!(exchange(&app, "/inbox#hrldl_acme.nope", false).await.0, StatusCode::UNAUTHORIZED);
     let forged = format!("{}=hrlds_acme.{}", "herald_session", "A".repeat(43));
     assert_eq!(with_cookie(&app, Method::GET, "/v1/approvals", &forged, None, None).await.0, StatusCode::UNAUTHORIZED);
+}
+
+const ORIGIN: Option<&str> = Some("http://herald.example");
+
+/// A link's session cookie: makes the link with `body`, exchanges it.
+async fn session(app: &App, token: &str, body: Value) -> (String, Value) {
+    let (s, link) = app.call(Method::POST, "/v1/links", Some(token), Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    let (s, cookie, v) = exchange(app, link["url"].as_str().unwrap(), false).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    (cookie.unwrap().0, link)
+}
+
+async fn endpoint(app: &App, token: &str, url: &str, consumer: Option<&str>) -> String {
+    let (s, v) =
+        app.call(Method::POST, "/v1/endpoints", Some(token), Some(json!({"url": url, "consumer": consumer}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["data"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_portal_link_manages_its_consumers_endpoints_and_nothing_else() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let ours = endpoint(&app, &token, "https://shop.example.com/hooks", Some("shop")).await;
+    let theirs = endpoint(&app, &token, "https://globex.example.com/hooks", Some("globex")).await;
+    let untagged = endpoint(&app, &token, "https://internal.example.com/hooks", None).await;
+    let (s, _) = app
+        .call(Method::POST, "/v1/events", Some(&token), Some(json!({"id": "ev1", "type": "order.paid", "data": 1})))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (_, event) = app.call(Method::GET, "/v1/events/ev1", Some(&token), None).await;
+    let delivery_to = |endpoint: &str| {
+        event["deliveries"].as_array().unwrap().iter().find(|d| d["endpoint_id"] == endpoint).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (our_delivery, their_delivery) = (delivery_to(&ours), delivery_to(&theirs));
+    let since = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    let (s, replay) = app
+        .call(Method::POST, &format!("/v1/endpoints/{theirs}/replay"), Some(&token), Some(json!({"since": since})))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{replay}");
+    let their_replay = replay["id"].as_str().unwrap().to_string();
+
+    let (cookie, link) = session(&app, &token, json!({"kind": "portal", "consumer": "shop"})).await;
+    assert!(link["url"].as_str().unwrap().starts_with("/portal#hrldl_acme."), "{link}");
+    let call = |m: Method, p: String, b: Option<Value>| {
+        let (app, cookie) = (&app, cookie.clone());
+        async move { with_cookie(app, m, &p, &cookie, ORIGIN, b).await }
+    };
+    let (s, me) = call(Method::GET, "/v1/sessions/current".into(), None).await;
+    assert_eq!((s, me["kind"].as_str(), me["consumer"].as_str()), (StatusCode::OK, Some("portal"), Some("shop")));
+
+    // The consumer's endpoints only, and what hangs off them.
+    let (s, list) = call(Method::GET, "/v1/endpoints".into(), None).await;
+    assert_eq!((s, ids(&list)), (StatusCode::OK, vec![ours.clone()]));
+    let (s, v) = call(Method::GET, "/v1/endpoints?consumer=globex".into(), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    for other in [&theirs, &untagged] {
+        for (m, tail, body) in [
+            (Method::GET, "", None),
+            (Method::PATCH, "", Some(json!({"description": "mine now"}))),
+            (Method::DELETE, "", None),
+            (Method::GET, "/deliveries", None),
+            (Method::GET, "/attempts", None),
+            (Method::GET, "/stats", None),
+            (Method::POST, "/rotate-secret", None),
+            (Method::POST, "/test", None),
+            (Method::POST, "/enable", None),
+            (Method::POST, "/disable", None),
+            (Method::POST, "/replay", Some(json!({"since": since}))),
+        ] {
+            let (s, v) = call(m.clone(), format!("/v1/endpoints/{other}{tail}"), body).await;
+            assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{m} {tail}: {v}");
+        }
+    }
+    for (m, p) in [
+        (Method::GET, format!("/v1/deliveries/{their_delivery}")),
+        (Method::POST, format!("/v1/deliveries/{their_delivery}/retry")),
+        (Method::GET, format!("/v1/replays/{their_replay}")),
+    ] {
+        let (s, v) = call(m.clone(), p.clone(), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{m} {p}: {v}");
+    }
+    let (_, v) = call(Method::GET, format!("/v1/endpoints/{theirs}"), None).await;
+    assert!(!v.to_string().contains("globex"), "a refusal names nothing of another consumer: {v}");
+
+    for (m, tail) in
+        [(Method::GET, ""), (Method::GET, "/deliveries"), (Method::GET, "/attempts"), (Method::GET, "/stats")]
+    {
+        let (s, v) = call(m.clone(), format!("/v1/endpoints/{ours}{tail}"), None).await;
+        assert_eq!(s, StatusCode::OK, "{m} {tail}: {v}");
+    }
+    let (s, v) = call(Method::GET, format!("/v1/deliveries/{our_delivery}"), None).await;
+    assert_eq!((s, v["endpoint_id"].as_str()), (StatusCode::OK, Some(ours.as_str())), "{v}");
+    let (s, replay) = call(Method::POST, format!("/v1/endpoints/{ours}/replay"), Some(json!({"since": since}))).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{replay}");
+    let our_replay = replay["id"].as_str().unwrap().to_string();
+    assert_eq!(call(Method::GET, format!("/v1/replays/{our_replay}"), None).await.0, StatusCode::OK);
+    let (_, replays) = call(Method::GET, "/v1/replays".into(), None).await;
+    assert_eq!(ids(&replays), vec![our_replay.clone()], "the other consumer's replay is not listed");
+    let (_, all) = app.call(Method::GET, "/v1/replays", Some(&token), None).await;
+    assert_eq!(ids(&all).len(), 2, "the tenant's token sees both: {all}");
+
+    // What the session makes is the consumer's; it cannot hand an endpoint to another.
+    let (s, made) =
+        call(Method::POST, "/v1/endpoints".into(), Some(json!({"url": "https://shop.example.com/v2"}))).await;
+    assert_eq!((s, made["consumer"].as_str()), (StatusCode::CREATED, Some("shop")), "{made}");
+    assert!(made["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")), "the secret, once: {made}");
+    let body = json!({"url": "https://shop.example.com/v3", "consumer": "globex"});
+    let (s, v) = call(Method::POST, "/v1/endpoints".into(), Some(body)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{v}");
+    for body in [json!({"consumer": null}), json!({"consumer": "globex"})] {
+        let (s, v) = call(Method::PATCH, format!("/v1/endpoints/{ours}"), Some(body.clone())).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{body}: {v}");
+    }
+    let (s, v) =
+        call(Method::PATCH, format!("/v1/endpoints/{ours}"), Some(json!({"consumer": "shop", "description": "Shop"})))
+            .await;
+    assert_eq!((s, v["description"].as_str()), (StatusCode::OK, Some("Shop")), "{v}");
+
+    // Nothing but endpoints.
+    for (m, p) in [
+        (Method::GET, "/v1/events"),
+        (Method::POST, "/v1/events"),
+        (Method::GET, "/v1/events/ev1"),
+        (Method::GET, "/v1/events/ev1/attempts"),
+        (Method::GET, "/v1/approvals"),
+        (Method::GET, "/v1/tenant"),
+        (Method::GET, "/v1/links"),
+        (Method::POST, "/v1/links"),
+        (Method::GET, "/v1/tokens"),
+    ] {
+        let (s, v) = call(m.clone(), p.into(), Some(json!({}))).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{m} {p}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("portal link"), "{v}");
+    }
+
+    // A portal link without a consumer manages every endpoint of the tenant.
+    let (every, _) = session(&app, &token, json!({"kind": "portal"})).await;
+    let (_, list) = with_cookie(&app, Method::GET, "/v1/endpoints", &every, None, None).await;
+    assert_eq!(ids(&list).len(), 4, "{list}");
+
+    // Revoked: refused at once.
+    let id = link["id"].as_str().unwrap();
+    assert_eq!(
+        app.call(Method::DELETE, &format!("/v1/links/{id}"), Some(&token), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (s, v) = call(Method::GET, "/v1/endpoints".into(), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+}
+
+/// What docs/api.md promises each kind of link's session may call, written out apart from the
+/// code's rule.
+fn promised(kind: &str, method: &Method, route: &str) -> bool {
+    let get = method == Method::GET;
+    if route == "/v1/sessions/current" {
+        return true;
+    }
+    match kind {
+        "inbox" => {
+            (get && ["/v1/approvals", "/v1/approvals/{call_id}", "/v1/human_contacts", "/v1/human_contacts/{call_id}"]
+                .contains(&route))
+                || (method == Method::POST && route.ends_with("/respond"))
+        }
+        "portal" => {
+            let endpoint = route == "/v1/endpoints" || route.starts_with("/v1/endpoints/");
+            let posts = ["rotate-secret", "test", "enable", "disable", "replay"];
+            (endpoint && get)
+                || (route == "/v1/endpoints" && method == Method::POST)
+                || (route == "/v1/endpoints/{id}" && (method == Method::PATCH || method == Method::DELETE))
+                || (method == Method::POST && posts.iter().any(|p| route == format!("/v1/endpoints/{{id}}/{p}")))
+                || (get && (route == "/v1/deliveries/{id}" || route.starts_with("/v1/replays")))
+                || (method == Method::POST && route == "/v1/deliveries/{id}/retry")
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// Every `/v1` route of the spec with each kind of link's session: 403 `forbidden` exactly
+/// where the kind does not allow it, naming the kind; elsewhere answered by the route itself.
+#[tokio::test]
+async fn every_route_answers_a_links_session_as_its_kind_says() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let mut walked = 0;
+    for (kind, body) in [
+        ("inbox", json!({"kind": "inbox", "responder": "Ann"})),
+        ("portal", json!({"kind": "portal", "consumer": "shop"})),
+        ("portal", json!({"kind": "portal"})),
+    ] {
+        let (cookie, _) = session(&app, &token, body).await;
+        for (method, template) in spec_routes() {
+            // The operator's routes take an operator token, and answer 401 to anything else.
+            if PUBLIC_ROUTES.contains(&template.as_str()) || template.starts_with("/v1/admin/") {
+                continue;
+            }
+            let path = template.replace("{id}", "tok_00000000000000000000000000").replace("{call_id}", "nobody");
+            let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
+            let (s, v) = with_cookie(&app, method.clone(), &path, &cookie, ORIGIN, body).await;
+            if promised(kind, &method, &template) {
+                assert!(s != StatusCode::FORBIDDEN && s != StatusCode::UNAUTHORIZED, "{kind} {method} {path}: {s} {v}");
+            } else {
+                assert_eq!(
+                    (s, v["error"]["code"].as_str()),
+                    (StatusCode::FORBIDDEN, Some("forbidden")),
+                    "{kind} {method} {path}: {v}"
+                );
+                assert!(v["error"]["message"].as_str().unwrap().contains(&format!("{kind} link")), "{v}");
+            }
+            walked += 1;
+        }
+    }
+    assert!(walked >= 3 * 30, "only {walked} calls: is docs/openapi.yaml read right?");
 }
