@@ -342,6 +342,7 @@ mod tests {
         ("V22__links.sql", "1a3657493d24a7ba7dc94f02bc3d592f9b2cc37265e490809100462020167cf6"),
         ("V23__endpoint_consumer.sql", "55228a300ed7de8a490bdb6d3ce19c5475a6f900b913eb572e91e372870689eb"),
         ("V24__portal_links.sql", "91cfdf4af91c0dc0d964fe16e91ff5f5db24febae4b8a951f86b6e25004ef956"),
+        ("V25__operations_by_settled.sql", "ac77ab6cde1997c36ac6af2850ee5be8cc549bbb366839822f8f6c3533791495"),
     ];
 
     #[test]

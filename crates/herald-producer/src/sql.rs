@@ -273,11 +273,14 @@ pub const GET_OPERATION: &str = "SELECT herald.operation_json(to_jsonb(o)) FROM 
 
 /// A page of the tenant's operations of kind `$2` (in status `$3` if given, of run `$4` if
 /// given); the page's key from `$5`.
-pub fn list_operations(page: &Request) -> String {
+/// `settled`: only operations no longer pending (for the list ordered by when they settled).
+pub fn list_operations(page: &Request, settled: bool) -> String {
     format!(
-        "SELECT o.call_id, herald.operation_json(to_jsonb(o)) FROM herald.operations o \
+        "SELECT o.call_id, herald.operation_json(to_jsonb(o)), \
+                coalesce(o.responded_at, o.expires_at) AS settled_at FROM herald.operations o \
           WHERE o.tenant_id = $1 AND o.kind = $2 AND ($3::text IS NULL OR o.status = $3) \
-            AND ($4::text IS NULL OR o.run_id = $4){}",
+            AND ($4::text IS NULL OR o.run_id = $4){}{}",
+        if settled { " AND o.status <> 'pending'" } else { "" },
         page.tail(5)
     )
 }

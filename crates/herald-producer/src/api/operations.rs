@@ -309,6 +309,7 @@ async fn get_one(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
+    order: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
     before: Option<String>,
@@ -350,16 +351,28 @@ async fn list(
             ));
         }
     }
-    let list = match kind {
-        Kind::Approval => &super::page::APPROVALS,
-        Kind::HumanContact => &super::page::HUMAN_CONTACTS,
+    let settled = match q.order.as_deref() {
+        None | Some("call_id") => false,
+        Some("settled") => true,
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "invalid_order",
+                format!("order {other:?} is unknown: use call_id (the default) or settled (answered and expired ones, last settled first)"),
+            ))
+        }
+    };
+    let list = match (kind, settled) {
+        (Kind::Approval, false) => &super::page::APPROVALS,
+        (Kind::HumanContact, false) => &super::page::HUMAN_CONTACTS,
+        (Kind::Approval, true) => &super::page::APPROVALS_SETTLED,
+        (Kind::HumanContact, true) => &super::page::HUMAN_CONTACTS_SETTLED,
     };
     let page = super::page::Page { limit: q.limit, cursor: q.cursor, before: q.before }.request(list)?;
     let client = state.pool.get().await?;
     let run = run_of(&link);
     let (client, tenant, kind, status, run) = (&client, &tenant, &kind.as_str(), &q.status, &run);
     page.answer(
-        |r| async move { r.rows(client, &sql::list_operations(&r), &[tenant, kind, status, run]).await },
+        |r| async move { r.rows(client, &sql::list_operations(&r, settled), &[tenant, kind, status, run]).await },
         |r| Ok(r.get(1)),
     )
     .await

@@ -117,6 +117,16 @@ pub static APPROVALS: List =
 /// `GET /v1/human_contacts`: by call_id, as text.
 pub static HUMAN_CONTACTS: List =
     List { name: "human_contacts", keys: &[KeyCol::text("o.call_id", "call_id", call_id)], desc: false };
+/// The key of the lists of settled operations: when an operation settled (its answer's time, or
+/// an expired one's deadline), then its call_id.
+static SETTLED: [KeyCol; 2] = [
+    KeyCol { sql: "coalesce(o.responded_at, o.expires_at)", name: "settled_at", kind: Kind::Time, valid: any },
+    KeyCol::text("o.call_id", "call_id", call_id),
+];
+/// `GET /v1/approvals?order=settled`: the settled ones, last settled first.
+pub static APPROVALS_SETTLED: List = List { name: "approvals_settled", keys: &SETTLED, desc: true };
+/// `GET /v1/human_contacts?order=settled`: the settled ones, last settled first.
+pub static HUMAN_CONTACTS_SETTLED: List = List { name: "human_contacts_settled", keys: &SETTLED, desc: true };
 /// `GET /v1/events/{id}/attempts`: oldest first.
 pub static EVENT_ATTEMPTS: List =
     List { name: "event_attempts", keys: &[KeyCol::text("attempt_id", "attempt_id", attempt_id)], desc: false };

@@ -213,3 +213,68 @@ async fn operations_refuse_bad_input_and_other_tenants() {
     }
     assert_eq!(app.db.row_counts().await, before, "nothing written");
 }
+
+/// `order=settled`: answered and expired operations, last settled first, paged both ways; what
+/// the inbox's history reads.
+#[tokio::test]
+async fn settled_operations_are_listed_last_settled_first() {
+    let db = herald_testkit::TestDb::new().await;
+    let start = chrono::Utc::now();
+    let clock = std::sync::Arc::new(herald_core::clock::ManualClock::new(start));
+    let state = herald_producer::api::AppState::new(
+        db.pool.clone(),
+        clock.clone(),
+        herald_core::targets::AllowList::none(),
+        4096,
+        herald_core::metrics::Metrics::new(),
+    );
+    let app = App { router: herald_producer::api::router(state), db };
+    let token = app.db.tenant("acme").await;
+    let t = Some(token.as_str());
+    let expires = (start + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    for id in ["a", "b", "c", "d", "e"] {
+        let mut body = json!({"call_id": id, "fn": "deploy", "kwargs": {}});
+        if id == "e" {
+            body["expires_at"] = json!(expires);
+        }
+        let (s, v) = app.call(Method::POST, "/v1/approvals", t, Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (s, _) = app.call(Method::POST, "/v1/human_contacts", t, Some(json!({"call_id": "q", "msg": "?"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // b at +1s, a at +2s, d at +3s; e expired at +1.5s; c still pending.
+    for (id, approved) in [("b", false), ("a", true), ("d", true)] {
+        clock.advance(chrono::Duration::seconds(1));
+        let (s, v) = app
+            .call(Method::POST, &format!("/v1/approvals/{id}/respond"), t, Some(json!({"approved": approved})))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let (s, _) = app.call(Method::POST, "/v1/approvals/e/respond", t, Some(json!({"approved": true}))).await;
+    assert_eq!(s, StatusCode::CONFLICT, "e has expired");
+    let ids = |v: &Value| -> Vec<String> {
+        v["data"].as_array().unwrap().iter().map(|o| o["call_id"].as_str().unwrap().to_string()).collect()
+    };
+
+    let (s, first) = app.call(Method::GET, "/v1/approvals?order=settled&limit=2", t, None).await;
+    assert_eq!((s, ids(&first)), (StatusCode::OK, vec!["d".to_string(), "a".to_string()]), "{first}");
+    let next = first["next_cursor"].as_str().unwrap();
+    let (_, second) =
+        app.call(Method::GET, &format!("/v1/approvals?order=settled&limit=2&cursor={next}"), t, None).await;
+    assert_eq!(ids(&second), vec!["e", "b"], "{second}");
+    assert!(second["next_cursor"].is_null(), "{second}");
+    let prev = second["prev_cursor"].as_str().unwrap();
+    let (_, back) = app.call(Method::GET, &format!("/v1/approvals?order=settled&limit=2&before={prev}"), t, None).await;
+    assert_eq!(ids(&back), vec!["d", "a"], "{back}");
+    let (_, approved) = app.call(Method::GET, "/v1/approvals?order=settled&status=approved", t, None).await;
+    assert_eq!(ids(&approved), vec!["d", "a"]);
+    let (_, contacts) = app.call(Method::GET, "/v1/human_contacts?order=settled", t, None).await;
+    assert_eq!(ids(&contacts), Vec::<String>::new(), "q is pending");
+    let (_, by_id) = app.call(Method::GET, "/v1/approvals", t, None).await;
+    assert_eq!(ids(&by_id), vec!["a", "b", "c", "d", "e"], "the default order is call_id, pending included");
+    // A cursor of one order is not the other's.
+    let (s, v) = app.call(Method::GET, &format!("/v1/approvals?cursor={next}"), t, None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_cursor")), "{v}");
+    let (s, v) = app.call(Method::GET, "/v1/approvals?order=newest", t, None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_order")), "{v}");
+}

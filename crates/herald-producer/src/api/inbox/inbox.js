@@ -15,7 +15,6 @@ const POLL_MS = 3000;
 const HISTORY_EVERY = 10; // polls between history reloads when nothing changed
 const HISTORY_PAGE = 20; // answered items shown per "Show older"
 const PENDING_CAP = 2000; // pending items read of each kind
-const HISTORY_CAP = 500; // answered items read of each outcome
 
 // Read the fragment before anything else, and take it out of the address bar (and so out of the
 // history, bookmarks and screenshots) before any request is made.
@@ -40,6 +39,8 @@ let again = false;
 let polls = 0;
 let historyShown = HISTORY_PAGE;
 let historyItems = [];
+/** Whether the server has settled items older than those read. */
+let historyMore = false;
 let lastPendingKey = null;
 let uid = 0;
 /** Call ids answered from this page: a poll that started before the answer does not bring them back. */
@@ -310,6 +311,25 @@ const byAsked = (a, b) => (a.requested_at < b.requested_at ? -1 : a.requested_at
 // ---- history ----------------------------------------------------------------------------------
 
 const settledAt = (op) => (op.status && op.status.responded_at) || op.expires_at || op.requested_at;
+/** Last settled first, as the API orders `?order=settled` (then call_id, descending). */
+const bySettled = (a, b) => {
+  const [x, y] = [settledAt(a), settledAt(b)];
+  if (x !== y) return x < y ? 1 : -1;
+  return a.call_id < b.call_id ? 1 : a.call_id > b.call_id ? -1 : 0;
+};
+
+/** The `want` last settled operations of a kind, and whether there are older ones. */
+async function readSettled(kind, want) {
+  const items = [];
+  let cursor = null;
+  do {
+    const limit = Math.min(500, want - items.length);
+    const page = await api("GET", "/v1/" + kind + "?order=settled&limit=" + limit + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    items.push(...page.data);
+    cursor = page.next_cursor;
+  } while (cursor && items.length < want);
+  return { items, more: Boolean(cursor) };
+}
 
 function upsertHistory(op) {
   historyItems = historyItems.filter((h) => !(h.call_id === op.call_id && h.kind === op.kind));
@@ -320,11 +340,12 @@ function upsertHistory(op) {
 let historyKey = null;
 
 function renderHistory() {
-  historyItems.sort((a, b) => (settledAt(a) < settledAt(b) ? 1 : settledAt(a) > settledAt(b) ? -1 : 0));
+  historyItems.sort(bySettled);
   const shown = historyItems.slice(0, historyShown);
   const key = shown.map((op) => op.kind + ":" + op.call_id + ":" + op.status.state).join("|");
-  $("history-count").textContent = "(" + historyItems.length + ")";
-  $("more").hidden = historyItems.length <= historyShown;
+  const older = historyMore || historyItems.length > historyShown;
+  $("history-count").textContent = "(" + shown.length + (older ? "+" : "") + ")";
+  $("more").hidden = !older;
   if (key === historyKey) return;
   historyKey = key;
   const list = $("history-list");
@@ -346,11 +367,11 @@ function renderHistory() {
   }));
 }
 
+/** The history as far as it is shown: of each kind, as many as are shown (the server orders). */
 async function loadHistory() {
-  const reads = [];
-  for (const s of ["approved", "rejected", "expired"]) reads.push(readAll("approvals", s, HISTORY_CAP));
-  for (const s of ["answered", "expired"]) reads.push(readAll("human_contacts", s, HISTORY_CAP));
-  historyItems = (await Promise.all(reads)).flat();
+  const [a, c] = await Promise.all([readSettled("approvals", historyShown), readSettled("human_contacts", historyShown)]);
+  historyItems = [...a.items, ...c.items];
+  historyMore = a.more || c.more;
   renderHistory();
 }
 
@@ -462,6 +483,8 @@ function showWelcome() {
   $("contacts").replaceChildren();
   $("history-list").replaceChildren();
   historyItems = [];
+  historyMore = false;
+  historyShown = HISTORY_PAGE;
   historyKey = null;
   lastPendingKey = null;
 }
@@ -531,7 +554,7 @@ async function start() {
   $("refresh").addEventListener("click", () => load());
   $("more").addEventListener("click", () => {
     historyShown += HISTORY_PAGE;
-    renderHistory();
+    loadHistory().catch((e) => notice("Could not load older answers: " + e.message, true));
   });
 
   // A link opened in a tab already on /inbox changes only the fragment: no reload.
