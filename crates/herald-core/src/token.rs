@@ -136,6 +136,7 @@ impl LinkKind {
                 | "/v1/endpoints/{id}/attempts"
                 | "/v1/endpoints/{id}/stats"
                 | "/v1/deliveries/{id}"
+                | "/v1/deliveries/{id}/attempts"
                 | "/v1/replays"
                 | "/v1/replays/{id}" => read,
                 "/v1/endpoints/{id}/rotate-secret"

@@ -156,6 +156,17 @@ const ATTEMPT_COLUMNS: &str = "attempt_id, delivery_id, event_id, attempt, start
      error, response_excerpt";
 
 /// A page of an event's (`$2`) attempts; the page's key from `$3`.
+/// A delivery's event: where its attempts are found (`attempts_by_event`).
+pub const DELIVERY_EVENT: &str = "SELECT event_id FROM herald.deliveries WHERE tenant_id = $1 AND delivery_id = $2";
+
+/// `$2` the delivery's event, `$3` the delivery: a probe of `attempts_by_event`.
+pub fn delivery_attempts(page: &Request) -> String {
+    format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM herald.attempts WHERE tenant_id = $1 AND event_id = $2 AND delivery_id = $3{}",
+        page.tail(4)
+    )
+}
+
 pub fn event_attempts(page: &Request) -> String {
     format!("SELECT {ATTEMPT_COLUMNS} FROM herald.attempts WHERE tenant_id = $1 AND event_id = $2{}", page.tail(3))
 }

@@ -50,6 +50,27 @@ pub async fn attempts(
     page.answer(|r| async move { r.rows(client, &sql::event_attempts(&r), &[tenant, id]).await }, attempt_json).await
 }
 
+/// `GET /v1/deliveries/{id}/attempts`: one delivery's attempts, oldest first.
+pub async fn delivery_attempts(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(id): ApiPath<DeliveryId>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Json<Listed<Value>>, ApiError> {
+    let page = page.request(&page::DELIVERY_ATTEMPTS)?;
+    let client = state.pool.get().await?;
+    let Some(delivery) = client.query_opt(sql::DELIVERY_EVENT, &[&tenant, &id]).await? else {
+        return Err(ApiError::not_found("delivery", &id));
+    };
+    let event: String = delivery.get("event_id");
+    let (client, tenant, id, event) = (&client, &tenant, &id, &event);
+    page.answer(
+        |r| async move { r.rows(client, &sql::delivery_attempts(&r), &[tenant, event, id]).await },
+        attempt_json,
+    )
+    .await
+}
+
 /// An attempt as the API shows it.
 fn attempt_json(r: &Row) -> Result<Value, ApiError> {
     Ok(json!({

@@ -12,10 +12,10 @@ const HTML: &str = include_str!("inbox/index.html");
 const CSS: &str = include_str!("inbox/inbox.css");
 const JS: &str = include_str!("inbox/inbox.js");
 
-/// Everything from this origin, nothing inline, never framed.
+/// Everything from this origin, nothing inline, never framed (the portal's pages too).
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
-fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+pub(super) fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, content_type),

@@ -11,6 +11,7 @@ mod inbox;
 mod links;
 mod operations;
 pub mod page;
+mod portal;
 pub mod tenant;
 mod tokens;
 
@@ -170,6 +171,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}", get(events::get_one))
         .route("/events/{id}/attempts", get(deliveries::attempts))
         .route("/deliveries/{id}", get(deliveries::get_one))
+        .route("/deliveries/{id}/attempts", get(deliveries::delivery_attempts))
         .route("/deliveries/{id}/retry", post(deliveries::retry))
         .route("/endpoints/{id}/replay", post(deliveries::replay))
         .route("/endpoints/{id}/deliveries", get(deliveries::endpoint_deliveries))
@@ -197,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.max_payload_bytes))
         .with_state(state.clone())
         .merge(inbox::router().route_layer(axum::middleware::from_fn(mark_route)))
+        .merge(portal::router().route_layer(axum::middleware::from_fn(mark_route)))
         .merge(ops_router(state.pool, state.metrics.clone()).route_layer(axum::middleware::from_fn(mark_route)))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)

@@ -130,6 +130,9 @@ pub static HUMAN_CONTACTS_SETTLED: List = List { name: "human_contacts_settled",
 /// `GET /v1/events/{id}/attempts`: oldest first.
 pub static EVENT_ATTEMPTS: List =
     List { name: "event_attempts", keys: &[KeyCol::text("attempt_id", "attempt_id", attempt_id)], desc: false };
+/// `GET /v1/deliveries/{id}/attempts`: oldest first.
+pub static DELIVERY_ATTEMPTS: List =
+    List { name: "delivery_attempts", keys: &[KeyCol::text("attempt_id", "attempt_id", attempt_id)], desc: false };
 /// `GET /v1/events`: newest first, by Herald's time-ordered key (`seq`, then the id).
 pub static EVENTS: List = List {
     name: "events",

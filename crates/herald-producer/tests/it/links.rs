@@ -325,6 +325,7 @@ async fn a_portal_link_manages_its_consumers_endpoints_and_nothing_else() {
     }
     for (m, p) in [
         (Method::GET, format!("/v1/deliveries/{their_delivery}")),
+        (Method::GET, format!("/v1/deliveries/{their_delivery}/attempts")),
         (Method::POST, format!("/v1/deliveries/{their_delivery}/retry")),
         (Method::GET, format!("/v1/replays/{their_replay}")),
     ] {
@@ -342,6 +343,8 @@ async fn a_portal_link_manages_its_consumers_endpoints_and_nothing_else() {
     }
     let (s, v) = call(Method::GET, format!("/v1/deliveries/{our_delivery}"), None).await;
     assert_eq!((s, v["endpoint_id"].as_str()), (StatusCode::OK, Some(ours.as_str())), "{v}");
+    let (s, v) = call(Method::GET, format!("/v1/deliveries/{our_delivery}/attempts"), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     let (s, replay) = call(Method::POST, format!("/v1/endpoints/{ours}/replay"), Some(json!({"since": since}))).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{replay}");
     let our_replay = replay["id"].as_str().unwrap().to_string();
@@ -420,7 +423,7 @@ fn promised(kind: &str, method: &Method, route: &str) -> bool {
                 || (route == "/v1/endpoints" && method == Method::POST)
                 || (route == "/v1/endpoints/{id}" && (method == Method::PATCH || method == Method::DELETE))
                 || (method == Method::POST && posts.iter().any(|p| route == format!("/v1/endpoints/{{id}}/{p}")))
-                || (get && (route == "/v1/deliveries/{id}" || route.starts_with("/v1/replays")))
+                || (get && (route.starts_with("/v1/deliveries/{id}") || route.starts_with("/v1/replays")))
                 || (method == Method::POST && route == "/v1/deliveries/{id}/retry")
         }
         _ => unreachable!(),

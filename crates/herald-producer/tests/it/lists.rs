@@ -522,22 +522,33 @@ async fn the_older_lists_page_both_ways() {
 
     let (s, _) = app.call(Method::POST, "/v1/events", t, Some(json!({"id": "e1", "type": "t", "data": 1}))).await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let mut attempts = Vec::new();
-    for i in 0..5 {
+    let (_, event) = app.call(Method::GET, "/v1/events/e1", t, None).await;
+    let delivery = event["deliveries"][0]["id"].as_str().expect("a delivery").to_string();
+    let (mut attempts, mut its) = (Vec::new(), Vec::new());
+    for i in 0..7 {
         let id = herald_core::id::new_id(herald_core::id::ATTEMPT, t0() + Duration::seconds(i));
+        // Every other attempt is another delivery's of the same event.
+        let of = if i % 2 == 0 { delivery.as_str() } else { "dlv_x" };
         app.db
             .client()
             .await
             .execute(
                 "INSERT INTO herald.attempts (tenant_id, attempt_id, delivery_id, event_id, attempt, started_at, duration_ms) \
-                 VALUES ('acme', $1, 'dlv_x', 'e1', $2, $3, 1)",
-                &[&id, &(i as i32 + 1), &(t0() + Duration::seconds(i))],
+                 VALUES ('acme', $1, $2, 'e1', $3, $4, 1)",
+                &[&id, &of, &(i as i32 + 1), &(t0() + Duration::seconds(i))],
             )
             .await
             .unwrap();
+        if i % 2 == 0 {
+            its.push(id.clone());
+        }
         attempts.push(id);
     }
     assert_eq!(walk_both_ways(&app, &token, "/v1/events/e1/attempts?", 2).await, attempts, "oldest first");
+    let path = format!("/v1/deliveries/{delivery}/attempts?");
+    assert_eq!(walk_both_ways(&app, &token, &path, 3).await, its, "the delivery's own, oldest first");
+    let (s, v) = app.call(Method::GET, "/v1/deliveries/dlv_01M8W395SFG31M1MXKD8M2311T/attempts", t, None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{v}");
 }
 
 /// A filter that matches little of a long history reads until HERALD_LIST_TIMEOUT, then answers
