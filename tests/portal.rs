@@ -71,7 +71,7 @@ async fn answer(api: &Api, good: &Receiver, scene: &mut Scene, ask: &Value) -> V
             assert_eq!(e["consumer"], "acme", "{e}");
             assert_eq!(e["event_types"], json!(["order.*", "invoice.paid"]), "{e}");
             scene.event_id =
-                api.publish(json!({"type": "order.paid", "data": {"order": "A-1042", "amount_cents": 1999}})).await;
+                api.publish(json!({"type": "order.paid", "data": {"order": "A-1042", "amount_cents": 1999}, "consumer": "acme"})).await;
             json!({ "event_id": scene.event_id })
         }
         "delivered" => {

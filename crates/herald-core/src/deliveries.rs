@@ -40,7 +40,7 @@ impl State {
 /// Endpoints that take new deliveries: healthy or failing, not disabled. FOR KEY SHARE: an
 /// endpoint being deleted waits for this fan-out to commit (and then cancels the deliveries it
 /// made), and this one does not see it after its delete.
-const ENDPOINTS: &str = "SELECT endpoint_id, url, event_types, ordering = 'fifo' FROM herald.endpoints \
+const ENDPOINTS: &str = "SELECT endpoint_id, url, event_types, ordering = 'fifo', consumer FROM herald.endpoints \
      WHERE tenant_id = $1 AND status IN ('healthy', 'failing') ORDER BY endpoint_id FOR KEY SHARE";
 
 /// The insert of new deliveries, due at `$6` or at their event's `deliver_at` (`u.due`) if
@@ -91,6 +91,14 @@ pub struct New<'a> {
     pub dues: Vec<Option<DateTime<Utc>>>,
     /// Its event's `seq`, for a FIFO endpoint's (their order); `None` for every other.
     pub seqs: Vec<Option<i64>>,
+}
+
+/// Whether an endpoint of `endpoint` (its consumer, if any) takes an event for `event`: an
+/// endpoint of a consumer takes only that consumer's events; one of none (the tenant's own)
+/// takes every event. What keeps one customer's events from another's endpoints (a portal link
+/// hands a customer its endpoints), in fan-out and in replay alike.
+pub fn reaches(endpoint: Option<&str>, event: Option<&str>) -> bool {
+    endpoint.is_none() || endpoint == event
 }
 
 /// What a delivery is sent to, for claims and limits: its endpoint, or its event's callback.
@@ -148,6 +156,8 @@ pub struct Event {
     pub deliver_at: Option<DateTime<Utc>>,
     /// Herald's time-ordered key: a FIFO endpoint's deliveries go in its order.
     pub seq: i64,
+    /// The consumer it is for: only that consumer's endpoints and the tenant's own get it.
+    pub consumer: Option<String>,
 }
 
 /// Creates the deliveries of `events` (all of `tenant`) in `tx`, and wakes the workers when
@@ -162,13 +172,14 @@ pub async fn fan_out(
         return Ok(0);
     }
     // An endpoint row that cannot be read gets nothing (and says so); the others go on.
-    let endpoints: Vec<(EndpointId, String, Vec<String>, bool)> = tx
+    type Endpoint = (EndpointId, String, Vec<String>, bool, Option<String>);
+    let endpoints: Vec<Endpoint> = tx
         .query(&tx.prepare_cached(ENDPOINTS).await?, &[&tenant])
         .await?
         .iter()
-        .filter_map(|r| match (r.try_get(0), r.try_get(1), r.try_get(2), r.try_get(3)) {
-            (Ok(id), Ok(url), Ok(types), Ok(fifo)) => Some((id, url, types, fifo)),
-            (id, _, _, _) => {
+        .filter_map(|r| match (r.try_get(0), r.try_get(1), r.try_get(2), r.try_get(3), r.try_get(4)) {
+            (Ok(id), Ok(url), Ok(types), Ok(fifo), Ok(consumer)) => Some((id, url, types, fifo, consumer)),
+            (id, _, _, _, _) => {
                 tracing::error!(%tenant, endpoint = ?id.ok(), "an endpoint row cannot be read; it gets no deliveries");
                 None
             }
@@ -180,8 +191,10 @@ pub async fn fan_out(
     let mut spans = Vec::new();
     for event in events {
         let before = ids.len();
-        for (endpoint_id, url, patterns, fifo) in &endpoints {
-            if validate::type_matches(patterns, &event.event_type) {
+        for (endpoint_id, url, patterns, fifo, consumer) in &endpoints {
+            if reaches(consumer.as_deref(), event.consumer.as_deref())
+                && validate::type_matches(patterns, &event.event_type)
+            {
                 ids.push(DeliveryId::generate(now));
                 event_ids.push(&event.id);
                 targets.push(target_of(Some(endpoint_id)));

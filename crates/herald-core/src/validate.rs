@@ -58,6 +58,21 @@ pub fn event_type(t: &str) -> Result<(), Invalid> {
     }
 }
 
+/// A consumer: the tenant's name for one of its customers, on endpoints, events and portal links.
+pub fn consumer(c: &str) -> Result<(), Invalid> {
+    if (1..=100).contains(&c.len()) && all_chars(c, b"_.:-") {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "invalid_consumer",
+            format!(
+                "consumer {}: 1 to 100 characters of A-Z a-z 0-9 _ . : - (your name for the customer, e.g. \"acme\")",
+                shown(c)
+            ),
+        ))
+    }
+}
+
 pub fn call_id(id: &str) -> Result<(), Invalid> {
     if (1..=100).contains(&id.len()) && event_id(id).is_ok() {
         Ok(())

@@ -42,7 +42,7 @@ mod sql {
          RETURNING p.event_id";
 
     pub const EVENTS: &str =
-        "SELECT event_id, event_type, callback_url, traceparent, tracestate, door, deliver_at, seq FROM herald.events \
+        "SELECT event_id, event_type, callback_url, traceparent, tracestate, door, deliver_at, seq, consumer FROM herald.events \
          WHERE tenant_id = $1 AND event_id = ANY($2) ORDER BY seq, event_id";
 
     /// A tenant's pending events in sequence order, read without locks (to go one at a time).
@@ -272,6 +272,7 @@ impl Poller {
                     trace: TraceContext::new(r.try_get(3)?, r.try_get(4)?),
                     deliver_at: r.try_get(6)?,
                     seq: r.try_get(7)?,
+                    consumer: r.try_get(8)?,
                 })
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;

@@ -58,14 +58,14 @@ mod sql {
 
     /// The endpoint, held against a PATCH (one that makes it FIFO waits for the batch's
     /// deliveries, and orders them), not against fan-out.
-    pub const ENDPOINT: &str = "SELECT url, event_types, ordering = 'fifo' FROM herald.endpoints \
+    pub const ENDPOINT: &str = "SELECT url, event_types, ordering = 'fifo', consumer FROM herald.endpoints \
          WHERE tenant_id = $1 AND endpoint_id = $2 FOR SHARE";
 
     /// The next events of the window `[$2, $3)` of `seq` after `($4, $5)`, in Herald's key order:
     /// those fanned out already, but not `herald.test` events (each was meant for one endpoint).
     /// An event still in the outbox (or set aside there) gets its deliveries from the
     /// outbox-poller, whose insert expects none to exist yet.
-    pub const EVENTS: &str = "SELECT e.event_id, e.event_type, e.seq, e.deliver_at FROM herald.events e \
+    pub const EVENTS: &str = "SELECT e.event_id, e.event_type, e.seq, e.deliver_at, e.consumer FROM herald.events e \
           WHERE e.tenant_id = $1 AND e.seq >= $2 AND e.seq < $3 AND (e.seq, e.event_id) > ($4, $5) \
             AND e.event_type <> 'herald.test' \
             AND NOT EXISTS (SELECT 1 FROM herald.pending_events p \
@@ -193,16 +193,23 @@ impl Replayer {
             return Ok(Step::Failed);
         };
         let (url, patterns, fifo): (String, Vec<String>, bool) = (ep.try_get(0)?, ep.try_get(1)?, ep.try_get(2)?);
+        let consumer: Option<String> = ep.try_get(3)?;
         let batch = self.config.batch.max(1);
         let rows = tx
             .query(sql::EVENTS, &[tenant, &seq_floor(since), &seq_floor(until), &after.0, &after.1, &(batch as i64)])
             .await?;
         type Replayed = (EventId, String, i64, Option<DateTime<Utc>>);
-        let events: Vec<Replayed> = rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect::<Result<_, tokio_postgres::Error>>()?;
-        let matched: Vec<&Replayed> = events.iter().filter(|(_, t, _, _)| type_matches(&patterns, t)).collect();
+        let mut events: Vec<Replayed> = Vec::with_capacity(rows.len());
+        let mut matched: Vec<usize> = Vec::new();
+        for r in &rows {
+            let for_consumer: Option<String> = r.try_get(4)?;
+            let event: Replayed = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            if deliveries::reaches(consumer.as_deref(), for_consumer.as_deref()) && type_matches(&patterns, &event.1) {
+                matched.push(events.len());
+            }
+            events.push(event);
+        }
+        let matched: Vec<&Replayed> = matched.iter().map(|&i| &events[i]).collect();
         // Fan-out's own insert: new deliveries, and finished ones made pending again.
         let again = deliveries::New {
             ids: matched.iter().map(|_| DeliveryId::generate(now)).collect(),

@@ -31,11 +31,11 @@ const WRITERS: usize = 2;
 
 /// Events of one tenant, straight into the outbox table; a duplicate id keeps the first.
 const INSERT_EVENTS: &str = "INSERT INTO herald.events AS e (tenant_id, event_id, seq, event_type, data, \
-        created_at, traceparent, tracestate, deliver_at) \
-     SELECT $1, u.id, u.seq, u.event_type, u.data::json, u.at, u.traceparent, u.tracestate, u.deliver_at \
+        created_at, traceparent, tracestate, deliver_at, consumer) \
+     SELECT $1, u.id, u.seq, u.event_type, u.data::json, u.at, u.traceparent, u.tracestate, u.deliver_at, u.consumer \
        FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], \
-                   $9::timestamptz[]) \
-            AS u(id, seq, event_type, data, at, traceparent, tracestate, deliver_at) \
+                   $9::timestamptz[], $10::text[]) \
+            AS u(id, seq, event_type, data, at, traceparent, tracestate, deliver_at, consumer) \
      ON CONFLICT ON CONSTRAINT events_pkey DO NOTHING \
      RETURNING e.event_id";
 
@@ -275,9 +275,13 @@ async fn write_tenant(
         let traceparents: Vec<Option<&str>> = plain.iter().map(|&i| jobs[i].event.traceparent.as_deref()).collect();
         let tracestates: Vec<Option<&str>> = plain.iter().map(|&i| jobs[i].event.tracestate.as_deref()).collect();
         let deliver_ats: Vec<Option<DateTime<Utc>>> = plain.iter().map(|&i| jobs[i].event.deliver_at).collect();
+        let consumers: Vec<Option<&str>> = plain.iter().map(|&i| jobs[i].event.consumer.as_deref()).collect();
         let insert = tx.prepare_cached(INSERT_EVENTS).await?;
         let inserted: Vec<EventId> = tx
-            .query(&insert, &[&tenant, &ids, &seqs, &types, &data, &ats, &traceparents, &tracestates, &deliver_ats])
+            .query(
+                &insert,
+                &[&tenant, &ids, &seqs, &types, &data, &ats, &traceparents, &tracestates, &deliver_ats, &consumers],
+            )
             .await
             .map_err(publish_error)?
             .iter()
@@ -297,6 +301,7 @@ async fn write_tenant(
                     trace: jobs[i].event.trace_context(),
                     deliver_at: jobs[i].event.deliver_at,
                     seq: seqs[k],
+                    consumer: jobs[i].event.consumer.clone(),
                 });
                 answers[i] = Some(Published {
                     id: ids[k].clone(),

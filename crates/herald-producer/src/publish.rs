@@ -30,6 +30,9 @@ pub struct NewEvent {
     pub deliver_at: Option<DateTime<Utc>>,
     /// The body the callback gets (the envelope when `None`).
     pub callback_payload_format: Option<PayloadFormat>,
+    /// The customer it is for: only that consumer's endpoints (and the tenant's own, of no
+    /// consumer) get it. `None`: the tenant's own endpoints only.
+    pub consumer: Option<String>,
 }
 
 impl NewEvent {
@@ -45,6 +48,9 @@ impl NewEvent {
     /// stored (parsed: lower-case scheme and host, percent-encoded, as endpoint URLs are).
     pub fn check(&self) -> Result<Option<String>, Invalid> {
         validate::event_type(&self.event_type)?;
+        if let Some(c) = &self.consumer {
+            validate::consumer(c)?;
+        }
         let callback_url = match &self.callback_url {
             Some(url) => {
                 Some(validate::target_url("callback_url", url, &herald_core::targets::AllowList::all())?.to_string())
@@ -185,6 +191,9 @@ pub(crate) async fn publish_as(
     };
     if let (Some(format), false) = (event.callback_payload_format, published.duplicate) {
         tx.execute(sql::SET_CALLBACK_FORMAT, &[tenant, &published.id, &format.name()]).await?;
+    }
+    if let (Some(consumer), false) = (&event.consumer, published.duplicate) {
+        tx.execute(sql::SET_EVENT_CONSUMER, &[tenant, &published.id, consumer]).await?;
     }
     Ok(published)
 }

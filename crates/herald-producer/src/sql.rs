@@ -16,6 +16,10 @@ pub const PUBLISH_EVENT: &str =
 pub const SET_CALLBACK_FORMAT: &str =
     "UPDATE herald.events SET callback_payload_format = $3 WHERE tenant_id = $1 AND event_id = $2";
 
+/// An event's consumer, beside `herald.publish_event_json` (which takes none), in its publishing
+/// transaction: before the outbox-poller can see it.
+pub const SET_EVENT_CONSUMER: &str = "UPDATE herald.events SET consumer = $3 WHERE tenant_id = $1 AND event_id = $2";
+
 /// An operation's callback format, beside herald.create_operation (which takes none).
 pub const SET_OPERATION_CALLBACK_FORMAT: &str =
     "UPDATE herald.operations SET callback_payload_format = $3 WHERE tenant_id = $1 AND call_id = $2";
@@ -33,17 +37,18 @@ pub const SESSION_LOOKUP: &str = "SELECT l.link_id, l.kind, l.responder, l.run_i
        JOIN herald.tenants n ON n.tenant_id = s.tenant_id \
       WHERE s.tenant_id = $1 AND s.session_hash = $2";
 
-/// Whether an endpoint (`$2`), a delivery or a replay belongs to consumer `$3`: what a portal
-/// session held to one consumer may reach (`api/extract.rs`). `$2` is the path's text, unchecked:
-/// an id of the wrong shape matches nothing.
-pub const ENDPOINT_OF_CONSUMER: &str =
-    "SELECT 1 FROM herald.endpoints WHERE tenant_id = $1 AND endpoint_id = $2 AND consumer = $3";
+/// Whether an endpoint (`$2`), a delivery or a replay belongs to consumer `$3` (NULL: to any
+/// endpoint of the tenant): what a portal session may reach (`api/extract.rs`). Always through an
+/// endpoint, so a delivery to an event's or operation's callback URL is no portal's. `$2` is the
+/// path's text, unchecked: an id of the wrong shape matches nothing.
+pub const ENDPOINT_OF_CONSUMER: &str = "SELECT 1 FROM herald.endpoints \
+      WHERE tenant_id = $1 AND endpoint_id = $2 AND ($3::text IS NULL OR consumer = $3)";
 pub const DELIVERY_OF_CONSUMER: &str = "SELECT 1 FROM herald.deliveries d \
        JOIN herald.endpoints e ON e.tenant_id = d.tenant_id AND e.endpoint_id = d.endpoint_id \
-      WHERE d.tenant_id = $1 AND d.delivery_id = $2 AND e.consumer = $3";
+      WHERE d.tenant_id = $1 AND d.delivery_id = $2 AND ($3::text IS NULL OR e.consumer = $3)";
 pub const REPLAY_OF_CONSUMER: &str = "SELECT 1 FROM herald.replays r \
        JOIN herald.endpoints e ON e.tenant_id = r.tenant_id AND e.endpoint_id = r.endpoint_id \
-      WHERE r.tenant_id = $1 AND r.replay_id = $2 AND e.consumer = $3";
+      WHERE r.tenant_id = $1 AND r.replay_id = $2 AND ($3::text IS NULL OR e.consumer = $3)";
 
 pub const OPERATOR_TOKEN_LOOKUP: &str =
     "SELECT expires_at, revoked_at FROM herald.operator_tokens WHERE token_hash = $1";
@@ -56,7 +61,7 @@ pub const CREATE_TOKEN: &str = "INSERT INTO herald.api_tokens \
 
 /// The data as text: it is answered as the publisher sent it, never parsed.
 pub const GET_EVENT: &str = "SELECT ev.event_id, ev.event_type, ev.created_at, ev.data::text AS data, \
-            ev.callback_url, ev.deliver_at, f.error AS fan_out_error \
+            ev.callback_url, ev.deliver_at, ev.consumer, f.error AS fan_out_error \
        FROM herald.events ev \
        LEFT JOIN herald.fanout_failures f ON f.tenant_id = $1 AND f.event_id = ev.event_id \
       WHERE ev.tenant_id = $1 AND ev.event_id = $2";
@@ -180,7 +185,7 @@ pub fn event_attempts(page: &Request) -> String {
 pub fn list_events(page: &Request) -> String {
     format!(
         "SELECT e.seq, e.event_id, e.event_type, e.created_at, CASE WHEN $7 THEN e.data::text END AS data, \
-                e.callback_url, e.deliver_at, f.error AS fan_out_error, c.* \
+                e.callback_url, e.deliver_at, e.consumer, f.error AS fan_out_error, c.* \
            FROM herald.events e \
            LEFT JOIN herald.fanout_failures f ON f.tenant_id = $1 AND f.event_id = e.event_id \
            CROSS JOIN LATERAL ( \
@@ -257,10 +262,14 @@ pub const CREATE_REPLAY: &str = "INSERT INTO herald.replays (tenant_id, replay_i
        created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *";
 pub const NOTIFY_REPLAYS: &str = "SELECT pg_notify('herald_replays', $1)";
 
+/// The endpoint's replay still running, if any (a probe of `replays_running`).
+pub const RUNNING_REPLAY: &str =
+    "SELECT replay_id FROM herald.replays WHERE tenant_id = $1 AND state = 'running' AND endpoint_id = $2 LIMIT 1";
+
 pub const GET_REPLAY: &str = "SELECT * FROM herald.replays WHERE tenant_id = $1 AND replay_id = $2";
 
 /// A page of the tenant's replays, newest first, of endpoint `$2` and in state `$3` if given;
-/// the page's key from `$4`.
+/// the page's key from `$5`.
 /// `$4`: only the replays of that consumer's endpoints (a portal session's), or NULL.
 pub fn list_replays(page: &Request) -> String {
     format!(

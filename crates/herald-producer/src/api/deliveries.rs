@@ -435,8 +435,18 @@ pub async fn replay(
     }
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    if tx.query_opt(&sql::get_endpoint(), &[&tenant, &endpoint]).await?.is_none() {
+    // Locked: of two requests at once, the second sees the first's job.
+    if tx.query_opt(&sql::lock_endpoint(), &[&tenant, &endpoint]).await?.is_none() {
         return Err(ApiError::not_found("endpoint", &endpoint));
+    }
+    // One at a time per endpoint: two would send the same events twice over.
+    if let Some(running) = tx.query_opt(sql::RUNNING_REPLAY, &[&tenant, &endpoint]).await? {
+        let running: String = running.get(0);
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "replay_running",
+            format!("replay {running} of this endpoint is still running: follow it with GET /v1/replays/{running}, and ask for another once it is done"),
+        ));
     }
     let id = herald_core::id::new_id(REPLAY, now);
     let row = tx.query_one(sql::CREATE_REPLAY, &[&tenant, &id, &endpoint, &body.since, &until, &now]).await?;

@@ -44,15 +44,7 @@ pub struct CreateBody {
 
 /// `consumer`: the tenant's name for the customer whose endpoint it is.
 pub(super) fn check_consumer(c: &str) -> Result<(), Invalid> {
-    let ok = (1..=100).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Invalid::new(
-            "invalid_consumer",
-            format!("consumer {c:?}: 1 to 100 characters of A-Z a-z 0-9 _ . : - (your name for the customer, e.g. \"acme\")"),
-        ))
-    }
+    validate::consumer(c)
 }
 
 /// The consumer a request names, under a portal session held to one (`held`): that one when the
@@ -66,6 +58,23 @@ fn consumer_for(held: Option<&str>, named: Option<&str>) -> Result<Option<String
         )),
         (Some(held), _) => Ok(Some(held.to_string())),
         (None, named) => Ok(named.map(str::to_string)),
+    }
+}
+
+/// The tenant's URL policy for an endpoint's `url`. Under a link's session the refusal does not
+/// list the tenant's allowed domains: they name its other customers.
+async fn check_url(
+    state: &AppState,
+    tenant: &TenantId,
+    link: &Option<LinkScope>,
+    url: &url::Url,
+) -> Result<(), ApiError> {
+    match state.check_url(tenant, "url", url).await {
+        Err(e) if link.is_some() && e.code == "url_not_allowed" => Err(ApiError::unprocessable(
+            "url_not_allowed",
+            "url: this URL is not allowed for this tenant; ask whoever sent your link where endpoints may point",
+        )),
+        checked => checked,
     }
 }
 
@@ -228,7 +237,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let url = validate::target_url("url", &body.url, &state.allow)?;
-    state.check_url(&tenant, "url", &url).await?;
+    check_url(&state, &tenant, &link, &url).await?;
     let event_types = body.event_types.unwrap_or_default();
     validate::event_type_patterns(&event_types)?;
     let description = body.description.unwrap_or_default();
@@ -333,7 +342,7 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let url = body.url.as_deref().map(|u| validate::target_url("url", u, &state.allow)).transpose()?;
     if let Some(u) = &url {
-        state.check_url(&tenant, "url", u).await?;
+        check_url(&state, &tenant, &link, u).await?;
     }
     if let Some(t) = &body.event_types {
         validate::event_type_patterns(t)?;

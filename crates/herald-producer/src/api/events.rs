@@ -34,6 +34,8 @@ pub struct PublishBody {
     /// RFC 3339; nothing is sent before it.
     deliver_at: Option<String>,
     callback_payload_format: Option<String>,
+    /// The customer it is for (only that consumer's endpoints, and the tenant's own, get it).
+    consumer: Option<String>,
 }
 
 /// `deliver_at` as RFC 3339.
@@ -162,6 +164,7 @@ async fn publish_in(
         tracestate: trace.tracestate,
         deliver_at,
         callback_payload_format: body.callback_payload_format.as_deref().map(PayloadFormat::parse).transpose()?,
+        consumer: body.consumer,
     };
     event.check()?;
     tracing::Span::current().record("herald.event_type", event.event_type.as_str());
@@ -197,6 +200,7 @@ pub async fn get_one(
         data,
         callback_url: event.col("callback_url")?,
         deliver_at: event.col("deliver_at")?,
+        consumer: event.col("consumer")?,
         deliveries,
         fan_out_error: event.col("fan_out_error")?,
     }))
@@ -214,6 +218,9 @@ pub struct EventAnswer {
     /// When its deliveries are due from, if it was published for later.
     #[serde(skip_serializing_if = "Option::is_none")]
     deliver_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The consumer it was published for; absent for the tenant's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumer: Option<String>,
     deliveries: Vec<Value>,
     /// Why the outbox-poller set the event aside without deliveries; absent when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -279,6 +286,8 @@ pub struct EventItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     deliver_at: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    consumer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     fan_out_error: Option<String>,
     delivery_counts: DeliveryCounts,
 }
@@ -327,6 +336,7 @@ pub async fn list(
                 data,
                 callback_url: e.col("callback_url")?,
                 deliver_at: e.col("deliver_at")?,
+                consumer: e.col("consumer")?,
                 fan_out_error: e.col("fan_out_error")?,
                 delivery_counts: DeliveryCounts {
                     total: e.col("total")?,

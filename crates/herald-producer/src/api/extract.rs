@@ -59,8 +59,8 @@ impl FromRequestParts<AppState> for Tenant {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if !parts.headers.contains_key(header::AUTHORIZATION) {
-            if let Some(session) = session_cookie(&parts.headers) {
-                let (tenant, link) = session_of(state, session).await?;
+            if let Some(session) = session_cookie(&parts.headers).map(str::to_string) {
+                let (tenant, link) = session_of(state, &session).await?;
                 if !same_origin(parts) {
                     return Err(forbidden("a request made with a session cookie must come from Herald's own pages"));
                 }
@@ -68,9 +68,12 @@ impl FromRequestParts<AppState> for Tenant {
                 if !link.kind.allows(parts.method.as_str(), &route) {
                     return Err(forbidden(format!("{}: it may not {} {route}", link.kind.describe(), parts.method)));
                 }
-                if let Some(consumer) = &link.consumer {
-                    within_consumer(state, parts, &tenant, consumer, &route).await?;
+                let mut id = None;
+                if link.kind == LinkKind::Portal {
+                    id = Path::<String>::from_request_parts(parts, state).await.ok().map(|Path(id)| id);
+                    within_consumer(state, &tenant, link.consumer.as_deref(), &route, id.as_deref()).await?;
                 }
+                parts.extensions.insert(SessionCheck { session, route, id });
                 parts.extensions.insert(link);
                 return Ok(Tenant(tenant));
             }
@@ -124,34 +127,82 @@ fn outside(kind: &str, id: &str) -> ApiError {
     ApiError::not_found(kind, id)
 }
 
-/// A portal session held to `consumer` reaches the object in the route's path only if it is
-/// (or belongs to) one of that consumer's endpoints: checked here, before any handler runs, for
-/// every route with an `{id}` a portal may call. Lists and creation are narrowed by their
-/// handlers (they take [`Link`]).
+/// How a portal session's request on a route is held to the session's consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortalReach {
+    /// The object of the path's `{id}` (a `kind`): reached only if `statement` finds it through
+    /// one of the consumer's endpoints (any of the tenant's for a portal without a consumer).
+    Object { kind: &'static str, statement: &'static str },
+    /// No object in the path: the handler narrows what it lists or makes (it takes [`Link`]).
+    Narrowed,
+}
+
+/// The routes a portal session may call whose handlers narrow them ([`PortalReach::Narrowed`]).
+pub const PORTAL_NARROWED: [&str; 3] = ["/v1/endpoints", "/v1/replays", "/v1/sessions/current"];
+
+/// How a portal session's request on `route` (its pattern) is held to its consumer; `None` for
+/// a route this does not know, which a portal session may not call, whatever
+/// [`LinkKind::allows`] says.
+pub fn portal_reach(route: &str) -> Option<PortalReach> {
+    let object = |kind, statement| Some(PortalReach::Object { kind, statement });
+    if route == "/v1/endpoints/{id}" || route.starts_with("/v1/endpoints/{id}/") {
+        object("endpoint", sql::ENDPOINT_OF_CONSUMER)
+    } else if route == "/v1/deliveries/{id}" || route.starts_with("/v1/deliveries/{id}/") {
+        object("delivery", sql::DELIVERY_OF_CONSUMER)
+    } else if route == "/v1/replays/{id}" {
+        object("replay", sql::REPLAY_OF_CONSUMER)
+    } else if PORTAL_NARROWED.contains(&route) {
+        Some(PortalReach::Narrowed)
+    } else {
+        None
+    }
+}
+
+/// A portal session reaches the object in the route's path (`id`) only if it is (or belongs
+/// to) one of its consumer's endpoints, or one of the tenant's for a portal without a consumer
+/// (never a delivery to a callback URL): checked before any handler runs, and again by the body
+/// extractors once the body is in ([`SessionCheck`]). A route [`portal_reach`] does not know
+/// is 403.
 async fn within_consumer(
     state: &AppState,
-    parts: &mut Parts,
     tenant: &TenantId,
-    consumer: &str,
+    consumer: Option<&str>,
     route: &str,
+    id: Option<&str>,
 ) -> Result<(), ApiError> {
-    let statement = if route.starts_with("/v1/endpoints/{id}") {
-        ("endpoint", sql::ENDPOINT_OF_CONSUMER)
-    } else if route.starts_with("/v1/deliveries/{id}") {
-        ("delivery", sql::DELIVERY_OF_CONSUMER)
-    } else if route == "/v1/replays/{id}" {
-        ("replay", sql::REPLAY_OF_CONSUMER)
-    } else {
-        return Ok(());
+    let (kind, statement) = match portal_reach(route) {
+        Some(PortalReach::Object { kind, statement }) => (kind, statement),
+        Some(PortalReach::Narrowed) => return Ok(()),
+        None => return Err(forbidden(format!("{}: {route} is not one it may call", LinkKind::Portal.describe()))),
     };
-    let id = match Path::<String>::from_request_parts(parts, state).await {
-        Ok(Path(id)) => id,
-        Err(_) => return Err(outside(statement.0, "")),
-    };
+    let Some(id) = id else { return Err(outside(kind, "")) };
     let client = state.pool.get().await?;
-    match client.query_opt(statement.1, &[tenant, &id, &consumer]).await? {
+    match client.query_opt(statement, &[tenant, &id, &consumer]).await? {
         Some(_) => Ok(()),
-        None => Err(outside(statement.0, &id)),
+        None => Err(outside(kind, id)),
+    }
+}
+
+/// What [`Tenant`] checked of a link's session, kept in the request's extensions: a client may
+/// hold its body back (up to the request timeout) while the tenant revokes the link or gives the
+/// endpoint to another consumer, so [`ApiJson`] checks it all again once the body is in.
+#[derive(Debug, Clone)]
+struct SessionCheck {
+    session: String,
+    route: String,
+    /// The path's `{id}`, for a portal session.
+    id: Option<String>,
+}
+
+impl SessionCheck {
+    /// The session still valid, and a portal's object still its consumer's (else 401, 403 or
+    /// 404, as [`Tenant`] answers).
+    async fn again(&self, state: &AppState) -> Result<(), ApiError> {
+        let (tenant, link) = session_of(state, &self.session).await?;
+        if link.kind == LinkKind::Portal {
+            within_consumer(state, &tenant, link.consumer.as_deref(), &self.route, self.id.as_deref()).await?;
+        }
+        Ok(())
     }
 }
 
@@ -420,7 +471,8 @@ impl TokenCache {
 }
 
 /// A JSON body whose rejections answer the contract's codes: 415 not JSON, 400 malformed,
-/// 413 too large, 422 a field of the wrong type, missing or unknown.
+/// 413 too large, 422 a field of the wrong type, missing or unknown. Under a link's session,
+/// what [`Tenant`] checked is checked again once the body is in (`SessionCheck`).
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
@@ -434,6 +486,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             return Err(not_json());
         }
         let max = state.max_payload_bytes;
+        let session = req.extensions().get::<SessionCheck>().cloned();
         let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large(max)
@@ -441,6 +494,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 ApiError::new(e.status(), "bad_request", e.body_text())
             }
         })?;
+        if let Some(session) = session {
+            session.again(state).await?;
+        }
         let Json(v) = Json::<T>::from_bytes(&bytes).map_err(|e| json_rejection(e, max))?;
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             return Err(ApiError::unprocessable(
@@ -476,7 +532,8 @@ fn too_large(max: usize) -> ApiError {
 }
 
 /// [`ApiJson`] when the request has a body, `None` when it has none (`POST .../rotate-secret`
-/// takes an optional one).
+/// takes an optional one). A link's session is checked again after a body (by [`ApiJson`]);
+/// without one nothing was waited for.
 pub struct MaybeJson<T>(pub Option<T>);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for MaybeJson<T> {

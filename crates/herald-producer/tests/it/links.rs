@@ -272,18 +272,21 @@ async fn a_portal_link_manages_its_consumers_endpoints_and_nothing_else() {
     let ours = endpoint(&app, &token, "https://shop.example.com/hooks", Some("shop")).await;
     let theirs = endpoint(&app, &token, "https://globex.example.com/hooks", Some("globex")).await;
     let untagged = endpoint(&app, &token, "https://internal.example.com/hooks", None).await;
-    let (s, _) = app
-        .call(Method::POST, "/v1/events", Some(&token), Some(json!({"id": "ev1", "type": "order.paid", "data": 1})))
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED);
-    let (_, event) = app.call(Method::GET, "/v1/events/ev1", Some(&token), None).await;
-    let delivery_to = |endpoint: &str| {
+    // One event for each consumer: each reaches its consumer's endpoint.
+    let mut events = Vec::new();
+    for (id, consumer) in [("ev1", "shop"), ("ev2", "globex")] {
+        let body = json!({"id": id, "type": "order.paid", "data": 1, "consumer": consumer});
+        let (s, _) = app.call(Method::POST, "/v1/events", Some(&token), Some(body)).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        events.push(app.call(Method::GET, &format!("/v1/events/{id}"), Some(&token), None).await.1);
+    }
+    let delivery_to = |event: &Value, endpoint: &str| {
         event["deliveries"].as_array().unwrap().iter().find(|d| d["endpoint_id"] == endpoint).unwrap()["id"]
             .as_str()
             .unwrap()
             .to_string()
     };
-    let (our_delivery, their_delivery) = (delivery_to(&ours), delivery_to(&theirs));
+    let (our_delivery, their_delivery) = (delivery_to(&events[0], &ours), delivery_to(&events[1], &theirs));
     let since = (Utc::now() - Duration::hours(1)).to_rfc3339();
     let (s, replay) = app
         .call(Method::POST, &format!("/v1/endpoints/{theirs}/replay"), Some(&token), Some(json!({"since": since})))
@@ -465,4 +468,184 @@ async fn every_route_answers_a_links_session_as_its_kind_says() {
         }
     }
     assert!(walked >= 3 * 30, "only {walked} calls: is docs/openapi.yaml read right?");
+}
+
+/// A delivery to the callback URL of `event` (published with one), as the tenant sees it.
+async fn callback_delivery(app: &App, token: &str, event: &str) -> String {
+    let (_, v) = app.call(Method::GET, &format!("/v1/events/{event}"), Some(token), None).await;
+    let delivery = v["deliveries"].as_array().unwrap().iter().find(|d| d["endpoint_id"].is_null()).cloned();
+    delivery.unwrap_or_else(|| panic!("no callback delivery: {v}"))["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_portal_without_a_consumer_reaches_every_endpoint_but_no_callback() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let ours = endpoint(&app, &token, "https://shop.example.com/hooks", None).await;
+    let body =
+        json!({"id": "ev1", "type": "order.paid", "data": 1, "callback_url": "https://cb.example.com/done?key=s3cret"});
+    let (s, v) = app.call(Method::POST, "/v1/events", Some(&token), Some(body)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    // The callback goes through the outbox: fan it out as the poller would.
+    let poller = herald_outbox_poller::Poller::new(
+        app.db.pool.clone(),
+        herald_core::clock::system(),
+        Default::default(),
+        herald_core::metrics::Metrics::new(),
+    );
+    poller.tick().await.unwrap();
+    let callback = callback_delivery(&app, &token, "ev1").await;
+    let (_, event) = app.call(Method::GET, "/v1/events/ev1", Some(&token), None).await;
+    let to_endpoint = event["deliveries"].as_array().unwrap().iter().find(|d| d["endpoint_id"] == ours.as_str());
+    let to_endpoint = to_endpoint.unwrap()["id"].as_str().unwrap().to_string();
+
+    let (every, _) = session(&app, &token, json!({"kind": "portal"})).await;
+    for (m, p) in [
+        (Method::GET, format!("/v1/deliveries/{callback}")),
+        (Method::GET, format!("/v1/deliveries/{callback}/attempts")),
+        (Method::POST, format!("/v1/deliveries/{callback}/retry")),
+    ] {
+        let (s, v) = with_cookie(&app, m.clone(), &p, &every, ORIGIN, None).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{m} {p}: {v}");
+        assert!(!v.to_string().contains("s3cret"), "{v}");
+    }
+    let (s, v) = with_cookie(&app, Method::GET, &format!("/v1/deliveries/{to_endpoint}"), &every, None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = with_cookie(&app, Method::GET, &format!("/v1/endpoints/{ours}/stats"), &every, None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = app.call(Method::GET, &format!("/v1/deliveries/{callback}"), Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK, "the tenant's token reaches it");
+}
+
+/// Every route a portal session may call is held to its consumer: by the extractor's check of
+/// the path's object, or by its handler (a list, a creation, the session itself). One it does
+/// not know is refused whatever the kind allows.
+#[test]
+fn every_route_a_portal_may_call_is_held_to_its_consumer() {
+    use herald_core::token::LinkKind;
+    use herald_producer::api::extract::{portal_reach, PortalReach, PORTAL_NARROWED};
+    let mut allowed = 0;
+    for (method, route) in spec_routes() {
+        if !LinkKind::Portal.allows(method.as_str(), &route) {
+            continue;
+        }
+        allowed += 1;
+        match portal_reach(&route) {
+            Some(PortalReach::Object { .. }) => assert!(route.contains("{id}"), "{method} {route}"),
+            Some(PortalReach::Narrowed) => assert!(PORTAL_NARROWED.contains(&route.as_str()), "{method} {route}"),
+            None => panic!("{method} {route}: a portal may call it, but nothing holds it to the portal's consumer"),
+        }
+    }
+    assert!(allowed >= 20, "only {allowed} routes a portal may call: is docs/openapi.yaml read right?");
+    for route in ["/v1/events/{id}", "/v1/links/{id}", "/v1/tokens", "/v1/approvals/{call_id}"] {
+        assert_eq!(portal_reach(route), None, "{route}");
+    }
+}
+
+/// A PATCH with the session `cookie` whose body comes only once `meanwhile` has run: a client
+/// holding its body back while the tenant changes things.
+async fn held_patch(
+    app: &App,
+    path: &str,
+    cookie: &str,
+    body: Value,
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> (StatusCode, Value) {
+    let (asked, asked_for) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let stream = futures_util::stream::once(async move {
+        let _ = asked.send(());
+        let _ = released.await;
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(body.to_string()))
+    });
+    let req = Request::builder()
+        .method(Method::PATCH)
+        .uri(path)
+        .header("cookie", cookie)
+        .header("host", "herald.example")
+        .header("origin", ORIGIN.unwrap())
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap();
+    let tenant_side = async {
+        // The extractors have passed once the body is asked for.
+        tokio::time::timeout(std::time::Duration::from_secs(10), asked_for).await.expect("the body is read").unwrap();
+        meanwhile.await;
+        release.send(()).unwrap();
+    };
+    let (res, ()) = tokio::join!(tower::ServiceExt::oneshot(app.router.clone(), req), tenant_side);
+    let res = res.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_held_body_is_checked_again_once_it_is_in() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let ours = endpoint(&app, &token, "https://shop.example.com/hooks", Some("shop")).await;
+    let path = format!("/v1/endpoints/{ours}");
+    let description = || async {
+        let (_, v) = app.call(Method::GET, &path, Some(&token), None).await;
+        v["description"].as_str().unwrap().to_string()
+    };
+
+    // The link is revoked while the body is held: 401, nothing written.
+    let (cookie, link) = session(&app, &token, json!({"kind": "portal", "consumer": "shop"})).await;
+    let revoke = async {
+        let id = link["id"].as_str().unwrap();
+        let (s, _) = app.call(Method::DELETE, &format!("/v1/links/{id}"), Some(&token), None).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+    };
+    let (s, v) = held_patch(&app, &path, &cookie, json!({"description": "late"}), revoke).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(description().await, "");
+
+    // The endpoint is given to another consumer while the body is held: 404, nothing written.
+    let (cookie, _) = session(&app, &token, json!({"kind": "portal", "consumer": "shop"})).await;
+    let retag = async {
+        let (s, v) = app.call(Method::PATCH, &path, Some(&token), Some(json!({"consumer": "globex"}))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    };
+    let (s, v) = held_patch(&app, &path, &cookie, json!({"description": "late", "consumer": "shop"}), retag).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{v}");
+    let (_, v) = app.call(Method::GET, &path, Some(&token), None).await;
+    assert_eq!((v["description"].as_str(), v["consumer"].as_str()), (Some(""), Some("globex")), "{v}");
+
+    // Nothing changed meanwhile: the body is taken.
+    let (cookie, _) = session(&app, &token, json!({"kind": "portal", "consumer": "globex"})).await;
+    let (s, v) = held_patch(&app, &path, &cookie, json!({"description": "on time"}), async {}).await;
+    assert_eq!((s, v["description"].as_str()), (StatusCode::OK, Some("on time")), "{v}");
+}
+
+#[tokio::test]
+async fn a_portal_is_not_told_the_tenants_allowed_domains() {
+    let app = App::new().await;
+    let token = app.db.tenant("acme").await;
+    let ours = endpoint(&app, &token, "https://shop.example.com/hooks", Some("shop")).await;
+    let domains = vec!["shop.example.com".to_string(), "globex.example.com".to_string()];
+    let client = app.db.client().await;
+    client
+        .execute("UPDATE herald.tenants SET allowed_domains = $2 WHERE tenant_id = $1", &[&"acme", &domains])
+        .await
+        .unwrap();
+    let elsewhere = json!({"url": "https://elsewhere.example.net/hooks"});
+
+    let (cookie, _) = session(&app, &token, json!({"kind": "portal", "consumer": "shop"})).await;
+    for (m, p) in [(Method::POST, "/v1/endpoints".to_string()), (Method::PATCH, format!("/v1/endpoints/{ours}"))] {
+        let (s, v) = with_cookie(&app, m.clone(), &p, &cookie, ORIGIN, Some(elsewhere.clone())).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("url_not_allowed")),
+            "{m}: {v}"
+        );
+        assert!(!v.to_string().contains("globex"), "{m}: another customer's domain: {v}");
+    }
+    let (s, v) = app.call(Method::POST, "/v1/endpoints", Some(&token), Some(elsewhere)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("shop.example.com, globex.example.com"),
+        "the tenant's own token is told: {v}"
+    );
 }

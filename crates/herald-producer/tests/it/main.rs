@@ -2,6 +2,7 @@
 
 mod api;
 mod bad_input;
+mod consumers;
 mod group_commit;
 mod links;
 mod lists;

@@ -208,6 +208,10 @@ async fn a_replay_is_refused_or_fails_with_its_reason() {
 
     let (_, job) = app.call(Method::POST, &replay, t, Some(json!({"since": "2000-01-01T00:00:00Z"}))).await;
     let id = job["id"].as_str().unwrap().to_string();
+    // One at a time per endpoint.
+    let (s, v) = app.call(Method::POST, &replay, t, Some(json!({"since": "2000-01-01T00:00:00Z"}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("replay_running")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains(&id), "the refusal names the running job: {v}");
     let runner = replayer(&app, clock::system(), 10);
     let job_id = runner.claim(&acme()).await.unwrap().unwrap();
     assert_eq!(runner.step(&acme(), &job_id).await.unwrap(), Step::More);
