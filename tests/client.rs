@@ -481,8 +481,14 @@ async fn a_replay_that_no_process_runs_is_said_and_given_up_on() {
     assert!(replay.stderr.contains("still running after --timeout 1s500ms"), "{replay:?}");
     assert!(replay.stderr.contains("herald poller"), "{replay:?}");
     assert!(replay.stdout.lines().any(|l| l.starts_with("state ") && l.ends_with("running")), "{replay:?}");
-    // For a script: the job as last seen (its id to follow up on), and exit 3.
-    let json = cli(&env, &[&args[..], &["-o", "json"][..]].concat(), None).await;
+    // Another replay of that endpoint is refused while this one runs (exit 1, the API's code).
+    let again = cli(&env, &args, None).await;
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stderr.contains("replay_running"), "{again:?}");
+    // For a script, on another endpoint: the job as last seen (its id to follow up on), and exit 3.
+    let (other, _) = api.endpoint(serde_json::json!({"url": "http://127.0.0.1:9/never-either"})).await;
+    let args = [&["replay", other.as_str()][..], &args[2..], &["-o", "json"][..]].concat();
+    let json = cli(&env, &args, None).await;
     assert_eq!(json.code, 3, "{json:?}");
     assert_eq!(json.json()["state"], "running", "{json:?}");
     assert!(json.json()["id"].as_str().is_some_and(|id| id.starts_with("rpl_")), "{json:?}");
@@ -554,7 +560,7 @@ async fn exit_codes_when_herald_is_not_there_or_fails_and_completions() {
     {
         let script = cli(&[], &["completions", shell], None).await.ok();
         assert!(script.stdout.contains(marker), "{shell}: {}", &script.stdout[..200.min(script.stdout.len())]);
-        for word in ["endpoints", "replay", "tenants", "event-type"] {
+        for word in ["endpoints", "replay", "tenants", "links", "event-type"] {
             assert!(script.stdout.contains(word), "{shell} completes {word}");
         }
     }
@@ -565,4 +571,126 @@ async fn exit_codes_when_herald_is_not_there_or_fails_and_completions() {
         bash_n.stdin.take().unwrap().write_all(bash.stdout.as_bytes()).unwrap();
         assert!(bash_n.wait().unwrap().success(), "the bash script parses");
     }
+}
+
+/// A field's value on a `field  value` line of an object printed for people.
+#[track_caller]
+fn field<'a>(run: &'a Run, name: &str) -> &'a str {
+    let prefix = format!("{name} ");
+    run.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name} line: {run:?}"))
+}
+
+#[tokio::test]
+async fn links_events_for_a_consumer_and_a_deliverys_attempts() {
+    let (_db, herald, api) = herald_all(FAST).await;
+    let env = [("HERALD_URL", herald.base.as_str()), ("HERALD_TOKEN", api.token.as_str())];
+    // What `POST /v1/sessions` (the page's exchange, with no token) answers for a link's URL.
+    let exchange = |url: String| {
+        let http = api.http.clone();
+        let base = herald.base.clone();
+        async move {
+            let credential = url.split_once('#').expect("a fragment").1.to_string();
+            let r = http
+                .post(format!("{base}/v1/sessions"))
+                .json(&serde_json::json!({ "credential": credential }))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+
+    // A portal link, for people: the page's whole URL, said to be shown once.
+    let made = cli(&env, &["links", "create", "portal", "--consumer", "shop-1", "--expires-in", "2h"], None).await.ok();
+    let url = field(&made, "url").to_string();
+    assert!(url.starts_with(&format!("{}/portal#hrldl_acme.", herald.base)), "{made:?}");
+    assert_eq!(made.stdout.lines().next().map(|l| l.starts_with("url ")), Some(true), "the URL first: {made:?}");
+    let id = field(&made, "id").to_string();
+    assert!(id.starts_with("lnk_"), "{made:?}");
+    assert_eq!(field(&made, "consumer"), "shop-1");
+    assert!(field(&made, "expires_at").starts_with("20"), "{made:?}");
+    assert!(made.stderr.contains("shown this once") && made.stderr.contains(&id), "{made:?}");
+    assert_eq!(exchange(url.clone()).await, 201, "its fragment opens a session");
+
+    // For a script: the API's JSON alone, its url relative to Herald's address.
+    let inbox =
+        cli(&env, &["links", "create", "inbox", "--responder", "Jane Doe", "--run-id", "run_42", "-o", "json"], None)
+            .await
+            .ok();
+    let inbox_link = inbox.json();
+    assert!(inbox_link["url"].as_str().unwrap().starts_with("/inbox#hrldl_acme."), "{inbox:?}");
+    assert_eq!(inbox_link["responder"], "Jane Doe");
+    assert_eq!(inbox_link["run_id"], "run_42");
+    assert!(inbox.stderr.is_empty(), "{inbox:?}");
+
+    // Listed newest first, never with their credentials.
+    let list = cli(&env, &["links", "list"], None).await.ok();
+    assert_eq!(list.stdout.lines().count(), 3, "a header and two links: {list:?}");
+    let inbox_id = inbox_link["id"].as_str().unwrap();
+    assert!(list.stdout.lines().nth(1).is_some_and(|l| l.starts_with(inbox_id) && l.contains("Jane Doe")));
+    assert!(list.stdout.lines().nth(2).is_some_and(|l| l.starts_with(&id) && l.contains("shop-1")), "{list:?}");
+    assert!(!list.stdout.contains("hrldl_") && !list.stderr.contains("hrldl_"), "no credential: {list:?}");
+    assert_aligned(&list.stdout, &["ID", "KIND", "RESPONDER", "RUN ID", "CONSUMER", "EXPIRES AT", "REVOKED AT"]);
+    let page = cli(&env, &["links", "list", "--limit", "1", "-o", "json"], None).await.ok().json();
+    assert_eq!(page["data"][0]["id"], inbox_id);
+    let next = page["next_cursor"].as_str().expect("a next page");
+    let page = cli(&env, &["links", "list", "--cursor", next, "-o", "json"], None).await.ok().json();
+    assert_eq!(page["data"][0]["id"], id.as_str(), "{page}");
+
+    // Revoked: the URL opens nothing from then on.
+    let revoked = cli(&env, &["links", "revoke", &id], None).await.ok();
+    assert_eq!(revoked.stdout.trim(), format!("revoked {id}"));
+    assert_eq!(exchange(url).await, 401);
+    let listed = cli(&env, &["links", "list", "-o", "json"], None).await.ok().json();
+    assert!(listed["data"][1]["revoked_at"].is_string(), "{listed}");
+    let again = cli(&env, &["links", "revoke", &id], None).await;
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stderr.contains("not_found"), "{again:?}");
+    let no_responder = cli(&env, &["links", "create", "inbox"], None).await;
+    assert_eq!(no_responder.code, 2, "an inbox link needs --responder: {no_responder:?}");
+    let too_long = cli(&env, &["links", "create", "portal", "--expires-in", "90d"], None).await;
+    assert_eq!(too_long.code, 1, "{too_long:?}");
+    assert!(too_long.stderr.contains("invalid_expires_in"), "{too_long:?}");
+
+    // An event for a consumer: stored with it, and shown.
+    cli(&env, &["events", "send", "order.paid", "--id", "evt_shop", "--consumer", "shop-1"], None).await.ok();
+    let (_, stored) = api.get("/v1/events/evt_shop").await;
+    assert_eq!(stored["consumer"], "shop-1", "{stored}");
+    let shown = cli(&env, &["events", "show", "evt_shop"], None).await.ok();
+    assert_eq!(field(&shown, "consumer"), "shop-1");
+    let bad = cli(&env, &["events", "send", "order.paid", "--consumer", "not a name!"], None).await;
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stderr.contains("invalid_consumer") && bad.stderr.contains("422"), "{bad:?}");
+
+    // A delivery's attempts, against a receiver that answers 500: each with its status, error
+    // class and the receiver's answer.
+    let rx = Receiver::start().await;
+    rx.set("/down", Behaviour::Status(500, None));
+    let (ep, _) = api.endpoint(serde_json::json!({"url": rx.url("/down"), "event_types": ["job.*"]})).await;
+    cli(&env, &["events", "send", "job.failed", "--id", "evt_down"], None).await.ok();
+    let delivery = api.wait_delivery("evt_down", Some(&ep), "failed", Duration::from_secs(30)).await;
+    let dlv = delivery["id"].as_str().unwrap();
+    let attempts = cli(&env, &["deliveries", "attempts", dlv], None).await.ok();
+    let rows: Vec<&str> = attempts.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "the schedule's 3 attempts: {attempts:?}");
+    for (n, row) in rows.iter().enumerate() {
+        assert!(row.starts_with(&(n + 1).to_string()), "attempt numbers in order: {attempts:?}");
+        assert!(row.contains(" 500 ") && row.contains("http_status"), "{attempts:?}");
+        assert!(row.ends_with("answered 500 on purpose"), "the receiver's answer: {attempts:?}");
+    }
+    let headers = ["ATTEMPT", "STARTED AT", "STATUS CODE", "ERROR", "DURATION MS", "RESPONSE EXCERPT"];
+    assert_aligned(&attempts.stdout, &headers);
+    let page = cli(&env, &["deliveries", "attempts", dlv, "--limit", "2", "-o", "json"], None).await.ok().json();
+    assert_eq!(page["data"].as_array().unwrap().len(), 2, "{page}");
+    let next = page["next_cursor"].as_str().expect("a next page");
+    let page = cli(&env, &["deliveries", "attempts", dlv, "--cursor", next, "-o", "json"], None).await.ok().json();
+    assert_eq!(page["data"][0]["attempt"], 3, "{page}");
+    assert_eq!(page["data"][0]["response_excerpt"], "answered 500 on purpose");
+    let missing = cli(&env, &["deliveries", "attempts", "dlv_01JD3Q4ZKB7M1E2F3G4H5J6K7M"], None).await;
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(missing.stderr.starts_with("error: not_found: "), "{missing:?}");
 }

@@ -14,34 +14,10 @@ use support::{Api, Herald, FAST};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// Makes an inbox link; answers its id and its URL (`/inbox#hrldl_...`).
-async fn link(api: &Api, body: Value) -> (String, String) {
-    let (s, v) = api.post("/v1/links", body).await;
-    assert_eq!(s, 201, "{v}");
-    let url = v["url"].as_str().unwrap().to_string();
-    assert!(url.starts_with("/inbox#hrldl_"), "{url}");
-    (v["id"].as_str().unwrap().to_string(), url)
-}
-
-/// What `POST /v1/sessions` answers for a link's credential.
-async fn exchange(api: &Api, url: &str) -> u16 {
-    let credential = url.split_once('#').unwrap().1;
-    let r = api
-        .http
-        .post(format!("{}/v1/sessions", api.base))
-        .json(&json!({ "credential": credential }))
-        .send()
-        .await
-        .unwrap();
-    r.status().as_u16()
-}
-
 #[tokio::test]
 async fn people_answer_in_the_inbox_through_links_and_the_agent_gets_the_webhooks() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let deps = Command::new("bash").arg(format!("{root}/scripts/browser-deps.sh")).output().expect("bash");
-    assert!(deps.status.success(), "browser dependencies: {}", String::from_utf8_lossy(&deps.stderr));
-    let chromium = String::from_utf8_lossy(&deps.stdout).lines().last().unwrap_or_default().trim().to_string();
+    let chromium = support::chromium();
 
     let db = TestDb::new().await;
     let token = db.tenant("acme").await;
@@ -72,15 +48,15 @@ async fn people_answer_in_the_inbox_through_links_and_the_agent_gets_the_webhook
         assert_eq!(s, 201, "{v}");
     }
 
-    let (_, jane) = link(&api, json!({"kind": "inbox", "responder": "Jane Doe"})).await;
-    let (sam_id, sam) = link(&api, json!({"kind": "inbox", "responder": "Sam Roe"})).await;
-    let (_, run1) = link(&api, json!({"kind": "inbox", "responder": "Rita Run", "run_id": "run_1"})).await;
-    let (revoked_id, revoked) = link(&api, json!({"kind": "inbox", "responder": "Rex Voked"})).await;
+    let (_, jane) = api.link(json!({"kind": "inbox", "responder": "Jane Doe"})).await;
+    let (sam_id, sam) = api.link(json!({"kind": "inbox", "responder": "Sam Roe"})).await;
+    let (_, run1) = api.link(json!({"kind": "inbox", "responder": "Rita Run", "run_id": "run_1"})).await;
+    let (revoked_id, revoked) = api.link(json!({"kind": "inbox", "responder": "Rex Voked"})).await;
     let r = api.http.delete(format!("{}/v1/links/{revoked_id}", api.base)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    let (_, expired) = link(&api, json!({"kind": "inbox", "responder": "Old Link", "expires_in": "1s"})).await;
+    let (_, expired) = api.link(json!({"kind": "inbox", "responder": "Old Link", "expires_in": "1s"})).await;
     eventually("the short link to expire", Duration::from_secs(30), || async {
-        (exchange(&api, &expired).await == 401).then_some(())
+        (api.exchange(&expired).await == 401).then_some(())
     })
     .await;
     let (s, v) = api.post("/v1/tokens", json!({"name": "inbox", "scope": "respond"})).await;

@@ -18,29 +18,6 @@ use support::{Api, Herald, FAST};
 
 const BAD_BODY: &str = "acme ERP: the order service is down for maintenance";
 
-/// Makes a portal link; answers its id and its URL (`/portal#hrldl_...`).
-async fn link(api: &Api, body: Value) -> (String, String) {
-    let (s, v) = api.post("/v1/links", body).await;
-    assert_eq!(s, 201, "{v}");
-    assert_eq!(v["kind"], "portal", "{v}");
-    let url = v["url"].as_str().unwrap().to_string();
-    assert!(url.starts_with("/portal#hrldl_"), "{url}");
-    (v["id"].as_str().unwrap().to_string(), url)
-}
-
-/// What `POST /v1/sessions` answers for a link's credential.
-async fn exchange(api: &Api, url: &str) -> u16 {
-    let credential = url.split_once('#').unwrap().1;
-    let r = api
-        .http
-        .post(format!("{}/v1/sessions", api.base))
-        .json(&json!({ "credential": credential }))
-        .send()
-        .await
-        .unwrap();
-    r.status().as_u16()
-}
-
 /// The webhooks of event type `kind` among `got`.
 fn of_type<'a>(got: &'a [Received], kind: &str) -> Vec<&'a Received> {
     got.iter().filter(|r| r.json()["type"] == kind).collect()
@@ -99,9 +76,7 @@ async fn answer(api: &Api, good: &Receiver, scene: &mut Scene, ask: &Value) -> V
 #[tokio::test]
 async fn a_consumer_fixes_its_endpoint_in_the_portal_and_gets_the_event() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let deps = Command::new("bash").arg(format!("{root}/scripts/browser-deps.sh")).output().expect("bash");
-    assert!(deps.status.success(), "browser dependencies: {}", String::from_utf8_lossy(&deps.stderr));
-    let chromium = String::from_utf8_lossy(&deps.stdout).lines().last().unwrap_or_default().trim().to_string();
+    let chromium = support::chromium();
 
     let db = TestDb::new().await;
     let token = db.tenant("shop").await;
@@ -112,13 +87,13 @@ async fn a_consumer_fixes_its_endpoint_in_the_portal_and_gets_the_event() {
     let globex_url = rx.url("/globex-hooks");
     let (globex_id, _) = api.endpoint(json!({"url": globex_url, "consumer": "globex"})).await;
 
-    let (_, acme) = link(&api, json!({"kind": "portal", "consumer": "acme", "expires_in": "1h"})).await;
-    let (revoked_id, revoked) = link(&api, json!({"kind": "portal", "consumer": "acme"})).await;
+    let (_, acme) = api.link(json!({"kind": "portal", "consumer": "acme", "expires_in": "1h"})).await;
+    let (revoked_id, revoked) = api.link(json!({"kind": "portal", "consumer": "acme"})).await;
     let r = api.http.delete(format!("{}/v1/links/{revoked_id}", api.base)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    let (_, expired) = link(&api, json!({"kind": "portal", "consumer": "acme", "expires_in": "1s"})).await;
+    let (_, expired) = api.link(json!({"kind": "portal", "consumer": "acme", "expires_in": "1s"})).await;
     eventually("the short link to expire", Duration::from_secs(30), || async {
-        (exchange(&api, &expired).await == 401).then_some(())
+        (api.exchange(&expired).await == 401).then_some(())
     })
     .await;
 

@@ -16,75 +16,18 @@
 // - A link for run_1 only (R) lists deploy_1 and nothing else.
 // - Expired and revoked links say so; a `respond` token signs in, with a name recorded as who
 //   answered; signing out of a link's session stays signed out after a reload.
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { chromium } from "playwright-core";
+import { harness } from "./harness.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const { base, shots } = cfg;
 const T = 15000;
-const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
-const browser = await chromium.launch({
-  executablePath: process.env.HERALD_CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
 
-const pages = [];
-let current = null;
-async function fail(why) {
-  if (current) await current.screenshot({ path: `${shots}/inbox-failure.png`, fullPage: true }).catch(() => {});
-  console.error("FAILED: " + why);
-  await browser.close();
-  process.exit(1);
-}
-async function must(cond, why) { if (!cond) await fail(why); }
-async function step(page, what, fn) {
-  current = page;
-  try { await fn(); } catch (e) { await fail(what + ": " + (e && e.message ? e.message : e)); }
-}
-
-/** A browser context of its own (its own cookies: another person), recording what goes wrong. */
-async function person(name) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.person = name;
-  page.errors = [];
-  page.requests = [];
-  page.on("pageerror", (e) => page.errors.push(String(e)));
-  // Chromium logs each 4xx a fetch gets ("Failed to load resource"): those the page expects
-  // (401 from an ended session, 409 from a late answer) are not errors of the page.
-  page.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) page.errors.push(m.text());
-  });
-  page.on("request", (r) => page.requests.push({ at: Date.now(), method: r.method(), url: r.url(), auth: r.headers()["authorization"] }));
-  pages.push(page);
-  return { context, page };
-}
+const { browser, pages, must, step, person, axe, setVisible } = await harness("inbox", shots);
 
 const text = (page, sel) => page.locator(sel).innerText();
 const pending = (page, id) => page.locator(`#approvals li[data-call-id="${id}"], #contacts li[data-call-id="${id}"]`);
 const answered = (page, id) => page.locator(`#history-list li[data-call-id="${id}"]`);
 const shot = (page, name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
-
-async function axe(page, where) {
-  await page.evaluate(axeSource);
-  const found = await page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ["violations"] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")) }));
-  });
-  const serious = found.filter((v) => v.impact === "serious" || v.impact === "critical");
-  await must(!serious.length, `axe-core on ${where}: ${JSON.stringify(serious)}`);
-  console.log(`axe-core on ${where}: ${found.length ? JSON.stringify(found) : "no violation"}`);
-}
-
-async function setVisible(page, visible) {
-  await page.evaluate((v) => {
-    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => (v ? "visible" : "hidden") });
-    Object.defineProperty(document, "hidden", { configurable: true, get: () => !v });
-    document.dispatchEvent(new Event("visibilitychange"));
-  }, visible);
-}
 
 // ---- Jane opens her link ------------------------------------------------------------------------
 const A = await person("Jane (A)");
@@ -97,7 +40,7 @@ await step(A.page, "Jane opens her link", async () => {
   await must((await text(A.page, "#answering-as")) === "Answering as Jane Doe", "no 'Answering as Jane Doe'");
   await must((await text(A.page, "#link-scope")).includes("This link works until"), "the link's expiry is not shown");
   await must(!(await A.page.isVisible("#sign-in")), "the sign-in form is shown to a signed-in person");
-  await must((await A.page.locator("script").count()) === 1, "a value from the API was rendered as HTML");
+  await must((await A.page.locator("script").count()) === 2, "a value from the API was rendered as HTML (the page has its two scripts only)");
   await must((await text(A.page, "#approvals li[data-call-id=email_1] pre")).includes("<script>alert(1)</script>"), "the kwargs are not shown as text");
   await must((await A.page.evaluate(() => document.cookie)) === "", "the session cookie can be read by the page's script");
   const cookies = await A.context.cookies();
@@ -252,12 +195,13 @@ await step(A.page, "Jane signs out", async () => {
 });
 
 for (const page of pages) {
-  current = page;
-  await must(!page.errors.length, `errors in ${page.person}'s page: ${page.errors.join("; ")}`);
-  if (page.person !== "a respond token (K)") {
-    const sent = page.requests.filter((r) => r.auth);
-    await must(!sent.length, `${page.person}'s page sent an Authorization header: ${sent.map((r) => r.url).join(", ")}`);
-  }
+  await step(page, `${page.person}'s page had no error`, async () => {
+    await must(!page.errors.length, `errors in ${page.person}'s page: ${page.errors.join("; ")}`);
+    if (page.person !== "a respond token (K)") {
+      const sent = page.requests.filter((r) => r.auth);
+      await must(!sent.length, `${page.person}'s page sent an Authorization header: ${sent.map((r) => r.url).join(", ")}`);
+    }
+  });
 }
 await browser.close();
 console.log("inbox: Jane rejected deploy_1, approved email_1 and restart_1, answered question_1; B saw it live; " +

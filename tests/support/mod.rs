@@ -165,6 +165,24 @@ impl Api {
         v["id"].as_str().unwrap().to_string()
     }
 
+    /// Makes a link (`POST /v1/links`); answers its id and its URL (`/inbox#hrldl_...` or
+    /// `/portal#hrldl_...`), which starts with `/{kind}#hrldl_`.
+    pub async fn link(&self, body: serde_json::Value) -> (String, String) {
+        let (s, v) = self.post("/v1/links", body).await;
+        assert_eq!(s, 201, "{v}");
+        let url = v["url"].as_str().unwrap().to_string();
+        assert!(url.starts_with(&format!("/{}#hrldl_", v["kind"].as_str().unwrap())), "{url}");
+        (v["id"].as_str().unwrap().to_string(), url)
+    }
+
+    /// What `POST /v1/sessions` answers for a link's credential (the fragment of its URL).
+    pub async fn exchange(&self, url: &str) -> u16 {
+        let credential = url.split_once('#').unwrap().1;
+        let body = serde_json::json!({ "credential": credential });
+        let r = self.http.post(format!("{}/v1/sessions", self.base)).json(&body).send().await.unwrap();
+        r.status().as_u16()
+    }
+
     /// Waits until the event's delivery to `endpoint_id` (None: the callback) is in `state`.
     pub async fn wait_delivery(
         &self,
@@ -181,6 +199,16 @@ impl Api {
         })
         .await
     }
+}
+
+/// The Chromium the page tests drive (scripts/browser-deps.sh installs what is missing: Debian's
+/// chromium, and playwright-core and axe-core from npm).
+pub fn chromium() -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let deps =
+        std::process::Command::new("bash").arg(format!("{root}/scripts/browser-deps.sh")).output().expect("bash");
+    assert!(deps.status.success(), "browser dependencies: {}", String::from_utf8_lossy(&deps.stderr));
+    String::from_utf8_lossy(&deps.stdout).lines().last().unwrap_or_default().trim().to_string()
 }
 
 /// A tenant `acme` on its own database, `herald all`, and acme's view of the API.

@@ -11,6 +11,7 @@ mod inbox;
 mod links;
 mod operations;
 pub mod page;
+mod pages;
 mod portal;
 pub mod tenant;
 mod tokens;
@@ -198,8 +199,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .layer(DefaultBodyLimit::max(state.max_payload_bytes))
         .with_state(state.clone())
-        .merge(inbox::router().route_layer(axum::middleware::from_fn(mark_route)))
-        .merge(portal::router().route_layer(axum::middleware::from_fn(mark_route)))
+        .merge(pages::router().route_layer(axum::middleware::from_fn(mark_route)))
         .merge(ops_router(state.pool, state.metrics.clone()).route_layer(axum::middleware::from_fn(mark_route)))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)

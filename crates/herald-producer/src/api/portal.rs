@@ -8,7 +8,7 @@
 use axum::routing::get;
 use axum::Router;
 
-use super::inbox::page;
+use super::pages::page;
 
 const HTML: &str = include_str!("portal/index.html");
 const CSS: &str = include_str!("portal/portal.css");

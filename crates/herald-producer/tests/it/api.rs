@@ -229,8 +229,8 @@ async fn loopback_targets_need_the_allow_list() {
 }
 
 /// The spec's routes a walk leaves out: served without a token (the operator's routes, the
-/// inbox's files) or answering a link's session cookie only.
-pub const PUBLIC_ROUTES: [&str; 9] = [
+/// pages' files) or answering a link's session cookie only.
+pub const PUBLIC_ROUTES: [&str; 13] = [
     "/v1/sessions",
     "/v1/sessions/current",
     "/healthz",
@@ -240,6 +240,10 @@ pub const PUBLIC_ROUTES: [&str; 9] = [
     "/inbox",
     "/inbox/inbox.css",
     "/inbox/inbox.js",
+    "/portal",
+    "/portal/portal.css",
+    "/portal/portal.js",
+    "/pages/herald.js",
 ];
 
 /// Every `(method, path)` of docs/openapi.yaml, read from its `paths:` section.

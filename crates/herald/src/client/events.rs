@@ -62,6 +62,10 @@ struct SendArgs {
     /// most 30 days ahead.
     #[arg(long, value_name = "TIME")]
     deliver_at: Option<String>,
+    /// The customer it is for, e.g. acme: only that consumer's endpoints (and the tenant's own,
+    /// of no consumer) get it. Default: the tenant's own endpoints only.
+    #[arg(long, value_name = "NAME")]
+    consumer: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +106,8 @@ struct Publish<'a> {
     callback_url: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     deliver_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumer: Option<&'a str>,
 }
 
 /// The data's text: from --data, the file, or standard input; checked to be JSON.
@@ -141,6 +147,7 @@ pub async fn run(args: EventsArgs) -> Result<()> {
                 data: &data,
                 callback_url: a.callback_url.as_deref(),
                 deliver_at,
+                consumer: a.consumer.as_deref(),
             };
             let body = serde_json::to_string(&body).map_err(|e| Failure::Local(format!("the request: {e}")))?;
             let answer = api.post(&["events"], Some(body)).await?;
@@ -152,7 +159,10 @@ pub async fn run(args: EventsArgs) -> Result<()> {
                 output::json(&answer);
                 return Ok(());
             }
-            out!("{}", output::fields(&answer.json, &["id", "type", "created_at", "data"], &["deliveries"]));
+            out!(
+                "{}",
+                output::fields(&answer.json, &["id", "type", "consumer", "created_at", "data"], &["deliveries"])
+            );
             let mut deliveries = answer.json["deliveries"].as_array().cloned().unwrap_or_default();
             for d in &mut deliveries {
                 if d["endpoint_id"].is_null() {
@@ -209,10 +219,58 @@ pub async fn run(args: EventsArgs) -> Result<()> {
             output::list(&answer, out, "events", &columns);
         }
         EventsCommand::Attempts(a) => {
-            let answer = api.get(&["events", &a.id, "attempts"], &a.page.query()).await?;
-            let columns = ["id", "delivery_id", "attempt", "started_at", "duration_ms", "status_code", "error"];
-            output::list(&answer, out, "attempts", &columns);
+            let columns = [
+                "id",
+                "delivery_id",
+                "attempt",
+                "started_at",
+                "duration_ms",
+                "status_code",
+                "error",
+                "response_excerpt",
+            ];
+            attempts(&api, &["events", &a.id, "attempts"], &a.page, &columns).await?;
         }
     }
     Ok(())
+}
+
+/// The most of a receiver's answer an attempts table shows (`-o json` has all of it).
+const EXCERPT_CHARS: usize = 60;
+
+/// One page of attempts (an event's, a delivery's): a table of `columns`, each receiver's
+/// answer on one short line.
+pub(super) async fn attempts(api: &Api, path: &[&str], page: &PageArgs, columns: &[&str]) -> Result<()> {
+    let mut answer = api.get(path, &page.query()).await?;
+    for item in answer.json["data"].as_array_mut().into_iter().flatten() {
+        if let Some(text) = item["response_excerpt"].as_str() {
+            item["response_excerpt"] = Value::String(excerpt(text, EXCERPT_CHARS));
+        }
+    }
+    output::list(&answer, api.output, "attempts", columns);
+    Ok(())
+}
+
+/// `text` on one line (white space runs, line breaks included, as one space), cut to `max`
+/// characters with `…` where it was cut.
+fn excerpt(text: &str, max: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    format!("{}…", cut.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_excerpt_is_one_short_line() {
+        assert_eq!(excerpt("  upstream\r\n  busy \t", 60), "upstream busy");
+        assert_eq!(excerpt("<html>\n  <body>Internal Server Error</body>\n</html>", 20), "<html> <body>Intern…");
+        assert_eq!(excerpt("日本語のエラー", 4), "日本語…", "cut between characters, not bytes");
+        assert_eq!(excerpt("", 10), "");
+    }
 }

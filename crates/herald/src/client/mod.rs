@@ -1,5 +1,5 @@
 //! The operator CLI over Herald's HTTP API: `herald endpoints`, `events`, `deliveries`,
-//! `replay`, `tokens`, `tenants` (operator) and `completions`. Each command is one or a few
+//! `replay`, `tokens`, `links`, `tenants` (operator) and `completions`. Each command is one or a few
 //! API calls with `HERALD_URL` and `HERALD_TOKEN`; it prints tables for people or, with
 //! `--output json`, the API's JSON as it came, and exits with a code scripts can use
 //! ([`EXIT_CODES`]).
@@ -24,6 +24,7 @@ mod deliveries;
 mod endpoints;
 mod events;
 mod http;
+mod links;
 mod output;
 mod replay;
 mod tenants;
@@ -35,7 +36,7 @@ use clap::{Args, Subcommand, ValueEnum};
 /// the same).
 pub const EXIT_CODES: &str = "\
 Exit codes of the commands that talk to the API (endpoints, events, deliveries, replay, tokens,
-tenants):
+links, tenants):
   0  done
   1  the API refused the request (4xx); its error code and message are on standard error
   2  bad usage or local input, or Herald cannot be reached at HERALD_URL: nothing was done
@@ -53,13 +54,16 @@ pub enum ClientCommand {
     /// Events over the API: send one (data from an argument, a file or standard input), show
     /// one with its deliveries, list them, list an event's attempts.
     Events(events::EventsArgs),
-    /// Deliveries over the API: show one, retry one now.
+    /// Deliveries over the API: show one, list its attempts, retry one now.
     Deliveries(deliveries::DeliveriesArgs),
     /// Deliver a time window's events to an endpoint again, as a background job, with its
     /// progress until it ends (exit 0 done, 4 failed).
     Replay(replay::ReplayArgs),
     /// The calling tenant's API tokens: list, create (the token is shown once), revoke.
     Tokens(tokens::TokensArgs),
+    /// Links, one URL for one person instead of a token: create one for the inbox (an approver)
+    /// or the portal (a customer's endpoints; the URL is shown once), list them, revoke one.
+    Links(links::LinksArgs),
     /// Tenants, with an operator token (`herald admin token create`): list, create, show,
     /// disable, enable, and make a token for one.
     Tenants(tenants::TenantsArgs),
@@ -219,6 +223,7 @@ pub async fn run(command: ClientCommand) -> u8 {
         ClientCommand::Deliveries(a) => deliveries::run(a).await,
         ClientCommand::Replay(a) => replay::run(a).await,
         ClientCommand::Tokens(a) => tokens::run(a).await,
+        ClientCommand::Links(a) => links::run(a).await,
         ClientCommand::Tenants(a) => tenants::run(a).await,
         ClientCommand::Completions(a) => completions::run(a),
     };
@@ -285,9 +290,18 @@ mod tests {
     fn every_list_pages_both_ways() {
         use clap::CommandFactory;
         let cli = crate::Cli::command();
-        for command in ["tokens", "tenants", "endpoints", "events"] {
-            let list = cli.find_subcommand(command).and_then(|c| c.find_subcommand("list")).expect(command);
-            assert!(list.get_arguments().any(|a| a.get_long() == Some("before")), "{command} list --before");
+        let lists = [
+            ("tokens", "list"),
+            ("tenants", "list"),
+            ("endpoints", "list"),
+            ("events", "list"),
+            ("events", "attempts"),
+            ("deliveries", "attempts"),
+            ("links", "list"),
+        ];
+        for (command, list) in lists {
+            let found = cli.find_subcommand(command).and_then(|c| c.find_subcommand(list)).expect(command);
+            assert!(found.get_arguments().any(|a| a.get_long() == Some("before")), "{command} {list} --before");
         }
     }
 }

@@ -18,16 +18,7 @@ const PENDING_CAP = 2000; // pending items read of each kind
 
 // Read the fragment before anything else, and take it out of the address bar (and so out of the
 // history, bookmarks and screenshots) before any request is made.
-/** The link credential in the address bar, if any, taken out of it first. */
-function takeCredential() {
-  if (!location.hash.startsWith("#hrldl_")) return null;
-  const raw = location.hash.slice(1);
-  history.replaceState(null, "", location.pathname);
-  try { return decodeURIComponent(raw); } catch (_) { return raw; }
-}
 let linkCredential = takeCredential();
-
-const $ = (id) => document.getElementById(id);
 
 /** "session" (a link's cookie), "token" (Bearer from sessionStorage) or null (signed out). */
 let mode = null;
@@ -46,37 +37,9 @@ let uid = 0;
 /** Call ids answered from this page: a poll that started before the answer does not bring them back. */
 const answeredHere = new Set();
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-async function api(method, path, body) {
-  const headers = {};
-  if (mode === "token") headers["Authorization"] = "Bearer " + sessionStorage.getItem(TOKEN_KEY);
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let res;
-  try {
-    res = await fetch(path, {
-      method,
-      headers,
-      body: body !== undefined ? JSON.stringify(body) : undefined,
-      credentials: "same-origin",
-      cache: "no-store",
-    });
-  } catch (e) {
-    throw new ApiError(0, "network", "Herald could not be reached (" + e.message + ")");
-  }
-  if (res.status === 204) return null;
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const err = data && data.error ? data.error : {};
-    throw new ApiError(res.status, err.code || "http_" + res.status, err.message || "HTTP " + res.status);
-  }
-  return data;
+/** The API, as this page signs in: the session cookie, or the pasted token. */
+function api(method, path, body) {
+  return callApi(method, path, body, mode === "token" ? "Bearer " + sessionStorage.getItem(TOKEN_KEY) : null);
 }
 
 function notice(text, isError) {
@@ -84,33 +47,6 @@ function notice(text, isError) {
   n.textContent = text || "";
   n.className = isError ? "error" : "";
   n.dataset.from = "";
-}
-
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") e.className = v;
-    else e.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c);
-  return e;
-}
-
-function when(t) {
-  if (!t) return "";
-  const d = new Date(t);
-  return isNaN(d) ? String(t) : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
-}
-
-function fromNow(t) {
-  const ms = new Date(t) - Date.now();
-  const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-  const abs = Math.abs(ms);
-  if (abs < 90e3) return rtf.format(Math.round(ms / 1e3), "second");
-  if (abs < 90 * 60e3) return rtf.format(Math.round(ms / 60e3), "minute");
-  if (abs < 48 * 3600e3) return rtf.format(Math.round(ms / 3600e3), "hour");
-  return rtf.format(Math.round(ms / 86400e3), "day");
 }
 
 const kindPath = (op) => (op.kind === "human_contact" ? "human_contacts" : "approvals");

@@ -16,16 +16,7 @@ const PAGE = 20; // deliveries per page
 const ENDPOINTS_CAP = 2000;
 const ATTEMPT_PAGES = 5; // pages of 500 attempts read of one delivery
 
-/** The link credential in the address bar, if any, taken out of it first. */
-function takeCredential() {
-  if (!location.hash.startsWith("#hrldl_")) return null;
-  const raw = location.hash.slice(1);
-  history.replaceState(null, "", location.pathname);
-  try { return decodeURIComponent(raw); } catch (_) { return raw; }
-}
 const linkCredential = takeCredential();
-
-const $ = (id) => document.getElementById(id);
 
 /** The portal session (`{consumer, expires_at}`), null when signed out. */
 let session = null;
@@ -43,38 +34,8 @@ let replayTimer = null;
 let testTimer = null;
 let uid = 0;
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-/** Calls Herald's API with the session cookie; answers the JSON body, or throws an ApiError. */
-async function api(method, path, body) {
-  const headers = {};
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let res;
-  try {
-    res = await fetch(path, {
-      method,
-      headers,
-      body: body !== undefined ? JSON.stringify(body) : undefined,
-      credentials: "same-origin",
-      cache: "no-store",
-    });
-  } catch (e) {
-    throw new ApiError(0, "network", "Herald could not be reached (" + e.message + ")");
-  }
-  if (res.status === 204) return null;
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const err = data && data.error ? data.error : {};
-    throw new ApiError(res.status, err.code || "http_" + res.status, err.message || "HTTP " + res.status);
-  }
-  return data;
-}
+/** The API, with the session cookie. */
+const api = (method, path, body) => callApi(method, path, body);
 
 const enc = encodeURIComponent;
 const ep = (id, tail) => "/v1/endpoints/" + enc(id) + (tail || "");
@@ -89,33 +50,6 @@ function notice(text, isError) {
 function failed(what, e) {
   if (e.status === 401) return ended(e);
   notice(what + ": " + e.message, true);
-}
-
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") e.className = v;
-    else e.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c);
-  return e;
-}
-
-function when(t) {
-  if (!t) return "";
-  const d = new Date(t);
-  return isNaN(d) ? String(t) : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
-}
-
-function fromNow(t) {
-  const ms = new Date(t) - Date.now();
-  const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-  const abs = Math.abs(ms);
-  if (abs < 90e3) return rtf.format(Math.round(ms / 1e3), "second");
-  if (abs < 90 * 60e3) return rtf.format(Math.round(ms / 60e3), "minute");
-  if (abs < 48 * 3600e3) return rtf.format(Math.round(ms / 3600e3), "hour");
-  return rtf.format(Math.round(ms / 86400e3), "day");
 }
 
 const dash = (v) => (v === null || v === undefined || v === "" ? "—" : String(v));
