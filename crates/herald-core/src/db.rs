@@ -343,7 +343,7 @@ mod tests {
         ("V23__endpoint_consumer.sql", "55228a300ed7de8a490bdb6d3ce19c5475a6f900b913eb572e91e372870689eb"),
         ("V24__portal_links.sql", "4bc77973c150a451df2de23c009f2bba7581b36622e249a5f19ac0b46316cfff"),
         ("V25__operations_by_settled.sql", "ac77ab6cde1997c36ac6af2850ee5be8cc549bbb366839822f8f6c3533791495"),
-        ("V26__events_for_a_consumer.sql", "21a79d82eefeb2ada8648947c03aa67f2988e1ffbd14b92971050b2889b9e37f"),
+        ("V26__events_for_a_consumer.sql", "6c42849ed1768018e81aef86b9c8b2e2a7880e2e3e8ce941ac6a6374833755a1"),
     ];
 
     #[test]

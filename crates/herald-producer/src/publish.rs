@@ -164,6 +164,7 @@ pub(crate) async fn publish_as(
                 &event.traceparent.as_ref().and(event.tracestate.as_ref()),
                 &door,
                 &event.deliver_at,
+                &event.consumer,
             ],
         )
         .await
@@ -191,9 +192,6 @@ pub(crate) async fn publish_as(
     };
     if let (Some(format), false) = (event.callback_payload_format, published.duplicate) {
         tx.execute(sql::SET_CALLBACK_FORMAT, &[tenant, &published.id, &format.name()]).await?;
-    }
-    if let (Some(consumer), false) = (&event.consumer, published.duplicate) {
-        tx.execute(sql::SET_EVENT_CONSUMER, &[tenant, &published.id, consumer]).await?;
     }
     Ok(published)
 }

@@ -5,20 +5,17 @@
 use crate::api::page::Request;
 
 /// `$7` is the callback's retry schedule in milliseconds, as the function's `interval[]`; `$11`
-/// the door the outbox-poller counts it under (`rust`), or NULL when it was counted already.
+/// the door the outbox-poller counts it under (`rust`), or NULL when it was counted already;
+/// `$13` the consumer it is for.
 pub const PUBLISH_EVENT: &str =
     "SELECT event_id, created_at, duplicate, generated_secret FROM herald.publish_event_json(\
      $1, $2, $3::text::json, $4, $5, $6, \
      (SELECT array_agg(ms * interval '1 millisecond' ORDER BY n) FROM unnest($7::int8[]) WITH ORDINALITY s(ms, n)), \
-     $8, $9, $10, $11, $12)";
+     $8, $9, $10, $11, $12, $13)";
 
 /// An event's callback format, beside herald.publish (which takes none).
 pub const SET_CALLBACK_FORMAT: &str =
     "UPDATE herald.events SET callback_payload_format = $3 WHERE tenant_id = $1 AND event_id = $2";
-
-/// An event's consumer, beside `herald.publish_event_json` (which takes none), in its publishing
-/// transaction: before the outbox-poller can see it.
-pub const SET_EVENT_CONSUMER: &str = "UPDATE herald.events SET consumer = $3 WHERE tenant_id = $1 AND event_id = $2";
 
 /// An operation's callback format, beside herald.create_operation (which takes none).
 pub const SET_OPERATION_CALLBACK_FORMAT: &str =

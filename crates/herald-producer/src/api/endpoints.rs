@@ -382,6 +382,20 @@ pub async fn update(
     let Some(row) = tx.query_opt(&sql::lock_endpoint(), &[&tenant, &id]).await? else {
         return Err(ApiError::not_found("endpoint", &id));
     };
+    // An endpoint's consumer is fixed when it is made: its deliveries (and what its receiver
+    // answered) belong to the customer they were sent for, and a later owner must not read or
+    // retry them. Repeating it is fine.
+    let current: Option<String> = row.get("consumer");
+    if let Some(asked) = body.consumer.as_ref().filter(|asked| **asked != current) {
+        return Err(ApiError::unprocessable(
+            "invalid_consumer",
+            format!(
+                "an endpoint's consumer is set when it is made and never changes (this one's is {}, not {}): make a new endpoint for another customer",
+                current.as_deref().map_or("none".to_string(), |c| format!("{c:?}")),
+                asked.as_deref().map_or("none".to_string(), |c| format!("{c:?}")),
+            ),
+        ));
+    }
     // What the request and the row make together, checked as a whole: a scheme and a secret,
     // a signature header and the other headers, must go together.
     let scheme = match new_scheme {
@@ -436,7 +450,7 @@ pub async fn update(
                 &secret.as_ref().map(Secret::expose),
                 &(now + SECRET_OVERLAP),
                 &ordering.map_or_else(|| row.get::<_, String>("ordering"), str::to_string),
-                &body.consumer.clone().unwrap_or_else(|| row.get("consumer")),
+                &current,
             ],
         )
         .await?;

@@ -583,7 +583,7 @@ async fn a_list_that_reads_too_long_is_stopped_with_a_clear_answer() {
     assert_eq!(s, StatusCode::OK, "the next request is served: {v}");
 }
 
-/// An endpoint's `consumer`: set on create, listed by, changed and cleared by PATCH, checked.
+/// An endpoint's `consumer`: set on create, listed by, repeated but never changed by PATCH, checked.
 #[tokio::test]
 async fn endpoints_are_tagged_and_listed_by_consumer() {
     let app = App::new().await;
@@ -616,18 +616,31 @@ async fn endpoints_are_tagged_and_listed_by_consumer() {
         app.call(Method::GET, &format!("/v1/endpoints?consumer=shop-1&cursor={next}"), Some(&token), None).await;
     assert_eq!(listed(&v), vec![ids[3].clone()], "another tenant's shop-1 is not listed: {v}");
 
-    let (s, v) = app
-        .call(Method::PATCH, &format!("/v1/endpoints/{}", ids[1]), Some(&token), Some(json!({"consumer": "shop-1"})))
-        .await;
-    assert_eq!((s, v["consumer"].as_str()), (StatusCode::OK, Some("shop-1")), "{v}");
-    let (_, v) = app
-        .call(Method::PATCH, &format!("/v1/endpoints/{}", ids[1]), Some(&token), Some(json!({"description": "d"})))
-        .await;
-    assert_eq!(v["consumer"].as_str(), Some("shop-1"), "an absent consumer is kept");
-    let (_, v) = app
-        .call(Method::PATCH, &format!("/v1/endpoints/{}", ids[1]), Some(&token), Some(json!({"consumer": null})))
-        .await;
-    assert!(v["consumer"].is_null(), "null clears it: {v}");
+    // Fixed once made: repeated, fine; changed or cleared, refused, and nothing changes.
+    let patch = |id: &str, body: serde_json::Value| {
+        let (app, token, path) = (&app, &token, format!("/v1/endpoints/{id}"));
+        async move { app.call(Method::PATCH, &path, Some(token), Some(body)).await }
+    };
+    let (s, v) = patch(&ids[1], json!({"consumer": "shop-2", "description": "d"})).await;
+    assert_eq!((s, v["consumer"].as_str()), (StatusCode::OK, Some("shop-2")), "{v}");
+    let (_, v) = patch(&ids[1], json!({"description": "e"})).await;
+    assert_eq!(v["consumer"].as_str(), Some("shop-2"), "an absent consumer is kept");
+    for (id, body) in [
+        (&ids[1], json!({"consumer": "shop-1", "description": "moved"})),
+        (&ids[1], json!({"consumer": null, "description": "moved"})),
+        (&ids[2], json!({"consumer": "shop-1", "description": "moved"})),
+    ] {
+        let (s, v) = patch(id, body.clone()).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_consumer")),
+            "{body}: {v}"
+        );
+        let (_, v) = app.call(Method::GET, &format!("/v1/endpoints/{id}"), Some(&token), None).await;
+        assert_ne!(v["description"], "moved", "a refused PATCH changes nothing: {v}");
+    }
+    let (s, v) = patch(&ids[2], json!({"consumer": null})).await;
+    assert_eq!((s, v["consumer"].clone()), (StatusCode::OK, serde_json::Value::Null), "{v}");
 
     let (s, v) = app
         .call(

@@ -127,7 +127,8 @@ struct Fields {
     /// `fifo`: one delivery at a time, in publish order.
     #[arg(long, value_parser = ["none", "fifo"])]
     ordering: Option<String>,
-    /// Your name for the customer whose endpoint it is (e.g. acme); `none` clears it on update.
+    /// Your name for the customer whose endpoint it is (e.g. acme): set when the endpoint is made,
+    /// never changed after (an update may only repeat it).
     #[arg(long, value_name = "NAME|none")]
     consumer: Option<String>,
     /// Delays between attempts, comma-separated (e.g. 5s,1m,10m); default HERALD_RETRY_SCHEDULE.

@@ -89,6 +89,7 @@ function syncRows(tbody, items, make, fill, empty, columns) {
 
 /** Shows a secret the API answered once (create, rotate), with a copy button. */
 function showSecret(secret, forWhat, overlap) {
+  if (!session) return; // the session ended meanwhile: the page is signed out, show nothing
   $("secret-value").textContent = secret;
   $("secret-for").textContent = forWhat;
   $("secret-overlap").textContent = overlap || "";
