@@ -42,11 +42,6 @@ pub struct CreateBody {
     consumer: Option<String>,
 }
 
-/// `consumer`: the tenant's name for the customer whose endpoint it is.
-pub(super) fn check_consumer(c: &str) -> Result<(), Invalid> {
-    validate::consumer(c)
-}
-
 /// The consumer a request names, under a portal session held to one (`held`): that one when the
 /// request names none, 403 when it names another. Without such a session, what it names.
 fn consumer_for(held: Option<&str>, named: Option<&str>) -> Result<Option<String>, ApiError> {
@@ -259,7 +254,7 @@ pub async fn create(
     let max_in_flight = body.max_in_flight.map(|v| check_limit("max_in_flight", v, 10_000)).transpose()?;
     let rate_limit_per_s = body.rate_limit_per_s.map(|v| check_limit("rate_limit_per_s", v, 100_000)).transpose()?;
     if let Some(c) = &body.consumer {
-        check_consumer(c)?;
+        validate::consumer(c)?;
     }
     let consumer = consumer_for(LinkScope::consumer(&link), body.consumer.as_deref())?;
     let now = state.clock.now();
@@ -308,7 +303,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Listed<Value>>, ApiError> {
     if let Some(c) = &q.consumer {
-        check_consumer(c)?;
+        validate::consumer(c)?;
     }
     let page = Page { limit: q.limit, cursor: q.cursor, before: q.before }.request(&page::ENDPOINTS)?;
     let client = state.pool.get().await?;
@@ -359,7 +354,7 @@ pub async fn update(
     let payload_format = body.payload_format.as_deref().map(PayloadFormat::parse).transpose()?;
     let ordering = body.ordering.as_deref().map(check_ordering).transpose()?;
     if let Some(Some(c)) = &body.consumer {
-        check_consumer(c)?;
+        validate::consumer(c)?;
     }
     if let (Some(held), Some(named)) = (LinkScope::consumer(&link), &body.consumer) {
         // Clearing it (null) is naming another too.

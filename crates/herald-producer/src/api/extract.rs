@@ -121,12 +121,6 @@ impl LinkScope {
     }
 }
 
-/// The 404 a portal session gets for what lies outside its consumer: the same answer as for an
-/// id that does not exist, so a consumer learns nothing of another's.
-fn outside(kind: &str, id: &str) -> ApiError {
-    ApiError::not_found(kind, id)
-}
-
 /// How a portal session's request on a route is held to the session's consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortalReach {
@@ -162,7 +156,8 @@ pub fn portal_reach(route: &str) -> Option<PortalReach> {
 /// to) one of its consumer's endpoints, or one of the tenant's for a portal without a consumer
 /// (never a delivery to a callback URL): checked before any handler runs, and again by the body
 /// extractors once the body is in ([`SessionCheck`]). A route [`portal_reach`] does not know
-/// is 403.
+/// is 403. What lies outside is 404, the answer for an id that does not exist: a consumer
+/// learns nothing of another's.
 async fn within_consumer(
     state: &AppState,
     tenant: &TenantId,
@@ -175,11 +170,11 @@ async fn within_consumer(
         Some(PortalReach::Narrowed) => return Ok(()),
         None => return Err(forbidden(format!("{}: {route} is not one it may call", LinkKind::Portal.describe()))),
     };
-    let Some(id) = id else { return Err(outside(kind, "")) };
+    let Some(id) = id else { return Err(ApiError::not_found(kind, "")) };
     let client = state.pool.get().await?;
     match client.query_opt(statement, &[tenant, &id, &consumer]).await? {
         Some(_) => Ok(()),
-        None => Err(outside(kind, id)),
+        None => Err(ApiError::not_found(kind, id)),
     }
 }
 

@@ -150,7 +150,7 @@ fn portal_scope(b: &CreateLink) -> Result<(), ApiError> {
         ));
     }
     if let Some(c) = &b.consumer {
-        super::endpoints::check_consumer(c)?;
+        herald_core::validate::consumer(c)?;
     }
     Ok(())
 }

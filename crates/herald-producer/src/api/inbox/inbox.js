@@ -24,7 +24,7 @@ let linkCredential = takeCredential();
 let mode = null;
 /** Goes up at every sign-in and sign-out: a load begun before it must not touch the page. */
 let era = 0;
-let timer = null;
+const poll = pollWhileShown(load, () => Boolean(mode), POLL_MS);
 let loading = null;
 let again = false;
 let polls = 0;
@@ -350,7 +350,7 @@ async function loadOnce(began) {
 /** Loads now (or right after the load under way), then schedules the next poll while shown. */
 async function load() {
   if (loading) { again = true; return loading; }
-  clearTimeout(timer);
+  poll.cancel();
   $("pending").setAttribute("aria-busy", "true");
   const began = era;
   loading = (async () => {
@@ -373,28 +373,11 @@ async function load() {
       loading = null;
       $("pending").setAttribute("aria-busy", "false");
       document.body.dataset.polls = String(polls);
-      schedule();
+      poll.schedule();
     }
   })();
   return loading;
 }
-
-function schedule() {
-  clearTimeout(timer);
-  const on = Boolean(mode) && document.visibilityState === "visible";
-  if (on) timer = setTimeout(load, POLL_MS);
-  document.body.dataset.polling = on ? "on" : "paused";
-}
-
-// A hidden tab does not poll; shown again, it refreshes at once.
-document.addEventListener("visibilitychange", () => {
-  if (!mode) return;
-  if (document.visibilityState === "visible") load();
-  else {
-    clearTimeout(timer);
-    document.body.dataset.polling = "paused";
-  }
-});
 
 // ---- signing in and out -----------------------------------------------------------------------
 
@@ -406,10 +389,9 @@ function showInbox() {
 }
 
 function showWelcome() {
-  clearTimeout(timer);
+  poll.pause();
   era += 1;
   mode = null;
-  document.body.dataset.polling = "paused";
   document.body.dataset.mode = "signed-out";
   $("welcome").hidden = false;
   $("pending").hidden = true;

@@ -62,6 +62,27 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+/** Polling while the tab is shown: `schedule()` sets the next `load` `ms` from now when
+ *  `active()` and the tab is visible (`body[data-polling]` says which), `cancel()` drops the
+ *  next one, `pause()` drops it and says so; a tab hidden pauses, shown again loads at once. */
+function pollWhileShown(load, active, ms) {
+  let timer = null;
+  const cancel = () => clearTimeout(timer);
+  const pause = () => { cancel(); document.body.dataset.polling = "paused"; };
+  const schedule = () => {
+    cancel();
+    const on = active() && document.visibilityState === "visible";
+    if (on) timer = setTimeout(load, ms);
+    document.body.dataset.polling = on ? "on" : "paused";
+  };
+  document.addEventListener("visibilitychange", () => {
+    if (!active()) return;
+    if (document.visibilityState === "visible") load();
+    else pause();
+  });
+  return { schedule, cancel, pause };
+}
+
 /** A time in the reader's locale. */
 function when(t) {
   if (!t) return "";

@@ -22,7 +22,7 @@ const linkCredential = takeCredential();
 let session = null;
 /** Goes up whenever the open endpoint changes or the session ends: late answers are dropped. */
 let era = 0;
-let timer = null;
+const poll = pollWhileShown(load, () => Boolean(session), POLL_MS);
 let loading = null;
 let again = false;
 let polls = 0;
@@ -628,7 +628,7 @@ async function loadDetail(e) {
 async function load() {
   if (!session) return;
   if (loading) { again = true; return loading; }
-  clearTimeout(timer);
+  poll.cancel();
   document.body.dataset.loading = "true";
   loading = (async () => {
     try {
@@ -647,28 +647,11 @@ async function load() {
       loading = null;
       document.body.dataset.loading = "false";
       document.body.dataset.polls = String(polls);
-      schedule();
+      poll.schedule();
     }
   })();
   return loading;
 }
-
-function schedule() {
-  clearTimeout(timer);
-  const on = Boolean(session) && document.visibilityState === "visible";
-  if (on) timer = setTimeout(load, POLL_MS);
-  document.body.dataset.polling = on ? "on" : "paused";
-}
-
-// A hidden tab does not poll; shown again, it refreshes at once.
-document.addEventListener("visibilitychange", () => {
-  if (!session) return;
-  if (document.visibilityState === "visible") load();
-  else {
-    clearTimeout(timer);
-    document.body.dataset.polling = "paused";
-  }
-});
 
 // ---- signing in and out -------------------------------------------------------------------------
 
@@ -695,10 +678,9 @@ function refuse(why, quietly) {
   session = null;
   open = null;
   attemptsOf = null;
-  clearTimeout(timer);
+  poll.pause();
   stopFollowing();
   document.body.dataset.mode = "signed-out";
-  document.body.dataset.polling = "paused";
   for (const id of ["who", "endpoints", "detail", "secret-box"]) $(id).hidden = true;
   for (const id of ["endpoint-rows", "delivery-rows", "attempt-rows", "stats"]) $(id).replaceChildren();
   $("secret-value").textContent = "";
