@@ -55,7 +55,11 @@ impl Herald {
             .env("HERALD_LOG", "info")
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("HERALD_TEST_SHOW_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() });
-        if let Some(path) = log {
+        // HERALD_TEST_LOG_DIR (set by make test-citus): every process's log kept there, for
+        // the script to show when the run fails.
+        let kept = std::env::var_os("HERALD_TEST_LOG_DIR")
+            .map(|dir| std::path::PathBuf::from(dir).join(format!("{command}-{port}.log")));
+        if let Some(path) = log.or(kept.as_deref()) {
             let file = std::fs::File::create(path).expect("create the log file");
             cmd.stdout(file.try_clone().unwrap()).stderr(file);
         }

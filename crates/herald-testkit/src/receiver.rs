@@ -45,6 +45,15 @@ impl Received {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
+
+    /// `webhook-id type` of a request, for failure messages.
+    pub fn describe(&self) -> String {
+        let kind = serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["type"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        format!("{} {kind}", self.header("webhook-id").unwrap_or("-"))
+    }
 }
 
 #[derive(Default)]
@@ -128,12 +137,21 @@ impl Receiver {
         self.shared.in_flight.lock().unwrap().get(path).map(|e| e.1).unwrap_or(0)
     }
 
-    /// Waits until `path` has had at least `n` requests; returns them.
+    /// Waits until `path` has had at least `n` requests; returns them. On timeout the panic
+    /// names what did come (each request's `webhook-id` and `type`), so a failure says which
+    /// one is missing.
     pub async fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
-        crate::eventually(&format!("{n} requests to {path}"), timeout, || async {
+        let deadline = Instant::now() + timeout;
+        loop {
             let r = self.requests(path);
-            (r.len() >= n).then_some(r)
-        })
-        .await
+            if r.len() >= n {
+                return r;
+            }
+            if Instant::now() > deadline {
+                let came: Vec<String> = r.iter().map(Received::describe).collect();
+                panic!("timed out after {timeout:?} waiting for {n} requests to {path}; {} came: {came:?}", r.len());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
