@@ -268,6 +268,18 @@ async fn herald_runs_on_citus() {
     }
     assert!(!waiting.is_empty(), "no tenant lives on the stopped node: the test proves nothing");
     let on_stopped_node: HashSet<String> = waiting.iter().map(|(t, _, _)| t.clone()).collect();
+    // The tenants on the running node go on while the other is down (one node's outage stops
+    // only its own tenants): what becomes due with no notification to wake anyone (here a
+    // delayed publish; a retry is the same) is found by the poll, which asks every tenant.
+    let up = tenants.iter().position(|t| !on_stopped_node.contains(t)).expect("a tenant on the running node");
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let id = apis[up].publish(json!({"id": "node_down_later", "type": "b.later", "deliver_at": soon, "data": 1})).await;
+    expect(&tenants[up], id.clone(), "b.later");
+    let path = format!("/{}/all", tenants[up]);
+    eventually("a delayed event delivered while another node is down", WAIT, || async {
+        rx.requests(&path).iter().any(|r| r.header("webhook-id") == Some(id.as_str())).then_some(())
+    })
+    .await;
     pg(&format!("pg_start '{dir}' {port} -c shared_preload_libraries=citus -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"));
     for (t, api, id) in waiting {
         api.publish_when_accepted(json!({"id": id, "type": "a.node", "data": 1}), WAIT).await;

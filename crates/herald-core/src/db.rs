@@ -290,6 +290,10 @@ pub async fn tenants(client: &tokio_postgres::Client) -> Result<Vec<crate::id::T
 /// and answers one boolean) is true. One statement per tenant, each naming one tenant (so each
 /// is a one-node query under Citus and an index probe under PostgreSQL), pipelined on one
 /// connection. Cheaper than any "distinct tenants with work" query once a backlog is large.
+///
+/// A tenant whose probe fails is left out (logged, one line for all of them): on Citus, a
+/// worker node that is down fails its own tenants' probes, and the tenants on the other nodes
+/// go on. Only when every probe fails (the database itself is unreachable) is it an error.
 pub async fn tenants_where(
     client: &tokio_postgres::Client,
     probe: &str,
@@ -303,8 +307,16 @@ pub async fn tenants_where(
         let statement = &statement;
         async move { client.query_one(statement, &all).await.map(|r| r.get::<_, bool>(0)) }
     });
-    let answers = futures_util::future::try_join_all(probes).await?;
-    Ok(tenants.into_iter().zip(answers).filter(|(_, due)| *due).map(|(t, _)| t).collect())
+    let answers = futures_util::future::join_all(probes).await;
+    let failed = answers.iter().filter(|a| a.is_err()).count();
+    if failed > 0 && failed == answers.len() {
+        return Err(answers.into_iter().find_map(Result::err).map(DbError::from).expect("a failed probe"));
+    }
+    if let Some(e) = answers.iter().find_map(|a| a.as_ref().err()) {
+        tracing::warn!(failed, of = answers.len(), error = %describe(e),
+                       "some tenants could not be asked (their node may be down); the others go on");
+    }
+    Ok(tenants.into_iter().zip(answers).filter(|(_, due)| matches!(due, Ok(true))).map(|(t, _)| t).collect())
 }
 
 #[cfg(test)]

@@ -225,6 +225,7 @@ impl Worker {
         let k = rotate % tenants.len();
         tenants.rotate_left(k);
         let share = free.div_ceil(tenants.len()).max(1);
+        let (n, mut failures) = (tenants.len(), 0);
         for tenant in tenants {
             let want = share.min(free - out.len());
             if want == 0 {
@@ -248,12 +249,20 @@ impl Worker {
                     out.ready.extend(got.ready);
                     out.refused.extend(got.refused);
                 }
-                // Each tenant's claim commits on its own: keep what earlier ones leased.
-                Err(e) if !out.is_empty() => {
-                    tracing::warn!(error = %e, %tenant, "claim failed; sending what was already leased");
-                    break;
+                // Each tenant's claim commits on its own: one that fails (on Citus, its node may
+                // be down) leaves the others' to go on, and what was leased is sent. Without a
+                // connection at all, the round ends.
+                Err(e) => {
+                    failures += 1;
+                    if matches!(e, StoreError::Pool(_)) || failures == n {
+                        if out.is_empty() {
+                            return Err(e);
+                        }
+                        tracing::warn!(error = %e, %tenant, "claim failed; sending what was already leased");
+                        break;
+                    }
+                    tracing::warn!(error = %e, %tenant, "claim failed for this tenant; the others go on");
                 }
-                Err(e) => return Err(e),
             }
         }
         Ok(out)

@@ -123,3 +123,28 @@ async fn a_rolled_back_fan_out_leaves_the_event_pending() {
     );
     assert_eq!(poller.tick().await.unwrap(), 0);
 }
+
+/// The poll asks each tenant on its own: one whose probe fails (on Citus, its worker node is
+/// down) is left out and the others are still found; only when every probe fails is it an error.
+#[tokio::test]
+async fn a_tenant_whose_probe_fails_is_left_out_and_the_others_are_found() {
+    let db = TestDb::new().await;
+    for t in ["acme", "globex", "initech"] {
+        db.tenant(t).await;
+    }
+    let client = db.client().await;
+    // A probe that fails for the tenants named in $2, as a query to a stopped node does.
+    let probe = "SELECT CASE WHEN $1 = ANY($2::text[]) THEN 1 / 0 = 1 ELSE $1 <> 'initech' END";
+    let found = |fail: &'static [&'static str]| {
+        let client = &client;
+        async move {
+            let fail: Vec<&str> = fail.to_vec();
+            herald_core::db::tenants_where(client, probe, &[&fail]).await
+        }
+    };
+    let names = |v: Vec<herald_core::id::TenantId>| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    assert_eq!(names(found(&[]).await.unwrap()), ["acme", "globex"]);
+    assert_eq!(names(found(&["acme"]).await.unwrap()), ["globex"], "acme's failure leaves globex found");
+    let err = found(&["acme", "globex", "initech"]).await.expect_err("every probe failed");
+    assert!(err.to_string().contains("division by zero"), "{err}");
+}
