@@ -130,7 +130,7 @@ async fn herald_runs_on_citus() {
     expect("t01", "r1".into(), "r");
     api.wait_delivery(&f, Some(&fail), "failed", WAIT).await;
     api.wait_delivery(&g, Some(&gone), "failed", WAIT).await;
-    let notes = rx.wait_for("/t01/ops", 2, WAIT).await;
+    let notes = wait_or_explain(&rx, "/t01/ops", 2, &admin, "t01").await;
     let mut kinds: Vec<String> = notes.iter().map(|r| r.json()["type"].as_str().unwrap().to_string()).collect();
     kinds.sort();
     assert_eq!(kinds, ["endpoint.disabled", "endpoint.failing"]);
@@ -351,6 +351,49 @@ async fn herald_runs_on_citus() {
     let done = herald_core::db::migrate_with(&url, &herald_core::clock::system(), false, later()).await.unwrap();
     assert!(done.applied.is_empty() && done.distributed.is_empty(), "{done:?}");
     assert!(!herald_core::citus::distributed(&admin).await.unwrap(), "a single PostgreSQL again");
+}
+
+/// `rx.wait_for`, but a timeout also shows what the database holds of `tenant`'s `endpoint.*`
+/// events, its outbox queue, and the deliveries and attempts to the endpoint behind `path`.
+async fn wait_or_explain(
+    rx: &Receiver,
+    path: &str,
+    n: usize,
+    admin: &tokio_postgres::Client,
+    tenant: &str,
+) -> Vec<herald_testkit::Received> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got = rx.requests(path);
+        if got.len() >= n {
+            return got;
+        }
+        if std::time::Instant::now() > deadline {
+            let mut said = vec![format!(
+                "{} of {n} requests to {path}: {:?}",
+                got.len(),
+                got.iter().map(|r| r.describe()).collect::<Vec<_>>()
+            )];
+            for sql in [
+                "SELECT 'event', event_id, event_type, created_at::text FROM herald.events WHERE tenant_id = $1 AND event_type LIKE 'endpoint.%'",
+                "SELECT 'pending', event_id, seq::text, '' FROM herald.pending_events WHERE tenant_id = $1",
+                "SELECT 'set aside', event_id, error, failed_at::text FROM herald.fanout_failures WHERE tenant_id = $1",
+                "SELECT 'delivery', d.delivery_id, d.state || ' attempts ' || d.attempt_count || ' lost ' || d.lost_leases || ' owner ' || coalesce(d.lease_owner, '-'),                         'next ' || d.next_attempt_at || ' lease ' || coalesce(d.lease_until::text, '-') || ' error ' || coalesce(d.last_error, '-')                    FROM herald.deliveries d JOIN herald.endpoints e ON e.tenant_id = d.tenant_id AND e.endpoint_id = d.endpoint_id                   WHERE d.tenant_id = $1 AND e.url LIKE '%' || $2",
+                "SELECT 'endpoint', endpoint_id, status, url FROM herald.endpoints WHERE tenant_id = $1",
+            ] {
+                let both: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenant, &path];
+                let params = if sql.contains("$2") { &both[..] } else { &both[..1] };
+                match admin.query(sql, params).await {
+                    Ok(rows) => said.extend(rows.iter().map(|r| {
+                        (0..4).map(|i| r.get::<_, Option<String>>(i).unwrap_or_default()).collect::<Vec<_>>().join(" | ")
+                    })),
+                    Err(e) => said.push(format!("{sql}: {e}")),
+                }
+            }
+            panic!("timed out after {WAIT:?} waiting for {n} requests to {path}:\n{}", said.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A later release's migration: several statements in one file (Citus refuses some of them
