@@ -375,17 +375,37 @@ async fn wait_or_explain(
                 got.iter().map(|r| r.describe()).collect::<Vec<_>>()
             )];
             for sql in [
-                "SELECT 'event', event_id, event_type, created_at::text FROM herald.events WHERE tenant_id = $1 AND event_type LIKE 'endpoint.%'",
+                "SELECT 'event', event_id, event_type, created_at::text FROM herald.events \
+                  WHERE tenant_id = $1 AND event_type LIKE 'endpoint.%'",
                 "SELECT 'pending', event_id, seq::text, '' FROM herald.pending_events WHERE tenant_id = $1",
                 "SELECT 'set aside', event_id, error, failed_at::text FROM herald.fanout_failures WHERE tenant_id = $1",
-                "SELECT 'delivery', d.delivery_id, d.state || ' attempts ' || d.attempt_count || ' lost ' || d.lost_leases || ' owner ' || coalesce(d.lease_owner, '-'),                         'next ' || d.next_attempt_at || ' lease ' || coalesce(d.lease_until::text, '-') || ' error ' || coalesce(d.last_error, '-')                    FROM herald.deliveries d JOIN herald.endpoints e ON e.tenant_id = d.tenant_id AND e.endpoint_id = d.endpoint_id                   WHERE d.tenant_id = $1 AND e.url LIKE '%' || $2",
+                "SELECT 'delivery', d.delivery_id, \
+                        d.state || ' attempts ' || d.attempt_count || ' lost ' || d.lost_leases \
+                          || ' owner ' || coalesce(d.lease_owner, '-'), \
+                        'next ' || d.next_attempt_at || ' lease ' || coalesce(d.lease_until::text, '-') \
+                          || ' error ' || coalesce(d.last_error, '-') \
+                   FROM herald.deliveries d \
+                   JOIN herald.endpoints e ON e.tenant_id = d.tenant_id AND e.endpoint_id = d.endpoint_id \
+                  WHERE d.tenant_id = $1 AND e.url LIKE '%' || $2",
                 "SELECT 'endpoint', endpoint_id, status, url FROM herald.endpoints WHERE tenant_id = $1",
+                // A stall shows here: what each of Herald's sessions runs or waits for, and who blocks whom.
+                "SELECT 'session ' || nodeid || '/' || pid, application_name || ' ' || coalesce(state, '') || ' since ' \
+                          || coalesce(state_change::text, ''), \
+                        coalesce(wait_event_type, '') || ':' || coalesce(wait_event, ''), \
+                        left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 300) \
+                   FROM citus_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                    AND state IS DISTINCT FROM 'idle'",
+                "SELECT 'lock wait', waiting_gpid::text || ' waits for ' || blocking_gpid::text, \
+                        left(current_statement_in_blocking_process, 200), left(blocked_statement, 200) FROM citus_lock_waits",
             ] {
                 let both: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenant, &path];
-                let params = if sql.contains("$2") { &both[..] } else { &both[..1] };
+                let params = &both[..[sql.contains("$1"), sql.contains("$2")].iter().filter(|b| **b).count()];
                 match admin.query(sql, params).await {
                     Ok(rows) => said.extend(rows.iter().map(|r| {
-                        (0..4).map(|i| r.get::<_, Option<String>>(i).unwrap_or_default()).collect::<Vec<_>>().join(" | ")
+                        (0..4)
+                            .map(|i| r.get::<_, Option<String>>(i).unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join(" | ")
                     })),
                     Err(e) => said.push(format!("{sql}: {e}")),
                 }

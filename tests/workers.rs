@@ -254,3 +254,47 @@ async fn a_backlog_for_one_endpoint_keeps_flowing_between_polls() {
     eprintln!("backlog of {n} for one endpoint (4 at a time, 30 s poll) delivered in {:?}", started.elapsed());
     assert!(rx.max_concurrent("/backlog") <= 4);
 }
+
+/// One tenant whose results cannot be written (here a trigger refuses its rows with a
+/// connection error, as a Citus node that is down does) holds up no other tenant's: theirs are
+/// recorded at once, its own are held and written once it can be, each delivery sent once
+/// while its lease held.
+#[tokio::test]
+async fn a_tenant_whose_results_cannot_be_written_holds_up_no_other() {
+    let db = TestDb::new().await;
+    // "aaa" sorts first: a recorder that went tenant by tenant and stopped at the first
+    // failure would never reach "bbb".
+    // A lease longer than the test: every send below is a first send, none a lost lease's.
+    let env = fast_with(&[("HERALD_LEASE", "600s")]);
+    let producer = Herald::start(&db, "producer", &env).await;
+    let _worker = Herald::start(&db, "worker", &env).await;
+    let rx = Receiver::start().await;
+    let (mut apis, mut endpoints) = (Vec::new(), Vec::new());
+    for t in ["aaa", "bbb"] {
+        let api = Api::new(&producer.base, &db.tenant(t).await);
+        endpoints.push(api.endpoint(json!({"url": rx.url(&format!("/{t}"))})).await.0);
+        apis.push(api);
+    }
+    let admin = db.client().await;
+    admin
+        .batch_execute(
+            "CREATE FUNCTION herald.refuse_aaa() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               RAISE EXCEPTION 'aaa''s node is down' USING ERRCODE = 'connection_failure'; END $$; \
+             CREATE TRIGGER refuse_aaa BEFORE UPDATE ON herald.deliveries FOR EACH ROW \
+               WHEN (NEW.tenant_id = 'aaa' AND NEW.lease_owner IS NULL) EXECUTE FUNCTION herald.refuse_aaa()",
+        )
+        .await
+        .unwrap();
+    let a = apis[0].publish(json!({"id": "a1", "type": "t", "data": 1})).await;
+    rx.wait_for("/aaa", 1, WAIT).await;
+    let b = apis[1].publish(json!({"id": "b1", "type": "t", "data": 1})).await;
+    rx.wait_for("/bbb", 1, WAIT).await;
+    // Well before any lease could expire.
+    apis[1].wait_delivery(&b, Some(&endpoints[1]), "delivered", Duration::from_secs(60)).await;
+    let (_, v) = apis[0].get(&format!("/v1/events/{a}")).await;
+    assert_eq!(v["deliveries"][0]["state"], "delivering", "aaa's result cannot be written yet: {v}");
+
+    admin.batch_execute("DROP TRIGGER refuse_aaa ON herald.deliveries").await.unwrap();
+    apis[0].wait_delivery(&a, Some(&endpoints[0]), "delivered", Duration::from_secs(60)).await;
+    assert_eq!((rx.count("/aaa"), rx.count("/bbb")), (1, 1), "each sent once: its result was held, not lost");
+}

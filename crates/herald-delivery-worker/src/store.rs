@@ -341,8 +341,19 @@ impl Store {
     /// Records a batch of finished attempts: per tenant, each delivery's new state (see
     /// [`retry::after`]) and its attempt in one statement. When an endpoint's health changes
     /// (rare), that tenant's results and the `endpoint.*` events go in one transaction,
-    /// endpoints taken in a fixed order so that two recorders never deadlock.
+    /// endpoints taken in a fixed order so that two recorders never deadlock. The first error,
+    /// if any (see [`Store::record_each`]).
     pub async fn record(&self, batch: &[Finished], now: DateTime<Utc>) -> Result<(), StoreError> {
+        match self.record_each(batch, now).await.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Store::record`], tenant by tenant: a tenant whose results cannot be written (on Citus,
+    /// its node may be down) does not hold up the others'. Answers the tenants that failed:
+    /// the indexes in `batch` of their results, and why.
+    pub async fn record_each(&self, batch: &[Finished], now: DateTime<Utc>) -> Vec<(Vec<usize>, StoreError)> {
         let mut rng = rand::rngs::StdRng::from_os_rng();
         let nexts: Vec<retry::Next> = batch
             .iter()
@@ -352,42 +363,67 @@ impl Store {
         for (i, f) in batch.iter().enumerate() {
             by_tenant.entry(&f.claimed.tenant_id).or_default().push(i);
         }
-        let mut client = self.pool.get().await?;
+        let mut client = match self.pool.get().await {
+            Ok(c) => c,
+            Err(e) => return vec![((0..batch.len()).collect(), e.into())],
+        };
         // Planned for these values each time, as the claim is: a cached generic plan of this
         // join with an array (PostgreSQL's choice after five runs) scanned the whole table, 43 ms
         // for 125 results with 50,000 deliveries (make bench), where the custom plan takes 2.
-        let statement = client.prepare(deliveries::RECORD).await?;
-        for (tenant, idx) in &by_tenant {
-            let items: Vec<_> = idx.iter().map(|&i| (&batch[i], &nexts[i])).collect();
-            if idx.iter().all(|&i| nexts[i].transition.is_none()) {
-                // Nothing but results: the statement commits on its own.
-                let landed = self.record_tenant(&**client, &statement, tenant, &items, now).await?;
-                self.count(&items, &landed);
+        let statement = match client.prepare(deliveries::RECORD).await {
+            Ok(s) => s,
+            Err(e) => return vec![((0..batch.len()).collect(), e.into())],
+        };
+        let mut failed = Vec::new();
+        for (tenant, idx) in by_tenant {
+            if let Err(e) = self.record_for(&mut client, &statement, tenant, &idx, batch, &nexts, now).await {
+                failed.push((idx, e));
+            }
+        }
+        failed
+    }
+
+    /// One tenant's results (`idx` in `batch`).
+    #[allow(clippy::too_many_arguments)]
+    async fn record_for(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        statement: &tokio_postgres::Statement,
+        tenant: &TenantId,
+        idx: &[usize],
+        batch: &[Finished],
+        nexts: &[retry::Next],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let items: Vec<_> = idx.iter().map(|&i| (&batch[i], &nexts[i])).collect();
+        if idx.iter().all(|&i| nexts[i].transition.is_none()) {
+            // Nothing but results: the statement commits on its own.
+            let landed = self.record_tenant(&***client, statement, tenant, &items, now).await?;
+            self.count(&items, &landed);
+            return Ok(());
+        }
+        // A change of an endpoint's health: the tenant's results, the endpoint and its
+        // event in one transaction (of this tenant alone: on Citus, on one node).
+        let tx = client.transaction().await?;
+        let here = self.record_tenant(&*tx, statement, tenant, &items, now).await?;
+        // The strongest change per endpoint wins: disabled over failing over recovered.
+        let mut transitions: BTreeMap<&EndpointId, (retry::Transition, &Finished)> = BTreeMap::new();
+        for &i in idx {
+            let (f, t) = (&batch[i], nexts[i].transition);
+            let (Some(t), Some(endpoint)) = (t, f.claimed.endpoint_id.as_ref()) else { continue };
+            if !here.contains(&f.claimed.delivery_id) {
                 continue;
             }
-            // A change of an endpoint's health: the tenant's results, the endpoint and its
-            // event in one transaction (of this tenant alone: on Citus, on one node).
-            let tx = client.transaction().await?;
-            let here = self.record_tenant(&*tx, &statement, tenant, &items, now).await?;
-            // The strongest change per endpoint wins: disabled over failing over recovered.
-            let mut transitions: BTreeMap<&EndpointId, (retry::Transition, &Finished)> = BTreeMap::new();
-            for &i in idx {
-                let (f, t) = (&batch[i], nexts[i].transition);
-                let (Some(t), Some(endpoint)) = (t, f.claimed.endpoint_id.as_ref()) else { continue };
-                if !here.contains(&f.claimed.delivery_id) {
-                    continue;
-                }
-                let e = transitions.entry(endpoint).or_insert((t, f));
-                if t > e.0 {
-                    *e = (t, f);
-                }
+            let e = transitions.entry(endpoint).or_insert((t, f));
+            if t > e.0 {
+                *e = (t, f);
             }
-            for (endpoint, (transition, f)) in transitions {
-                self.transition(&tx, tenant, endpoint, transition, f, now).await?;
-            }
-            tx.commit().await?;
-            self.count(&items, &here);
         }
+        for (endpoint, (transition, f)) in transitions {
+            self.transition(&tx, tenant, endpoint, transition, f, now).await?;
+        }
+        tx.commit().await?;
+        self.count(&items, &here);
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use deadpool_postgres::Pool;
 use herald_core::clock::SharedClock;
 use herald_core::id::TenantId;
@@ -371,46 +371,94 @@ impl InFlight {
     }
 }
 
+/// Writes results as they come, in batches. A tenant whose results cannot be written (the
+/// database, or on Citus its node, is unreachable) has them held and tried again after a
+/// backoff, while the other tenants' results go on being written: their leases do not expire
+/// for another tenant's trouble. Held results are given up after `RECORD_TRIES` (not lost:
+/// their leases expire and the deliveries are attempted again).
 async fn record_loop(store: Store, clock: SharedClock, wake: Arc<Wake>, mut rx: mpsc::Receiver<Finished>) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+    let backoff = ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).with_max_times(RECORD_TRIES);
+    let mut delays = backoff.build();
+    let mut held: Vec<Finished> = Vec::new();
+    let mut retry_at = tokio::time::Instant::now();
+    let mut open = true;
+    loop {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        // Wait for results; with some held, no longer than until their next try.
+        let received = match (open, held.is_empty()) {
+            (true, true) => Some(rx.recv().await),
+            (true, false) => tokio::time::timeout_at(retry_at, rx.recv()).await.ok(),
+            (false, false) => {
+                tokio::time::sleep_until(retry_at).await;
+                None
+            }
+            (false, true) => break,
+        };
+        match received {
+            Some(Some(f)) => batch.push(f),
+            Some(None) => open = false,
+            None => {}
+        }
         while batch.len() < RECORD_BATCH {
             match rx.try_recv() {
                 Ok(f) => batch.push(f),
                 Err(_) => break,
             }
         }
-        if let Err(e) = record_with_retries(&store, &clock, &batch).await {
+        let retrying = !held.is_empty() && tokio::time::Instant::now() >= retry_at;
+        if retrying {
+            batch.append(&mut held);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let mut again = Vec::new();
+        for (idx, e) in store.record_each(&batch, clock.now()).await {
             if e.is_data_error() {
                 // One bad row must not hold up the others: write them one by one.
-                tracing::error!(error = %e, count = batch.len(), "a result could not be stored; recording one by one");
-                for f in &batch {
-                    if let Err(e) = record_with_retries(&store, &clock, std::slice::from_ref(f)).await {
-                        // Not lost: the lease expires and the delivery is attempted again.
-                        tracing::error!(error = %e, delivery = %f.claimed.delivery_id, "could not record a result");
+                tracing::error!(error = %e, count = idx.len(), "a result could not be stored; recording one by one");
+                for i in idx {
+                    for (_, e) in store.record_each(std::slice::from_ref(&batch[i]), clock.now()).await {
+                        if e.is_data_error() {
+                            // Not lost: the lease expires and the delivery is attempted again.
+                            tracing::error!(error = %e, delivery = %batch[i].claimed.delivery_id, "could not record a result");
+                        } else {
+                            again.push(i);
+                        }
                     }
                 }
             } else {
-                tracing::error!(error = %e, count = batch.len(), "giving up recording results; their leases will expire");
+                tracing::warn!(error = %e, count = idx.len(), "recording a tenant's results failed; holding them to try again");
+                again.extend(idx);
             }
+        }
+        let mut unwritten = vec![false; batch.len()];
+        for &i in &again {
+            unwritten[i] = true;
         }
         // A FIFO endpoint's next delivery may go once this one's result is in: claim it now
         // rather than at the next poll.
-        for f in batch.iter().filter(|f| f.claimed.fifo) {
+        for (f, _) in batch.iter().zip(&unwritten).filter(|(f, &u)| f.claimed.fifo && !u) {
             wake.hint(Some(f.claimed.tenant_id.as_str()));
         }
-        batch.clear();
+        if again.is_empty() {
+            if retrying {
+                delays = backoff.build();
+            }
+            continue;
+        }
+        match delays.next() {
+            Some(wait) => {
+                retry_at = tokio::time::Instant::now() + wait;
+                held.extend(batch.into_iter().zip(unwritten).filter_map(|(f, u)| u.then_some(f)));
+            }
+            None => {
+                tracing::error!(count = again.len(), "giving up recording results; their leases will expire");
+                delays = backoff.build();
+            }
+        }
     }
 }
 
-/// Writes a batch, retrying while the database is unreachable or the transaction lost a race;
-/// a data error is answered at once (retrying the same rows cannot help).
-async fn record_with_retries(store: &Store, clock: &SharedClock, batch: &[Finished]) -> Result<(), StoreError> {
-    let write = || async { store.record(batch, clock.now()).await };
-    write
-        .retry(ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).with_max_times(1000))
-        .when(|e: &StoreError| !e.is_data_error())
-        .notify(|e, wait| tracing::warn!(error = %e, ?wait, "recording results failed; retrying"))
-        .await
-}
+/// How many times held results are tried again before they are given up (about 80 minutes).
+const RECORD_TRIES: usize = 1000;
