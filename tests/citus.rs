@@ -33,7 +33,10 @@ async fn herald_runs_on_citus() {
     tokio::spawn(connection);
     attempt_months_are_citus_partitions(&admin).await;
 
-    let env = fast_with(&[("HERALD_LEASE", "3s")]);
+    // Long enough that no attempt outlasts it on a loaded machine (a duplicate must then come
+    // from the killed worker or the stopped node), short enough that the killed worker's
+    // deliveries are soon taken over.
+    let env = fast_with(&[("HERALD_LEASE", "10s")]);
     let producer = Herald::start_url(&url, "producer", &env, true).await;
     let _poller = Herald::start_url(&url, "poller", &env, true).await;
     let mut w1 = Herald::start_url(&url, "worker", &env, true).await;

@@ -49,7 +49,9 @@ async fn a_steady_rate_holds_flat() {
     let rate = 100u64;
     let db = TestDb::new().await;
     let token = db.tenant("acme").await;
-    let env = fast_with(&[]);
+    let pool_size = 10;
+    let pool_setting = pool_size.to_string();
+    let env = fast_with(&[("HERALD_DATABASE_POOL_SIZE", &pool_setting)]);
     let producer = Herald::start(&db, "producer", &env).await;
     let poller = Herald::start(&db, "poller", &env).await;
     let w1 = Herald::start(&db, "worker", &env).await;
@@ -105,11 +107,14 @@ async fn a_steady_rate_holds_flat() {
         );
     }
     assert!(end.backlog <= (rate as i64) * 5, "the backlog grew to {}: delivery fell behind", end.backlog);
+    // Pools grow with load (a slow machine holds connections longer) but are capped: more
+    // than every process's pool, its listener and the test's own pool is a connection opened
+    // outside a pool and never closed.
+    let cap = procs.len() as i64 * (pool_size + 1) + herald_testkit::POOL_SIZE as i64;
     assert!(
-        end.connections <= warm.connections + 8,
-        "connections grew from {} to {}",
-        warm.connections,
-        end.connections
+        max_connections <= cap,
+        "connections grew from {} to {max_connections}, past what the pools allow ({cap})",
+        warm.connections
     );
 }
 

@@ -32,6 +32,9 @@ pub fn free_port() -> u16 {
     panic!("no free port between 20000 and 32000 on 127.0.0.1")
 }
 
+/// How many connections a [`TestDb`]'s own pool opens at most.
+pub const POOL_SIZE: usize = 8;
+
 /// A database of its own for one test, migrated.
 pub struct TestDb {
     pub url: String,
@@ -113,7 +116,7 @@ impl TestDb {
         admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await.unwrap();
         admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await.unwrap();
         let url = with_database(&admin_url(), &name);
-        let pool = db::pool(&url, 8).expect("pool");
+        let pool = db::pool(&url, POOL_SIZE).expect("pool");
         Self { url, name, pool }
     }
 
