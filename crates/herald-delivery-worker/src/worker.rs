@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use deadpool_postgres::Pool;
 use herald_core::clock::SharedClock;
 use herald_core::id::TenantId;
@@ -374,30 +374,25 @@ impl InFlight {
 /// Writes results as they come, in batches. A tenant whose results cannot be written (the
 /// database, or on Citus its node, is unreachable) has them held and tried again after a
 /// backoff, while the other tenants' results go on being written: their leases do not expire
-/// for another tenant's trouble. Held results are given up after `RECORD_TRIES` (not lost:
-/// their leases expire and the deliveries are attempted again).
+/// for another tenant's trouble (see [`Held`]).
 async fn record_loop(store: Store, clock: SharedClock, wake: Arc<Wake>, mut rx: mpsc::Receiver<Finished>) {
-    let backoff = ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).with_max_times(RECORD_TRIES);
-    let mut delays = backoff.build();
-    let mut held: Vec<Finished> = Vec::new();
-    let mut retry_at = tokio::time::Instant::now();
+    let mut held = Held::new();
     let mut open = true;
-    loop {
-        let mut batch = Vec::with_capacity(RECORD_BATCH);
-        // Wait for results; with some held, no longer than until their next try.
-        let received = match (open, held.is_empty()) {
-            (true, true) => Some(rx.recv().await),
-            (true, false) => tokio::time::timeout_at(retry_at, rx.recv()).await.ok(),
-            (false, false) => {
-                tokio::time::sleep_until(retry_at).await;
-                None
-            }
-            (false, true) => break,
+    while open || !held.results.is_empty() {
+        // Wait for results; with some held, no longer than until they are due again.
+        let received = if !open {
+            tokio::time::sleep_until(held.due_at).await;
+            Ok(None)
+        } else if held.results.is_empty() {
+            Ok(rx.recv().await)
+        } else {
+            tokio::time::timeout_at(held.due_at, rx.recv()).await
         };
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
         match received {
-            Some(Some(f)) => batch.push(f),
-            Some(None) => open = false,
-            None => {}
+            Ok(Some(f)) => batch.push(f),
+            Ok(None) => open = false,
+            Err(_) => {} // the held results are due
         }
         while batch.len() < RECORD_BATCH {
             match rx.try_recv() {
@@ -405,60 +400,80 @@ async fn record_loop(store: Store, clock: SharedClock, wake: Arc<Wake>, mut rx: 
                 Err(_) => break,
             }
         }
-        let retrying = !held.is_empty() && tokio::time::Instant::now() >= retry_at;
-        if retrying {
-            batch.append(&mut held);
+        if tokio::time::Instant::now() >= held.due_at {
+            batch.append(&mut held.results);
         }
-        if batch.is_empty() {
+        let unwritten = write(&store, &clock, &wake, batch).await;
+        held.hold(unwritten);
+    }
+}
+
+/// Writes a batch; answers the results that cannot be written for now (their tenant's
+/// database, or on Citus its node, is unreachable).
+async fn write(store: &Store, clock: &SharedClock, wake: &Wake, batch: Vec<Finished>) -> Vec<Finished> {
+    let mut unwritten = vec![false; batch.len()];
+    for (idx, e) in store.record_each(&batch, clock.now()).await {
+        if !e.is_data_error() {
+            tracing::warn!(error = %e, count = idx.len(), "recording a tenant's results failed; holding them to try again");
+            idx.iter().for_each(|&i| unwritten[i] = true);
             continue;
         }
-        let mut again = Vec::new();
-        for (idx, e) in store.record_each(&batch, clock.now()).await {
-            if e.is_data_error() {
-                // One bad row must not hold up the others: write them one by one.
-                tracing::error!(error = %e, count = idx.len(), "a result could not be stored; recording one by one");
-                for i in idx {
-                    for (_, e) in store.record_each(std::slice::from_ref(&batch[i]), clock.now()).await {
-                        if e.is_data_error() {
-                            // Not lost: the lease expires and the delivery is attempted again.
-                            tracing::error!(error = %e, delivery = %batch[i].claimed.delivery_id, "could not record a result");
-                        } else {
-                            again.push(i);
-                        }
-                    }
+        // One bad row must not hold up the others: write them one by one.
+        tracing::error!(error = %e, count = idx.len(), "a result could not be stored; recording one by one");
+        for i in idx {
+            for (_, e) in store.record_each(std::slice::from_ref(&batch[i]), clock.now()).await {
+                if e.is_data_error() {
+                    // Not lost: the lease expires and the delivery is attempted again.
+                    tracing::error!(error = %e, delivery = %batch[i].claimed.delivery_id, "could not record a result");
+                } else {
+                    unwritten[i] = true;
                 }
-            } else {
-                tracing::warn!(error = %e, count = idx.len(), "recording a tenant's results failed; holding them to try again");
-                again.extend(idx);
             }
         }
-        let mut unwritten = vec![false; batch.len()];
-        for &i in &again {
-            unwritten[i] = true;
-        }
-        // A FIFO endpoint's next delivery may go once this one's result is in: claim it now
-        // rather than at the next poll.
-        for (f, _) in batch.iter().zip(&unwritten).filter(|(f, &u)| f.claimed.fifo && !u) {
-            wake.hint(Some(f.claimed.tenant_id.as_str()));
-        }
-        if again.is_empty() {
-            if retrying {
-                delays = backoff.build();
+    }
+    // A FIFO endpoint's next delivery may go once this one's result is in: claim it now
+    // rather than at the next poll.
+    for (f, _) in batch.iter().zip(&unwritten).filter(|(f, &u)| f.claimed.fifo && !u) {
+        wake.hint(Some(f.claimed.tenant_id.as_str()));
+    }
+    batch.into_iter().zip(unwritten).filter_map(|(f, u)| u.then_some(f)).collect()
+}
+
+/// Results the recorder could not write yet, and when they are due to be tried again: after a
+/// backoff, at most 5 s apart, given up after `RECORD_TRIES` (about 80 minutes; not lost:
+/// their leases expire and the deliveries are attempted again).
+struct Held {
+    results: Vec<Finished>,
+    due_at: tokio::time::Instant,
+    backoff: ExponentialBuilder,
+    delays: ExponentialBackoff,
+}
+
+const RECORD_TRIES: usize = 1000;
+
+impl Held {
+    fn new() -> Self {
+        let backoff = ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).with_max_times(RECORD_TRIES);
+        Self { results: Vec::new(), due_at: tokio::time::Instant::now(), delays: backoff.build(), backoff }
+    }
+
+    /// Holds what a write left unwritten; once nothing is held, the backoff starts over.
+    fn hold(&mut self, mut unwritten: Vec<Finished>) {
+        if unwritten.is_empty() {
+            if self.results.is_empty() {
+                self.delays = self.backoff.build();
             }
-            continue;
+            return;
         }
-        match delays.next() {
+        match self.delays.next() {
             Some(wait) => {
-                retry_at = tokio::time::Instant::now() + wait;
-                held.extend(batch.into_iter().zip(unwritten).filter_map(|(f, u)| u.then_some(f)));
+                self.due_at = tokio::time::Instant::now() + wait;
+                self.results.append(&mut unwritten);
             }
             None => {
-                tracing::error!(count = again.len(), "giving up recording results; their leases will expire");
-                delays = backoff.build();
+                tracing::error!(count = unwritten.len(), "giving up recording results; their leases will expire");
+                self.delays = self.backoff.build();
             }
         }
     }
 }
-
-/// How many times held results are tried again before they are given up (about 80 minutes).
-const RECORD_TRIES: usize = 1000;
