@@ -376,41 +376,37 @@ impl Store {
         };
         let mut failed = Vec::new();
         for (tenant, idx) in by_tenant {
-            if let Err(e) = self.record_for(&mut client, &statement, tenant, &idx, batch, &nexts, now).await {
+            let items: Vec<_> = idx.iter().map(|&i| (&batch[i], &nexts[i])).collect();
+            if let Err(e) = self.record_for(&mut client, &statement, tenant, &items, now).await {
                 failed.push((idx, e));
             }
         }
         failed
     }
 
-    /// One tenant's results (`idx` in `batch`).
-    #[allow(clippy::too_many_arguments)]
+    /// One tenant's results, each with what follows it.
     async fn record_for(
         &self,
         client: &mut deadpool_postgres::Object,
         statement: &tokio_postgres::Statement,
         tenant: &TenantId,
-        idx: &[usize],
-        batch: &[Finished],
-        nexts: &[retry::Next],
+        items: &[(&Finished, &retry::Next)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let items: Vec<_> = idx.iter().map(|&i| (&batch[i], &nexts[i])).collect();
-        if idx.iter().all(|&i| nexts[i].transition.is_none()) {
+        if items.iter().all(|(_, next)| next.transition.is_none()) {
             // Nothing but results: the statement commits on its own.
-            let landed = self.record_tenant(&***client, statement, tenant, &items, now).await?;
-            self.count(&items, &landed);
+            let landed = self.record_tenant(&***client, statement, tenant, items, now).await?;
+            self.count(items, &landed);
             return Ok(());
         }
         // A change of an endpoint's health: the tenant's results, the endpoint and its
         // event in one transaction (of this tenant alone: on Citus, on one node).
         let tx = client.transaction().await?;
-        let here = self.record_tenant(&*tx, statement, tenant, &items, now).await?;
+        let here = self.record_tenant(&*tx, statement, tenant, items, now).await?;
         // The strongest change per endpoint wins: disabled over failing over recovered.
         let mut transitions: BTreeMap<&EndpointId, (retry::Transition, &Finished)> = BTreeMap::new();
-        for &i in idx {
-            let (f, t) = (&batch[i], nexts[i].transition);
-            let (Some(t), Some(endpoint)) = (t, f.claimed.endpoint_id.as_ref()) else { continue };
+        for &(f, next) in items {
+            let (Some(t), Some(endpoint)) = (next.transition, f.claimed.endpoint_id.as_ref()) else { continue };
             if !here.contains(&f.claimed.delivery_id) {
                 continue;
             }
@@ -423,7 +419,7 @@ impl Store {
             self.transition(&tx, tenant, endpoint, transition, f, now).await?;
         }
         tx.commit().await?;
-        self.count(&items, &here);
+        self.count(items, &here);
         Ok(())
     }
 
